@@ -1,0 +1,1 @@
+from .registry import AlgorithmError, get_algorithm, list_algorithms, register_algorithm

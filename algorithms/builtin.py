@@ -1,0 +1,1 @@
+"""Built-in algorithms (filled in by the algorithms issue)."""

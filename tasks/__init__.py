@@ -1,0 +1,16 @@
+"""Task registry: eight NLP datasets as deterministic episodic benchmarks."""
+from .benchmark import (BenchmarkSpec, EpisodeManifest, build_manifest, check_disjoint, iter_episodes,
+                        make_benchmark)
+from .episodes import Episode, EpisodeShape, sample_episode
+from .loading import DataError, LoadedSplit, export_mirror, load_split, resolve_data_dir
+from .registry import UnknownDatasetError, get_dataset_spec, list_datasets, register_dataset
+from .spec import DatasetSpec
+from .tokenize import EncodingSettings, EpisodeEncoder, TokenCache
+
+__all__ = [
+    "BenchmarkSpec", "DataError", "DatasetSpec", "Episode", "EpisodeEncoder", "EpisodeManifest",
+    "EpisodeShape", "EncodingSettings", "LoadedSplit", "TokenCache", "UnknownDatasetError",
+    "build_manifest", "check_disjoint", "export_mirror", "get_dataset_spec", "iter_episodes",
+    "list_datasets", "load_split", "make_benchmark", "register_dataset", "resolve_data_dir",
+    "sample_episode",
+]

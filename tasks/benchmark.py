@@ -1,0 +1,210 @@
+"""Benchmarks: named, versioned sets of meta-training and meta-testing tasks.
+
+A benchmark fixes which datasets sit on which side (the protocol), how many tasks
+each side has and the episode shape per task type. ``build_episodes`` turns
+(benchmark, seed) into an :class:`EpisodeManifest`: the example ids of every task,
+whose fingerprint identifies exactly what was evaluated.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .episodes import Episode, EpisodeShape, sample_episode
+from .loading import DataError, LoadedSplit, load_split
+from .registry import get_dataset_spec, list_datasets
+
+PROTOCOLS = ("cross-dataset", "in-dataset")
+SIDES = ("meta-train", "meta-test")
+# Seed plan: meta-test datasets never seen in meta-training.
+CROSS_DATASET_TEST = ("ag_news", "yelp_review_full", "ontonotes5", "natural_questions")
+CROSS_DATASET_TRAIN = ("imdb", "sst2", "conll2003", "squad")
+DEFAULT_SHAPES = {
+    "classification": EpisodeShape(ways=5, shots=8, queries=16),
+    "ner": EpisodeShape(ways=3, shots=5, queries=10),
+    "qa": EpisodeShape(ways=1, shots=16, queries=32),
+}
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """Which tasks a benchmark holds. Its ``key`` names it in results."""
+
+    protocol: str = "cross-dataset"
+    meta_train_datasets: tuple[str, ...] = CROSS_DATASET_TRAIN
+    meta_test_datasets: tuple[str, ...] = CROSS_DATASET_TEST
+    n_meta_train: int = 50
+    n_meta_test: int = 20
+    shapes: dict[str, EpisodeShape] = field(default_factory=lambda: dict(DEFAULT_SHAPES))
+    version: str = "1"
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        for name in self.meta_train_datasets + self.meta_test_datasets:
+            get_dataset_spec(name)  # unknown names fail with the list of known ones
+        for name in self.meta_train_datasets:
+            if get_dataset_spec(name).train_split is None:
+                raise ValueError(f"dataset {name!r} has no train split and cannot be a meta-training dataset")
+        if self.n_meta_train < 0 or self.n_meta_test < 1:
+            raise ValueError("a benchmark needs n_meta_train >= 0 and n_meta_test >= 1 tasks")
+        if self.n_meta_train and not self.meta_train_datasets:
+            raise ValueError("n_meta_train > 0 but no meta-training datasets are given")
+        if not self.meta_test_datasets:
+            raise ValueError("a benchmark needs at least one meta-testing dataset")
+
+    @property
+    def key(self) -> str:
+        return f"{self.protocol}-v{self.version}"
+
+    def datasets(self, side: str) -> tuple[str, ...]:
+        return self.meta_train_datasets if side == "meta-train" else self.meta_test_datasets
+
+    def count(self, side: str) -> int:
+        return self.n_meta_train if side == "meta-train" else self.n_meta_test
+
+    def split_for(self, side: str, dataset: str) -> str:
+        """Meta-train tasks come only from training splits, meta-test only from evaluation splits."""
+        spec = get_dataset_spec(dataset)
+        return spec.train_split if side == "meta-train" else spec.eval_split
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["shapes"] = {k: asdict(v) for k, v in self.shapes.items()}
+        d["meta_train_datasets"] = list(self.meta_train_datasets)
+        d["meta_test_datasets"] = list(self.meta_test_datasets)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "BenchmarkSpec":
+        d = dict(d)
+        d["shapes"] = {k: EpisodeShape(**v) for k, v in d.get("shapes", {}).items()} or dict(DEFAULT_SHAPES)
+        d["meta_train_datasets"] = tuple(d.get("meta_train_datasets", ()))
+        d["meta_test_datasets"] = tuple(d.get("meta_test_datasets", ()))
+        return cls(**d)
+
+
+def make_benchmark(protocol: str = "cross-dataset", *, datasets: list[str] | None = None,
+                   n_meta_train: int = 50, n_meta_test: int = 20,
+                   shapes: dict[str, EpisodeShape] | None = None) -> BenchmarkSpec:
+    """The seed plan's benchmark for ``protocol``, optionally restricted to ``datasets``."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+    if protocol == "cross-dataset":
+        train, test = CROSS_DATASET_TRAIN, CROSS_DATASET_TEST
+        if datasets:
+            known = set(CROSS_DATASET_TRAIN + CROSS_DATASET_TEST)
+            for d in datasets:
+                get_dataset_spec(d)
+                if d not in known:
+                    raise ValueError(f"dataset {d!r} has no side in the cross-dataset protocol; use --protocol in-dataset")
+            train = tuple(d for d in train if d in datasets)
+            test = tuple(d for d in test if d in datasets)
+    else:
+        names = tuple(datasets) if datasets else tuple(list_datasets())
+        test = names
+        train = tuple(d for d in names if get_dataset_spec(d).train_split is not None)
+    merged = dict(DEFAULT_SHAPES)
+    merged.update(shapes or {})
+    return BenchmarkSpec(protocol, train, test, n_meta_train if train else 0, n_meta_test, merged)
+
+
+def episode_rng(benchmark: BenchmarkSpec, seed: int, side: str, index: int) -> np.random.Generator:
+    """The rng of one task: a pure function of (benchmark, seed, side, index)."""
+    bench = zlib.crc32(benchmark.key.encode())
+    return np.random.default_rng([int(seed), bench, SIDES.index(side), int(index)])
+
+
+def task_dataset(benchmark: BenchmarkSpec, side: str, index: int) -> str:
+    """Tasks go round-robin over the side's datasets, so every dataset gets its share."""
+    names = benchmark.datasets(side)
+    return names[index % len(names)]
+
+
+def iter_episodes(benchmark: BenchmarkSpec, seed: int, side: str, data_dir: str | os.PathLike | None = None,
+                  start: int = 0, stop: int | None = None) -> Iterator[Episode]:
+    """Episodes ``start..stop`` of one side, sampled lazily (a generator)."""
+    stop = benchmark.count(side) if stop is None else stop
+    for i in range(start, stop):
+        name = task_dataset(benchmark, side, i)
+        loaded = load_split(name, benchmark.split_for(side, name), data_dir)
+        yield sample_episode(loaded, benchmark.shapes[loaded.spec.task_type],
+                             episode_rng(benchmark, seed, side, i), side=side, index=i)
+
+
+@dataclass
+class EpisodeManifest:
+    """The example ids of every task of a benchmark at one seed; JSON round-trips."""
+
+    benchmark: BenchmarkSpec
+    seed: int
+    tasks: list[dict]
+    data: dict[str, str]  # "<dataset>/<split>" -> data fingerprint
+
+    @property
+    def fingerprint(self) -> str:
+        payload = json.dumps({"benchmark": self.benchmark.to_dict(), "seed": self.seed, "tasks": self.tasks,
+                              "data": self.data}, sort_keys=True).encode()
+        return hashlib.sha256(payload).hexdigest()[:16]
+
+    def to_dict(self) -> dict:
+        return {"benchmark": self.benchmark.to_dict(), "seed": self.seed, "data": self.data,
+                "fingerprint": self.fingerprint, "tasks": self.tasks}
+
+    def write(self, path: str | os.PathLike) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "EpisodeManifest":
+        try:
+            raw = json.loads(Path(path).read_text())
+            manifest = cls(BenchmarkSpec.from_dict(raw["benchmark"]), int(raw["seed"]), raw["tasks"], raw["data"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise DataError(f"cannot read episode manifest {path}: {exc}; write it with `suite tasks episodes`") from exc
+        if raw.get("fingerprint") not in (None, manifest.fingerprint):
+            raise DataError(f"episode manifest {path} does not match its fingerprint; it was edited or is corrupt")
+        return manifest
+
+    def ids(self, side: str) -> set[str]:
+        return {i for t in self.tasks if t["side"] == side for i in t["support"] + t["query"]}
+
+
+def _task_entry(ep: Episode) -> dict:
+    return {"side": ep.side, "index": ep.index, "dataset": ep.dataset, "split": ep.split,
+            "task_type": ep.task_type, "classes": list(ep.classes),
+            "support": ep.support_ids, "query": ep.query_ids}
+
+
+def build_manifest(benchmark: BenchmarkSpec, seed: int, data_dir: str | os.PathLike | None = None,
+                   episodes: list[Episode] | None = None) -> EpisodeManifest:
+    """Sample every task of both sides (or record the given ``episodes``)."""
+    if episodes is None:
+        episodes = [ep for side in SIDES for ep in iter_episodes(benchmark, seed, side, data_dir)]
+    data = {}
+    for side in SIDES:
+        for name in dict.fromkeys(benchmark.datasets(side)):
+            if benchmark.count(side):
+                split = benchmark.split_for(side, name)
+                data[f"{name}/{split}"] = load_split(name, split, data_dir).fingerprint
+    return EpisodeManifest(benchmark, seed, [_task_entry(ep) for ep in episodes], data)
+
+
+def check_disjoint(manifest: EpisodeManifest) -> None:
+    """Fail if any example id is used on both sides of the benchmark."""
+    shared = manifest.ids("meta-train") & manifest.ids("meta-test")
+    if shared:
+        raise DataError(f"{len(shared)} examples appear in both meta-training and meta-testing, e.g. {sorted(shared)[0]}")
+
+

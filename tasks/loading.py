@@ -1,0 +1,187 @@
+"""Load dataset splits from the Hugging Face Hub or a local mirror, one code path.
+
+Both sources go through ``datasets.load_dataset``: the Hub by id (pinned revision),
+a mirror as ``<data_dir>/<name>/<split>.parquet`` through the ``parquet`` builder.
+Every loaded split is checked against its spec (columns, label range) so a broken
+file fails here with its path and column, not deep inside training.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+
+from .registry import get_dataset_spec
+from .spec import DatasetSpec
+
+DATA_DIR_ENV = "SUITE_DATA_DIR"
+
+
+class DataError(RuntimeError):
+    """A dataset cannot be loaded or fails validation; the message says how to fix it."""
+
+
+@dataclass(frozen=True, eq=False)  # identity hash: used as a cache key
+class LoadedSplit:
+    """A validated split plus where it came from."""
+
+    spec: DatasetSpec
+    split: str
+    dataset: "object"  # datasets.Dataset
+    source: str  # "hub:<id>@<rev>" or a file path
+    fingerprint: str
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.dataset)
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The mirror folder: the explicit argument, else ``$SUITE_DATA_DIR``, else None (the Hub)."""
+    value = data_dir if data_dir not in (None, "") else os.environ.get(DATA_DIR_ENV) or None
+    if value is None:
+        return None
+    path = Path(value).expanduser().resolve()
+    if not path.is_dir():
+        raise DataError(f"data directory {path} does not exist; pass an existing mirror folder to --data-dir "
+                        f"(or unset {DATA_DIR_ENV} to load from the Hub)")
+    return path
+
+
+def mirror_path(data_dir: Path, name: str, split: str) -> Path:
+    return data_dir / name / f"{split}.parquet"
+
+
+def load_split(name: str, split: str, data_dir: str | os.PathLike | None = None) -> LoadedSplit:
+    """Load and validate one split; cached per process."""
+    root = resolve_data_dir(data_dir)
+    return _load_split_cached(name, split, str(root) if root else None)
+
+
+@lru_cache(maxsize=64)
+def _load_split_cached(name: str, split: str, data_dir: str | None) -> LoadedSplit:
+    spec = get_dataset_spec(name)
+    if split not in spec.splits:
+        raise DataError(f"dataset {name!r} has no split {split!r}; its splits are {', '.join(spec.splits)}")
+    if data_dir is not None:
+        path = mirror_path(Path(data_dir), name, split)
+        ds = _load_parquet(path, spec, split)
+        source, fingerprint = str(path), "sha256:" + _file_sha256(path)
+    else:
+        ds = _load_hub(spec, split)
+        source = f"hub:{spec.hub_id}" + (f"/{spec.hub_config}" if spec.hub_config else "") + f"@{spec.revision or 'main'}"
+        fingerprint = f"hf:{ds._fingerprint}"
+    _validate(ds, spec, source)
+    return LoadedSplit(spec, split, ds, source, fingerprint)
+
+
+def _load_parquet(path: Path, spec: DatasetSpec, split: str):
+    import datasets
+
+    if not path.is_file():
+        raise DataError(f"missing data file {path} (dataset {spec.name!r}, split {split!r}); "
+                        f"write the mirror with `suite data export --to {path.parent.parent}` or fix --data-dir")
+    try:
+        return datasets.load_dataset("parquet", data_files={split: str(path)}, split=split)
+    except Exception as exc:  # pyarrow/datasets raise many types for a damaged file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"cannot read {path}: {first}; the file is corrupt or not Parquet, "
+                        f"re-export it with `suite data export`") from exc
+
+
+def _load_hub(spec: DatasetSpec, split: str):
+    import datasets
+
+    if spec.hub_id is None:
+        raise DataError(f"dataset {spec.name!r} has no Hub copy in the suite's schema; point --data-dir or "
+                        f"{DATA_DIR_ENV} at a mirror folder that holds {spec.name}/{split}.parquet")
+    hint = (f"cannot load {spec.hub_id} from the Hugging Face Hub (offline?); point --data-dir or "
+            f"{DATA_DIR_ENV} at a local mirror (written by `suite data export --to DIR` on a machine with network)")
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False") or \
+            os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", "", "false", "False"):
+        try:  # a dataset already in the local HF cache still loads offline
+            return datasets.load_dataset(spec.hub_id, spec.hub_config, split=split, revision=spec.revision)
+        except Exception as exc:
+            raise DataError(hint) from exc
+    try:
+        return datasets.load_dataset(spec.hub_id, spec.hub_config, split=split, revision=spec.revision)
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        raise DataError(hint) from exc
+    except Exception as exc:
+        if "connect" in str(exc).lower() or "offline" in str(exc).lower() or "resolve" in str(exc).lower():
+            raise DataError(hint) from exc
+        raise
+
+
+def _validate(ds, spec: DatasetSpec, source: str) -> None:
+    columns = set(ds.column_names)
+    for canonical, column in spec.columns.items():
+        if column not in columns:
+            raise DataError(f"{source}: missing column {column!r} (the {canonical} field of {spec.name}); "
+                            f"columns found: {', '.join(sorted(columns))}")
+    if len(ds) == 0:
+        raise DataError(f"{source}: the split is empty")
+    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    if spec.task_type in ("classification", "ner"):
+        column = spec.columns["label" if spec.task_type == "classification" else "tags"]
+        values = table.column(column)
+        if spec.task_type == "ner":
+            values = pc.list_flatten(values)
+        if values.null_count:
+            raise DataError(f"{source}: column {column!r} has {values.null_count} missing labels")
+        lo, hi = pc.min_max(values).values()
+        lo, hi = lo.as_py(), hi.as_py()
+        if lo is None or lo < 0 or hi >= spec.num_labels:
+            raise DataError(f"{source}: column {column!r} has labels in [{lo}, {hi}], outside 0..{spec.num_labels - 1} "
+                            f"({spec.name} has {spec.num_labels} labels); the file does not match the spec")
+
+
+@lru_cache(maxsize=256)
+def _file_sha256_cached(path: str, size: int, mtime: float) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    st = path.stat()
+    return _file_sha256_cached(str(path), st.st_size, st.st_mtime)
+
+
+def example_ids(loaded: LoadedSplit) -> np.ndarray:
+    """Globally unique, stable ids ``<dataset>/<split>/<row id>`` for every row."""
+    spec, ds = loaded.spec, loaded.dataset
+    prefix = f"{spec.name}/{loaded.split}/"
+    id_col = spec.columns.get("id")
+    raw = ds.data.table.column(id_col).to_pylist() if id_col else range(len(ds))
+    return np.array([prefix + str(v) for v in raw], dtype=object)
+
+
+def export_mirror(names: list[str], to: str | os.PathLike, splits: list[str] | None = None,
+                  progress: bool = True) -> list[Path]:
+    """Write ``<to>/<name>/<split>.parquet`` from the Hub for air-gapped machines."""
+    out = Path(to)
+    written: list[Path] = []
+    for name in names:
+        spec = get_dataset_spec(name)
+        for split in splits or spec.splits:
+            if split not in spec.splits:
+                continue
+            ds = _load_hub(spec, split)
+            _validate(ds, spec, f"hub:{spec.hub_id}")
+            target = mirror_path(out, name, split)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(".parquet.tmp")
+            ds.to_parquet(str(tmp))
+            os.replace(tmp, target)
+            written.append(target)
+            if progress:
+                print(f"wrote {target} ({len(ds)} rows)")
+    return written

@@ -1,0 +1,41 @@
+"""Shared fixtures: the offline mirror and tiny locally built models."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if not os.environ.get("SUITE_DATA_DIR") and (ROOT.parent / "shared" / "datasets").is_dir():
+    os.environ["SUITE_DATA_DIR"] = str(ROOT.parent / "shared" / "datasets")
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    value = os.environ.get("SUITE_DATA_DIR")
+    if not value or not Path(value).is_dir():
+        pytest.fail("SUITE_DATA_DIR must point at the offline mirror (make test sets it to ../shared/datasets)")
+    return Path(value)
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> dict[str, Path]:
+    from suite.tiny_models import ARCHITECTURES, build_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny-models")
+    return {arch: build_tiny_model(arch, root / arch) for arch in ARCHITECTURES}
+
+
+@pytest.fixture(scope="session")
+def tokenizers(tiny_models):
+    from transformers import AutoTokenizer
+
+    return {arch: AutoTokenizer.from_pretrained(path) for arch, path in tiny_models.items()}
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("SUITE_CACHE_DIR", str(tmp_path / "cache"))
