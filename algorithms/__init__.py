@@ -1,1 +1,16 @@
-from .registry import AlgorithmError, get_algorithm, list_algorithms, register_algorithm
+"""Algorithm plugins: baseline, multitask, maml, fomaml, reptile, anil, metasgd.
+
+    from algorithms import Episode, get_algorithm, list_algorithms, register_algorithm
+    algo = get_algorithm("maml", inner_lr=1e-3, inner_steps=5, outer_lr=1e-4, first_order=False)
+    algo.meta_train(model, episodes, loss_fn, steps=1000)
+    adapted = algo.adapt(model, support, loss_fn, steps=5)
+"""
+from .base import Algorithm, AlgorithmConfig, Episode, MetaConfig, MetaTrainStats, NonFiniteLossError
+from .outer import OuterStep, TorchOuterStep
+from .registry import AlgorithmError, algorithm_class, get_algorithm, list_algorithms, register_algorithm
+
+__all__ = [
+    "Algorithm", "AlgorithmConfig", "AlgorithmError", "Episode", "MetaConfig", "MetaTrainStats",
+    "NonFiniteLossError", "OuterStep", "TorchOuterStep", "algorithm_class", "get_algorithm",
+    "list_algorithms", "register_algorithm",
+]

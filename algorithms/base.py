@@ -1,0 +1,198 @@
+"""The algorithm contract shared by every meta-learner and the fine-tuning baseline.
+
+An algorithm sees a model (any ``nn.Module``), episodes (``.support`` and ``.query``,
+each a batch of whatever ``loss_fn`` accepts or a list of such batches) and a loss function
+``loss_fn(model, batch) -> scalar``. ``meta_train`` updates the model in place to the
+meta-learned initialisation; ``adapt`` returns a fine-tuned copy and leaves the model
+unchanged. Every algorithm adapts with the same shared fine-tuning code, so all are
+evaluated by one procedure.
+
+A model may define two optional hooks: ``begin_episode(support_batches)`` (called
+before a task is adapted, e.g. to build a Proto-MAML head for the episode's classes)
+and ``meta_parameters()`` (the parameters the outer loop updates; default: all
+trainable ones).
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import torch
+from torch import nn
+
+from .finetune import as_batches, finetune
+from .outer import OuterStep, TorchOuterStep
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+
+
+@dataclass
+class Episode:
+    """A task: a support set to adapt on and a query set to judge the adaptation."""
+
+    support: Any
+    query: Any
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A loss became NaN or infinite; the message says where."""
+
+
+@dataclass
+class AlgorithmConfig:
+    """Fine-tuning settings shared by all algorithms (the evaluation procedure)."""
+
+    finetune_lr: float = 5e-5
+    finetune_optimizer: str = "adam"
+    finetune_steps: int = 10
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith("_lr") and not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"{f.name} must be a positive number, got {value!r}")
+            if f.name.endswith("_steps") and not (isinstance(value, int) and value >= 0):
+                raise ValueError(f"{f.name} must be a non-negative integer, got {value!r}")
+        if self.finetune_optimizer not in ("adam", "sgd"):
+            raise ValueError(f"finetune_optimizer must be 'adam' or 'sgd', got {self.finetune_optimizer!r}")
+
+
+@dataclass
+class MetaConfig(AlgorithmConfig):
+    """Seed-plan defaults: inner SGD lr 1e-3, outer Adam lr 1e-4."""
+
+    inner_lr: float = 1e-3
+    inner_steps: int = 5
+    outer_lr: float = 1e-4
+    meta_batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not (isinstance(self.meta_batch_size, int) and self.meta_batch_size >= 1):
+            raise ValueError(f"meta_batch_size must be an integer >= 1, got {self.meta_batch_size!r}")
+
+
+@dataclass
+class MetaTrainStats:
+    steps: int = 0
+    episodes: int = 0
+    losses: list[float] = dataclasses.field(default_factory=list)
+
+
+def meta_parameters(model: nn.Module) -> list[nn.Parameter]:
+    hook = getattr(model, "meta_parameters", None)
+    params = list(hook()) if callable(hook) else list(model.parameters())
+    return [p for p in params if p.requires_grad]
+
+
+def begin_episode(model: nn.Module, support: Sequence) -> None:
+    hook = getattr(model, "begin_episode", None)
+    if callable(hook):
+        hook(support)
+
+
+def check_finite(loss: torch.Tensor, where: str) -> None:
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise NonFiniteLossError(f"loss became {value} {where}; lower the learning rate or check the data")
+
+
+def _chunks(episodes: Iterable, size: int) -> Iterator[list]:
+    chunk = []
+    for ep in episodes:
+        chunk.append(ep)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+class Algorithm:
+    """Base class: subclasses set ``Config`` and implement :meth:`meta_loss`."""
+
+    name = "algorithm"
+    Config: type = AlgorithmConfig
+    meta_learns = True  # False for the plain fine-tuning baseline
+
+    def __init__(self, config: AlgorithmConfig | None = None):
+        self.config = config if config is not None else self.Config()
+        self._outer: OuterStep | None = None
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"
+
+    # ------------------------------------------------------------------ hooks for subclasses
+    def meta_loss(self, model: nn.Module, episode: Episode, loss_fn: LossFn) -> tuple[torch.Tensor, float]:
+        """(objective, loss to report): the objective's gradient w.r.t. the meta-parameters is
+        this algorithm's meta-gradient; the reported loss is the task loss it stands for."""
+        raise NotImplementedError
+
+    def outer_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        return meta_parameters(model)
+
+    def make_outer_step(self, model: nn.Module) -> OuterStep:
+        return TorchOuterStep(self.outer_parameters(model), "adam", self.config.outer_lr)
+
+    # ------------------------------------------------------------------ public API
+    def meta_train(self, model: nn.Module, episodes: Iterable[Episode], loss_fn: LossFn,
+                   steps: int | None = None, *, meta_batch_size: int | None = None,
+                   callbacks: Sequence[Callable[[dict], None]] = (), engine: OuterStep | None = None
+                   ) -> MetaTrainStats:
+        """Run up to ``steps`` outer updates (default: until ``episodes`` is exhausted)."""
+        stats = MetaTrainStats()
+        if not self.meta_learns:
+            return stats
+        size = meta_batch_size or getattr(self.config, "meta_batch_size", 1)
+        if engine is not None:
+            self._outer = engine
+        elif self._outer is None:
+            self._outer = self.make_outer_step(model)
+        outer = self._outer
+        model.train()
+        for batch_of_tasks in _chunks(episodes, size):
+            if steps is not None and stats.steps >= steps:
+                break
+            outer.zero_grad()
+            total = 0.0
+            for ep in batch_of_tasks:
+                objective, reported = self.meta_loss(model, ep, loss_fn)
+                check_finite(objective, f"in meta-step {stats.steps + 1} (episode {stats.episodes + 1})")
+                outer.backward(objective / len(batch_of_tasks))
+                total += reported
+                stats.episodes += 1
+            outer.step()
+            stats.steps += 1
+            stats.losses.append(total / len(batch_of_tasks))
+            for cb in callbacks:
+                cb({"step": stats.steps, "loss": stats.losses[-1], "episodes": stats.episodes})
+        return stats
+
+    def adapt(self, model: nn.Module, support: Any, loss_fn: LossFn, steps: int | None = None, *,
+              lr: float | None = None, optimizer: str | None = None,
+              on_step: Callable[[int, nn.Module, float | None], None] | None = None) -> nn.Module:
+        """Fine-tune a copy of ``model`` on ``support``; the same procedure for every algorithm."""
+        adapted = copy.deepcopy(model)
+        batches = as_batches(support)
+        begin_episode(adapted, batches)
+        return finetune(adapted, batches, loss_fn,
+                        self.config.finetune_steps if steps is None else steps,
+                        lr=self.config.finetune_lr if lr is None else lr,
+                        optimizer=optimizer or self.config.finetune_optimizer,
+                        params=meta_parameters(adapted) + _episode_parameters(adapted),
+                        on_step=on_step)
+
+    def state_dict(self) -> dict:
+        """Algorithm state beyond the model (e.g. learned step sizes), for checkpoints."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+def _episode_parameters(model: nn.Module) -> list[nn.Parameter]:
+    hook = getattr(model, "episode_parameters", None)
+    return [p for p in hook() if p.requires_grad] if callable(hook) else []

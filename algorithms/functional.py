@@ -1,0 +1,73 @@
+"""The one functional inner loop of the MAML family (maml, fomaml, anil, metasgd, reptile).
+
+Parameters live in a dict of tensors; ``torch.func.functional_call`` runs the user's
+``loss_fn(model, batch)`` with those tensors swapped into the module, so the loop
+works on any ``nn.Module`` and keeps dropout and every other module behaviour.
+``create_graph=True`` keeps the graph of the inner gradients (second-order MAML);
+without it the inner gradients are constants and the meta-gradient is the query
+gradient at the adapted weights (first-order MAML). ``detach=True`` cuts the adapted
+weights from the initial ones entirely (Reptile only needs their values).
+"""
+from __future__ import annotations
+
+from typing import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+
+class _LossModule(nn.Module):
+    """Wraps (model, loss_fn) so functional_call reaches every call the loss makes."""
+
+    def __init__(self, model: nn.Module, loss_fn: Callable):
+        super().__init__()
+        self.model = model
+        self.loss_fn = loss_fn
+
+    def forward(self, batch):
+        return self.loss_fn(self.model, batch)
+
+
+def functional_loss(model: nn.Module, params: Mapping[str, torch.Tensor], batch, loss_fn: Callable) -> torch.Tensor:
+    """``loss_fn(model, batch)`` evaluated with ``params`` in place of the model's parameters."""
+    wrapped = _LossModule(model, loss_fn)
+    return functional_call(wrapped, {f"model.{k}": v for k, v in params.items()}, (batch,), strict=False)
+
+
+def inner_loop(model: nn.Module, batches: Sequence, loss_fn: Callable, steps: int,
+               lr: float | Mapping[str, torch.Tensor], trainable: Sequence[str], *,
+               create_graph: bool = False, detach: bool = False,
+               params: Mapping[str, torch.Tensor] | None = None,
+               on_loss: Callable[[int, torch.Tensor], None] | None = None) -> dict[str, torch.Tensor]:
+    """``steps`` SGD steps on ``trainable`` parameters, cycling over ``batches``.
+
+    ``lr`` is one step size or a per-parameter-name mapping (learned step sizes).
+    Returns the adapted parameter dict (untouched parameters are the originals).
+    """
+    current = dict(params if params is not None else model.named_parameters())
+    if detach:
+        current = {n: (t.detach().requires_grad_(n in trainable)) for n, t in current.items()}
+    names = [n for n in trainable if n in current]
+    for k in range(steps):
+        loss = functional_loss(model, current, batches[k % len(batches)], loss_fn)
+        if on_loss is not None:
+            on_loss(k, loss)
+        grads = torch.autograd.grad(loss, [current[n] for n in names], create_graph=create_graph,
+                                    allow_unused=True)
+        updated = dict(current)
+        for n, g in zip(names, grads):
+            if g is None:
+                continue
+            step = lr[n] if isinstance(lr, Mapping) else lr
+            new = current[n] - step * g
+            updated[n] = new.detach().requires_grad_() if detach else new
+        current = updated
+    return current
+
+
+def query_loss(model: nn.Module, params: Mapping[str, torch.Tensor], batches: Sequence, loss_fn: Callable
+               ) -> torch.Tensor:
+    """Mean loss over the query batches at ``params``."""
+    losses = [functional_loss(model, params, b, loss_fn) for b in batches]
+    return torch.stack(losses).mean()

