@@ -1,0 +1,131 @@
+"""`suite run`: meta-train, fine-tune every meta-test task, meter the cost, store results.
+Also `suite results` to list and summarise stored runs."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .config import PRESETS, resolve_config
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run", help="meta-train, fine-tune every meta-test task, meter the cost, store results",
+        description="Run one algorithm through the benchmark protocol: meta-train on the meta-training tasks, "
+                    "fine-tune and evaluate every meta-test task, and write metered result rows. Options left "
+                    "out come from the preset, then from --config.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--algo", default="reptile", help="algorithm (see `suite algorithms`)")
+    p.add_argument("--model", default=None,
+                   help="comma-separated models: Hub ids, local folders, or 'minilm' (packaged, offline); "
+                        "default: the preset's")
+    p.add_argument("--preset", choices=PRESETS, default="quick", help="budget preset")
+    p.add_argument("--config", default=None, help="TOML or YAML file overriding the preset (unknown keys are errors)")
+    p.add_argument("--benchmark", "--protocol", dest="protocol", choices=("cross-dataset", "in-dataset"), default=None,
+                   help="benchmark protocol (default: the preset's, cross-dataset)")
+    p.add_argument("--datasets", default=None, help="comma-separated subset of datasets")
+    p.add_argument("--seed", dest="seeds", type=int, nargs="+", default=None, help="one or more seeds")
+    p.add_argument("--meta-train-tasks", dest="n_meta_train", type=int, default=None)
+    p.add_argument("--meta-test-tasks", dest="n_meta_test", type=int, default=None)
+    p.add_argument("--meta-epochs", type=int, default=None, help="passes over the meta-training tasks")
+    p.add_argument("--ft-steps", type=int, default=None, help="fine-tuning steps per task (default: epochs x batches)")
+    p.add_argument("--inner-lr", type=float, default=None)
+    p.add_argument("--inner-steps", type=int, default=None)
+    p.add_argument("--outer-lr", type=float, default=None)
+    p.add_argument("--meta-batch-size", type=int, default=None)
+    p.add_argument("--finetune-lr", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-length", type=int, default=None)
+    p.add_argument("--head-init", choices=("proto", "zero", "random"), default=None)
+    p.add_argument("--first-order", action="store_true", default=None, help="first-order fallback for maml/metasgd")
+    p.add_argument("--freeze-embeddings", action="store_true", default=None, help="save memory on large models")
+    p.add_argument("--gradient-checkpointing", action="store_true", default=None, help="save memory on large models")
+    p.add_argument("--target", choices=("baseline", "best"), default=None,
+                   help="steps-to-target quality: the baseline's final metric on the same task (when the results "
+                        "folder has it) or target_fraction of this run's best")
+    p.add_argument("--data-dir", default=None, help="dataset mirror folder (default $SUITE_DATA_DIR, else the Hub)")
+    p.add_argument("--out", default="results", help="results folder")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    p.add_argument("--engine", choices=("torch", "deepspeed"), default=None, help="engine for training steps")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run: skip finished tasks")
+    p.add_argument("--overwrite", action="store_true", help="delete an existing run folder and start again")
+    p.add_argument("--keep-init", action="store_true", help="keep the meta-learned init (init.pt) after the run")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_engine_options = getattr(sys.modules.get("suite.cli_cluster"), "add_engine_options", None)
+    if add_engine_options:
+        add_engine_options(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("results", help="list stored runs or summarise one")
+    p.add_argument("dirs", nargs="*", default=["results"], help="results folders or run folders")
+    p.set_defaults(func=cmd_results)
+
+    p = sub.add_parser("algorithms", help="list algorithms and their hyperparameters")
+    p.set_defaults(func=cmd_algorithms)
+
+
+OVERRIDES = ("algo", "protocol", "seeds", "n_meta_train", "n_meta_test", "meta_epochs", "ft_steps", "inner_lr",
+             "inner_steps", "outer_lr", "meta_batch_size", "finetune_lr", "batch_size", "max_length", "head_init",
+             "first_order", "freeze_embeddings", "gradient_checkpointing", "target", "device", "engine")
+
+
+def config_from_args(args):
+    overrides = {k: getattr(args, k, None) for k in OVERRIDES}
+    if args.model:
+        overrides["models"] = [m.strip() for m in args.model.split(",") if m.strip()]
+    if args.datasets:
+        overrides["datasets"] = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    return resolve_config(args.preset, args.config, overrides)
+
+
+def cmd_run(args) -> int:
+    from .runner import RunFailed, Runner
+    from .summary import format_summary
+
+    config = config_from_args(args)
+    engine_factory = None
+    if config.engine == "deepspeed":
+        from cluster.deepspeed_engine import engine_factory_from_args
+
+        engine_factory = engine_factory_from_args(config, args)
+    runner = Runner(config, args.out, args.data_dir, resume=args.resume, overwrite=args.overwrite,
+                    keep_init=args.keep_init, progress=not args.no_progress, engine_factory=engine_factory)
+    try:
+        for result in runner.run_all():
+            print(format_summary(result.tasks, result.run_row))
+            print(f"\nresults: {result.path}" + (" (already complete)" if result.skipped else ""))
+    except RunFailed as exc:
+        print(f"suite: run failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_results(args) -> int:
+    from .results import load_results
+    from .table import format_table
+
+    runs, tasks = load_results(*args.dirs)
+    if runs.empty:
+        print("no complete runs found")
+        return 0
+    rows = [[r.run_id, r.algo, r.model, r.seed, r.n_tasks, f"{r.mean_metric:.3f}", f"{r.meta_wall_seconds:.1f}",
+             f"{r.total_ft_seconds:.1f}", f"{r.total_gpu_hours:.5f}"] for r in runs.itertuples()]
+    print(format_table(["run", "algo", "model", "seed", "tasks", "mean metric", "meta-train s", "fine-tune s",
+                        "GPU-h"], rows, "llllrrrrr"))
+    return 0
+
+
+def cmd_algorithms(args) -> int:
+    import dataclasses
+
+    from algorithms import algorithm_class, list_algorithms
+
+    from .table import format_table
+
+    rows = []
+    for name in list_algorithms():
+        cls = algorithm_class(name)
+        fields = ", ".join(f"{f.name}={f.default}" for f in dataclasses.fields(cls.Config))
+        rows.append([name, (cls.__doc__ or "").strip().splitlines()[0], fields])
+    print(format_table(["algorithm", "what", "hyperparameters (defaults)"], rows))
+    return 0

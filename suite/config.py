@@ -1,0 +1,193 @@
+"""Run configuration: a typed dataclass, presets in TOML, overrides from a file and the CLI.
+
+Resolution order: the preset (``quick`` or ``paper``), then ``--config FILE`` (TOML or
+YAML), then explicit command-line options. Unknown keys and wrong types are errors
+that name the key and the file.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from .errors import SuiteError
+
+PRESETS = ("quick", "paper")
+SHAPE_KEYS = ("ways", "shots", "queries")
+TASK_TYPES = ("classification", "ner", "qa")
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's numbers (and nothing that does not)."""
+
+    algo: str = "reptile"
+    models: list[str] = field(default_factory=lambda: ["minilm"])
+    preset: str = "quick"
+    protocol: str = "cross-dataset"
+    datasets: list[str] = field(default_factory=list)  # empty: the protocol's defaults
+    seeds: list[int] = field(default_factory=lambda: [0])
+    n_meta_train: int = 24
+    n_meta_test: int = 12
+    shapes: dict[str, dict[str, int]] = field(default_factory=dict)
+    max_length: int = 128
+    stride: int = 32
+    batch_size: int = 16
+    eval_batch_size: int = 32
+    meta_epochs: int = 1
+    meta_batch_size: int = 2
+    inner_steps: int = 3
+    inner_lr: float = 1e-3
+    outer_lr: float = 1e-4
+    first_order: bool = False
+    finetune_lr: float = 5e-5
+    finetune_epochs: int = 3
+    ft_steps: int = 0  # > 0 overrides finetune_epochs
+    head_init: str = "proto"
+    freeze_embeddings: bool = False
+    gradient_checkpointing: bool = False
+    target: str = "baseline"  # "baseline" or "best"
+    target_fraction: float = 0.9
+    algorithm: dict[str, typing.Any] = field(default_factory=dict)  # extra algorithm hyperparameters
+    device: str = "auto"
+    engine: str = "torch"
+    deepspeed: dict[str, typing.Any] = field(default_factory=dict)
+
+    def validate(self, source: str = "config") -> "RunConfig":
+        def bad(key, why):
+            raise SuiteError(f"{source}: {key} {why}")
+
+        if self.preset not in PRESETS:
+            bad("preset", f"must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        if not self.models:
+            bad("models", "must name at least one model")
+        if not self.seeds:
+            bad("seeds", "must hold at least one seed")
+        for key in ("n_meta_test", "max_length", "batch_size", "eval_batch_size", "meta_batch_size"):
+            if getattr(self, key) < 1:
+                bad(key, f"must be >= 1, got {getattr(self, key)}")
+        for key in ("n_meta_train", "meta_epochs", "inner_steps", "finetune_epochs", "ft_steps"):
+            if getattr(self, key) < 0:
+                bad(key, f"must be >= 0, got {getattr(self, key)}")
+        for key in ("inner_lr", "outer_lr", "finetune_lr"):
+            if not getattr(self, key) > 0:
+                bad(key, f"must be > 0, got {getattr(self, key)}")
+        if not 0 <= self.stride <= self.max_length // 2:
+            bad("stride", f"must be in [0, max_length/2] = [0, {self.max_length // 2}], got {self.stride}")
+        if self.target not in ("baseline", "best"):
+            bad("target", f"must be 'baseline' or 'best', got {self.target!r}")
+        if not 0 < self.target_fraction <= 1:
+            bad("target_fraction", f"must be in (0, 1], got {self.target_fraction}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            bad("device", f"must be auto, cpu or cuda, got {self.device!r}")
+        if self.engine not in ("torch", "deepspeed"):
+            bad("engine", f"must be torch or deepspeed, got {self.engine!r}")
+        if self.head_init not in ("proto", "zero", "random"):
+            bad("head_init", f"must be proto, zero or random, got {self.head_init!r}")
+        if self.finetune_epochs == 0 and self.ft_steps == 0:
+            bad("finetune_epochs", "and ft_steps are both 0: nothing would be fine-tuned")
+        for task_type, shape in self.shapes.items():
+            if task_type not in TASK_TYPES:
+                bad(f"shapes.{task_type}", f"is not a task type ({', '.join(TASK_TYPES)})")
+            for k, v in shape.items():
+                if k not in SHAPE_KEYS:
+                    bad(f"shapes.{task_type}.{k}", f"is unknown; valid: {', '.join(SHAPE_KEYS)}")
+                if not isinstance(v, int) or v < 1:
+                    bad(f"shapes.{task_type}.{k}", f"must be an integer >= 1, got {v!r}")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
+_HINTS = typing.get_type_hints(RunConfig)
+
+
+def _coerce(key: str, value, source: str):
+    hint = _HINTS[key]
+    origin = typing.get_origin(hint)
+    ok = True
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    elif origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, (str, int)) and not isinstance(value, bool):
+            value = [value]
+        ok = isinstance(value, list) and all(isinstance(v, item) for v in value)
+    elif origin is dict:
+        ok = isinstance(value, dict)
+    if not ok:
+        raise SuiteError(f"{source}: {key} must be {getattr(hint, '__name__', str(hint))}, got {value!r}")
+    return value
+
+
+def apply_overrides(config: RunConfig, values: dict, source: str) -> RunConfig:
+    aliases = {"model": "models", "seed": "seeds"}
+    for key, value in values.items():
+        key = aliases.get(key, key)
+        if key not in _FIELDS:
+            raise SuiteError(f"{source}: unknown key {key!r}; valid keys: {', '.join(sorted(_FIELDS))}")
+        value = _coerce(key, value, source)
+        if key == "shapes":
+            merged = {k: dict(v) for k, v in config.shapes.items()}
+            for task_type, shape in value.items():
+                if not isinstance(shape, dict):
+                    raise SuiteError(f"{source}: shapes.{task_type} must be a table of ways/shots/queries")
+                merged.setdefault(task_type, {}).update(shape)
+            value = merged
+        setattr(config, key, value)
+    return config
+
+
+def read_config_file(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"config file {path} does not exist")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = tomllib.loads(text)
+    except Exception as exc:
+        raise SuiteError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'TOML'}: "
+                         f"{str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: the top level must be a table of keys")
+    return data
+
+
+def preset(name: str) -> RunConfig:
+    if name not in PRESETS:
+        raise SuiteError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+    text = resources.files("suite").joinpath("presets", f"{name}.toml").read_text()
+    config = apply_overrides(RunConfig(preset=name), tomllib.loads(text), f"preset {name}")
+    return config
+
+
+def resolve_config(preset_name: str = "quick", config_file: str | None = None,
+                   overrides: dict | None = None) -> RunConfig:
+    config = preset(preset_name)
+    if config_file:
+        apply_overrides(config, read_config_file(config_file), str(config_file))
+    if overrides:
+        apply_overrides(config, {k: v for k, v in overrides.items() if v is not None}, "command line")
+    return config.validate()

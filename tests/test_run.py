@@ -1,0 +1,176 @@
+"""`suite run` end to end on a tiny config with the mirror: rows, determinism, resume, errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from suite.results import TASK_COLUMNS, load_results
+
+SUITE = str(Path(sys.executable).parent / "suite")
+TINY = """
+stride = 8
+protocol = "cross-dataset"
+datasets = ["sst2", "ag_news", "conll2003", "ontonotes5"]
+n_meta_train = 4
+meta_epochs = 1
+n_meta_test = {n_test}
+meta_batch_size = 2
+inner_steps = 1
+ft_steps = {ft_steps}
+max_length = 40
+batch_size = 8
+finetune_lr = 1e-3
+[shapes.classification]
+ways = 3
+shots = 2
+queries = 3
+[shapes.ner]
+ways = 2
+shots = 2
+queries = 2
+"""
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    def make(n_test=4, ft_steps=5, name="tiny.toml"):
+        path = tmp_path / name
+        path.write_text(TINY.format(n_test=n_test, ft_steps=ft_steps))
+        return path
+    return make
+
+
+def suite(*args, timeout=600):
+    return subprocess.run([SUITE, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def run_args(model, config, out, algo="reptile", *extra):
+    return ["run", "--algo", algo, "--model", str(model), "--config", str(config), "--out", str(out),
+            "--no-progress", *extra]
+
+
+@pytest.mark.parametrize("algo", ["baseline", "reptile", "fomaml", "maml"])
+def test_run_writes_complete_rows(algo, tiny_models, tiny_config, tmp_path):
+    out = tmp_path / "results"
+    proc = suite(*run_args(tiny_models["bert"], tiny_config(), out, algo))
+    assert proc.returncode == 0, proc.stderr
+    assert "overall" in proc.stdout and "steps-to-target" in proc.stdout
+    runs, tasks = load_results(out)
+    assert len(runs) == 1 and len(tasks) == 4
+    assert set(TASK_COLUMNS) <= set(tasks.columns)
+    assert tasks["task_index"].tolist() == [0, 1, 2, 3]
+    assert set(tasks["dataset"]) == {"ag_news", "ontonotes5"}
+    assert tasks["metric"].between(0, 1).all() and tasks["metric_at_0"].between(0, 1).all()
+    for steps, metric, seconds in zip(tasks["curve_steps"], tasks["curve_metric"], tasks["curve_seconds"]):
+        assert list(steps) == [0, 1, 2, 4, 5]
+        assert all(0 <= m <= 1 for m in metric)
+        assert list(seconds) == sorted(seconds) and seconds[0] >= 0
+    assert (tasks["ft_seconds"] > 0).all() and (tasks["ft_tokens"] > 0).all()
+    assert (tasks["ft_flops"] == 6 * runs["trainable_parameters"].iloc[0] * tasks["ft_tokens"]).all()
+    run = runs.iloc[0]
+    assert run["meta_steps"] == (0 if algo == "baseline" else 2)
+    manifest = json.loads((out / run["run_id"] / "manifest.json").read_text())
+    assert manifest["config"]["algo"] == algo and manifest["packages"]["torch"].startswith("2.")
+    assert manifest["episodes_fingerprint"] == run["episodes_fingerprint"]
+    assert all(v.startswith("sha256:") for v in manifest["data_fingerprints"].values())
+    assert not (out / run["run_id"] / "init.pt").exists()
+
+
+def test_same_seed_same_numbers_and_same_episodes_across_algorithms(tiny_models, tiny_config, tmp_path):
+    cfg = tiny_config()
+    for out in ("a", "b"):
+        assert suite(*run_args(tiny_models["bert"], cfg, tmp_path / out)).returncode == 0
+    assert suite(*run_args(tiny_models["bert"], cfg, tmp_path / "a", "baseline")).returncode == 0
+    _, a = load_results(tmp_path / "a" / next(p.name for p in (tmp_path / "a").glob("reptile-*")))
+    _, b = load_results(tmp_path / "b")
+    assert a["metric"].tolist() == b["metric"].tolist()
+    assert a["curve_metric"].map(list).tolist() == b["curve_metric"].map(list).tolist()
+    runs, tasks = load_results(tmp_path / "a")
+    assert runs["episodes_fingerprint"].nunique() == 1 and len(runs) == 2
+    # the reptile run found the baseline only if it ran after it; the baseline's own target is itself
+    base = tasks[tasks["algo"] == "baseline"]
+    assert (base["target_source"] == "baseline").all() and (base["target"] == base["metric"]).all()
+
+
+def test_target_comes_from_the_baseline_in_the_same_folder(tiny_models, tiny_config, tmp_path):
+    cfg, out = tiny_config(), tmp_path / "r"
+    assert suite(*run_args(tiny_models["bert"], cfg, out, "baseline")).returncode == 0
+    assert suite(*run_args(tiny_models["bert"], cfg, out, "fomaml")).returncode == 0
+    _, tasks = load_results(out)
+    base = tasks[tasks.algo == "baseline"].set_index("task_index")
+    fo = tasks[tasks.algo == "fomaml"].set_index("task_index")
+    assert (fo["target_source"] == "baseline").all()
+    assert fo["target"].tolist() == base["metric"].tolist()
+
+
+def test_kill_9_during_meta_testing_then_resume_equals_an_uninterrupted_run(tiny_models, tiny_config, tmp_path):
+    cfg = tiny_config(n_test=8, ft_steps=24)
+    whole = suite(*run_args(tiny_models["bert"], cfg, tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([SUITE, *run_args(tiny_models["bert"], cfg, out)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline:
+        parts = list(out.glob("*/tasks/*.parquet"))
+        if len(parts) >= 2:
+            break
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(list(out.glob("*/tasks/*.parquet")))
+    assert 2 <= done < 8, "the kill should land during meta-testing"
+    assert not list(out.glob("*/run.parquet"))
+    again = suite(*run_args(tiny_models["bert"], cfg, out))
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = suite(*run_args(tiny_models["bert"], cfg, out, "reptile", "--resume"))
+    assert resumed.returncode == 0, resumed.stderr
+    _, a = load_results(tmp_path / "whole")
+    _, b = load_results(out)
+    assert len(b) == 8 and b["task_index"].is_unique
+    cols = ["task_index", "task_id", "metric", "metric_at_0", "target", "steps_to_target"]
+    pd.testing.assert_frame_equal(a[cols], b[cols])
+    assert a["curve_metric"].map(list).tolist() == b["curve_metric"].map(list).tolist()
+    assert not list(out.glob("*/.*.tmp")) and not list(out.glob("*/tasks/.*.tmp"))
+
+
+def test_bad_input_fails_in_one_line_without_output(tiny_models, tiny_config, tmp_path):
+    out = tmp_path / "r"
+    proc = suite(*run_args(tiny_models["bert"], tiny_config(), out, "reptil"))
+    assert proc.returncode == 2 and "unknown algorithm 'reptil'; available:" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not out.exists()
+    bad = tmp_path / "bad.toml"
+    bad.write_text("inner_lr = 1e-3\nmeta_batch = 4\n")
+    proc = suite(*run_args(tiny_models["bert"], bad, out))
+    assert proc.returncode == 2 and "unknown key 'meta_batch'" in proc.stderr and not out.exists()
+    bad.write_text("inner_steps = 'three'\n")
+    proc = suite(*run_args(tiny_models["bert"], bad, out))
+    assert proc.returncode == 2 and "inner_steps must be int" in proc.stderr
+    proc = suite(*run_args(tmp_path / "no-such-model", tiny_config(), out))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and not out.exists()
+    proc = suite(*run_args("bert-base-uncased", tiny_config(), out))
+    assert proc.returncode == 2 and "cannot fetch model 'bert-base-uncased'" in proc.stderr and not out.exists()
+
+
+def test_nan_loss_stops_and_says_where(tiny_models, tiny_config, tmp_path):
+    out = tmp_path / "r"
+    proc = suite(*run_args(tiny_models["bert"], tiny_config(), out, "baseline", "--finetune-lr", "1e30"))
+    assert proc.returncode == 1, proc.stderr
+    assert "task meta-test/0000/ag_news stopped: loss became nan" in proc.stderr or "loss became inf" in proc.stderr
+    assert "--resume" in proc.stderr
+
+
+def test_help_lists_every_option():
+    proc = suite("run", "--help")
+    assert proc.returncode == 0
+    for option in ("--algo", "--model", "--preset", "--benchmark", "--seed", "--data-dir", "--out", "--device",
+                   "--engine", "--config", "--ft-steps", "--resume"):
+        assert option in proc.stdout
