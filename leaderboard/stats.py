@@ -1,0 +1,216 @@
+"""Paired significance tests, multiple-comparison correction, bootstrap CIs, effect sizes, ranks.
+
+Comparisons are paired over identical meta-test tasks: a pair is the same
+(model, episode-manifest fingerprint, task index) under two algorithms, so the seed
+and the task are held fixed. Performance is compared with the paired t-test,
+resource usage with the Wilcoxon signed-rank test (costs are skewed and
+heavy-tailed). Holm-Bonferroni controls the family-wise error over each family of
+comparisons. When a test cannot be run (too few pairs, all differences zero, no
+pairs at all) the result says why instead of giving a NaN.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import combinations
+from typing import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+PAIR_KEYS = ["model", "episodes_fingerprint", "task_index"]
+PERFORMANCE = ("metric",)
+RESOURCES = ("ft_seconds", "ft_gpu_hours", "steps_to_target")
+MEASURES = PERFORMANCE + RESOURCES
+HIGHER_IS_BETTER = {"metric": True, "ft_seconds": False, "ft_gpu_hours": False, "steps_to_target": False}
+ALPHA = 0.05
+
+
+@dataclass
+class Comparison:
+    measure: str
+    a: str
+    b: str
+    test: str
+    n: int
+    mean_a: float | None = None
+    mean_b: float | None = None
+    mean_diff: float | None = None  # a - b
+    ci_low: float | None = None
+    ci_high: float | None = None
+    statistic: float | None = None
+    p_value: float | None = None
+    p_holm: float | None = None
+    effect_size: float | None = None
+    effect_name: str = ""
+    significant: bool = False
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------- bootstrap
+def bootstrap_ci(values: Sequence[float], n_resamples: int = 9999, confidence: float = 0.95,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean. Resample indices are drawn as
+    ``rng.integers(0, n, size=(n_resamples, n))``, so a plain loop over the same draws
+    reproduces it (up to floating-point rounding)."""
+    return bootstrap_many([values], n_resamples, confidence, seed)[0]
+
+
+def bootstrap_many(vectors: Sequence[Sequence[float]], n_resamples: int = 9999, confidence: float = 0.95,
+                   seed: int = 0, chunk: int = 256) -> list[tuple[float, float]]:
+    """:func:`bootstrap_ci` of many vectors at once. Vectors of equal length share the
+    resample draws (the same ones each would get alone), turned into a count matrix so
+    every resampled mean is one matrix product; rows are drawn in chunks to bound memory."""
+    arrays = [np.asarray(v, dtype=float) for v in vectors]
+    out: list[tuple[float, float]] = [(float("nan"), float("nan"))] * len(arrays)
+    alpha = (1 - confidence) / 2
+    by_length: dict[int, list[int]] = {}
+    for i, x in enumerate(arrays):
+        if len(x) == 1:
+            out[i] = (float(x[0]), float(x[0]))
+        elif len(x) > 1 and n_resamples > 0:
+            by_length.setdefault(len(x), []).append(i)
+    for n, members in by_length.items():
+        values = np.stack([arrays[i] for i in members], axis=1)  # n x k
+        rng = np.random.default_rng(seed)
+        means = []
+        for start in range(0, n_resamples, chunk):
+            rows = min(chunk, n_resamples - start)
+            idx = rng.integers(0, n, size=(rows, n))
+            counts = np.bincount((idx + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n).reshape(rows, n)
+            means.append(counts @ values / n)
+        means = np.concatenate(means)  # n_resamples x k
+        lo, hi = np.quantile(means, [alpha, 1 - alpha], axis=0)
+        for j, i in enumerate(members):
+            out[i] = (float(lo[j]), float(hi[j]))
+    return out
+
+
+# ---------------------------------------------------------------------------- tests
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (None entries are not part of the family)."""
+    present = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    m = len(present)
+    adjusted: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(present)):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+def paired_test(a: np.ndarray, b: np.ndarray, measure: str, name_a: str, name_b: str,
+                n_resamples: int = 9999) -> Comparison:
+    """t-test for performance, Wilcoxon signed-rank for resources; a - b differences."""
+    test = "paired t" if measure in PERFORMANCE else "wilcoxon"
+    c = Comparison(measure, name_a, name_b, test, n=len(a))
+    if len(a) == 0:
+        c.note = "no paired tasks (the two never ran on the same tasks)"
+        return c
+    d = a - b
+    c.mean_a, c.mean_b, c.mean_diff = float(a.mean()), float(b.mean()), float(d.mean())
+    if n_resamples:
+        c.ci_low, c.ci_high = bootstrap_ci(d, n_resamples)
+    if len(a) < 2:
+        c.note = "fewer than 2 paired tasks"
+        return c
+    if np.all(d == 0):
+        c.note = "all paired differences are zero"
+        return c
+    if test == "paired t":
+        if np.std(d, ddof=1) <= 1e-12 * max(1.0, abs(float(d.mean()))):  # equal up to rounding
+            c.note = "the paired differences are all equal (zero variance)"
+            return c
+        res = sps.ttest_rel(a, b)
+        c.statistic, c.p_value = float(res.statistic), float(res.pvalue)
+        c.effect_size, c.effect_name = float(d.mean() / d.std(ddof=1)), "Cohen's d_z"
+    else:
+        nonzero = d[d != 0]
+        res = sps.wilcoxon(a, b)
+        c.statistic, c.p_value = float(res.statistic), float(res.pvalue)
+        ranks = sps.rankdata(np.abs(nonzero))
+        w_plus, w_minus = ranks[nonzero > 0].sum(), ranks[nonzero < 0].sum()
+        c.effect_size, c.effect_name = float((w_plus - w_minus) / (w_plus + w_minus)), "rank-biserial r"
+    return c
+
+
+def _scope(tasks: pd.DataFrame, model: str | None, dataset: str | None) -> pd.DataFrame:
+    if model is not None:
+        tasks = tasks[tasks["model"] == model]
+    if dataset is not None:
+        tasks = tasks[tasks["dataset"] == dataset]
+    return tasks
+
+
+def wide(tasks: pd.DataFrame, measure: str) -> pd.DataFrame:
+    """One column per algorithm, one row per paired task (repeated runs of a pair are averaged)."""
+    return tasks.groupby(PAIR_KEYS + ["algo"], observed=True, sort=False)[measure].mean().unstack("algo")
+
+
+def paired_values(tasks: pd.DataFrame, measure: str, a: str, b: str, model: str | None = None,
+                  dataset: str | None = None, table: pd.DataFrame | None = None) -> tuple[np.ndarray, np.ndarray]:
+    w = table if table is not None else wide(_scope(tasks, model, dataset), measure)
+    if a not in w.columns or b not in w.columns:
+        return np.array([]), np.array([])
+    joined = w[[a, b]].dropna()
+    return joined[a].to_numpy(float), joined[b].to_numpy(float)
+
+
+def compare(tasks: pd.DataFrame, pairs: Iterable[tuple[str, str]], measures: Sequence[str] = MEASURES,
+            model: str | None = None, dataset: str | None = None, n_resamples: int = 9999) -> pd.DataFrame:
+    """Every (a, b) in ``pairs`` on every measure; Holm over the pairs within each measure.
+    ``n_resamples=0`` skips the bootstrap CIs (e.g. when only p-values are needed)."""
+    scoped = _scope(tasks, model, dataset)
+    pairs = list(pairs)
+    rows: list[Comparison] = []
+    for measure in measures:
+        table = wide(scoped, measure)
+        values = [paired_values(scoped, measure, a, b, table=table) for a, b in pairs]
+        family = [paired_test(va, vb, measure, a, b, n_resamples=0) for (va, vb), (a, b) in zip(values, pairs)]
+        for c, ci in zip(family, bootstrap_many([va - vb for va, vb in values], n_resamples)):
+            if c.n:
+                c.ci_low, c.ci_high = ci
+        for c, p in zip(family, holm([c.p_value for c in family])):
+            c.p_holm = p
+            c.significant = p is not None and p < ALPHA
+        rows += family
+    out = pd.DataFrame([c.to_dict() for c in rows], columns=list(Comparison.__dataclass_fields__))
+    if model is not None:
+        out.insert(0, "model", model)
+    if dataset is not None:
+        out.insert(1 if model is not None else 0, "dataset", dataset)
+    return out
+
+
+def against_baseline(tasks: pd.DataFrame, baseline: str = "baseline", **kw) -> pd.DataFrame:
+    algos = sorted(a for a in tasks["algo"].unique() if a != baseline)
+    return compare(tasks, [(a, baseline) for a in algos], **kw)
+
+
+def all_pairs(tasks: pd.DataFrame, **kw) -> pd.DataFrame:
+    return compare(tasks, list(combinations(sorted(tasks["algo"].unique()), 2)), **kw)
+
+
+def tie_group_ranks(means: dict[str, float], significant: dict[frozenset, bool], higher_is_better: bool = True
+                    ) -> dict[str, int]:
+    """Rank by mean; an algorithm whose difference from the leader of the current tie group is
+    not significant shares that group's rank (as Meta-Dataset's leaderboard does)."""
+    order = sorted(means, key=lambda a: means[a], reverse=higher_is_better)
+    ranks: dict[str, int] = {}
+    leader = None
+    for position, algo in enumerate(order, start=1):
+        if leader is not None and not significant.get(frozenset((leader, algo)), False):
+            ranks[algo] = ranks[leader]
+        else:
+            ranks[algo], leader = position, algo
+    return ranks
+
+
+def ranks_for(tasks: pd.DataFrame, pairs_table: pd.DataFrame, measure: str = "metric") -> dict[str, int]:
+    means = tasks.groupby("algo")[measure].mean().to_dict()
+    sub = pairs_table[pairs_table["measure"] == measure]
+    significant = {frozenset((r.a, r.b)): bool(r.significant) for r in sub.itertuples()}
+    return tie_group_ranks(means, significant, HIGHER_IS_BETTER[measure])

@@ -1,0 +1,85 @@
+"""`suite leaderboard build|serve|publish|add`."""
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+from pathlib import Path
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    lb = sub.add_parser("leaderboard", help="significance tests and a static Plotly leaderboard site")
+    lsub = lb.add_subparsers(dest="leaderboard_command", required=True, metavar="{build,serve,publish,add}")
+    p = lsub.add_parser("build", help="build the static site from result folders")
+    p.add_argument("--results", nargs="+", default=["results"], help="results folders (or run folders)")
+    p.add_argument("--out", default="site", help="site folder to write")
+    p.add_argument("--baseline", default="baseline", help="algorithm every other is compared against")
+    p.add_argument("--resamples", type=int, default=1999, help="bootstrap resamples for CIs")
+    p.set_defaults(func=cmd_build)
+    p = lsub.add_parser("serve", help="serve a built site on localhost")
+    p.add_argument("--site", default="site")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=cmd_serve)
+    p = lsub.add_parser("publish", help="copy the site to a ready-to-push folder, or commit it to gh-pages")
+    p.add_argument("--site", default="site")
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--to", help="folder to write the ready-to-push site into")
+    group.add_argument("--gh-pages", action="store_true", help="commit the site to the gh-pages branch of --repo")
+    p.add_argument("--repo", default=".", help="git repository for --gh-pages")
+    p.add_argument("--branch", default="gh-pages")
+    p.set_defaults(func=cmd_publish)
+    p = lsub.add_parser("add", help="validate a submitted results file and add it to a results folder")
+    p.add_argument("file", help="task rows in the results schema (.parquet, .csv or .jsonl)")
+    p.add_argument("--results", default="results", help="results folder to add the runs to")
+    p.set_defaults(func=cmd_add)
+
+
+def cmd_build(args) -> int:
+    import time
+
+    from leaderboard.site import build_site
+
+    t = time.perf_counter()
+    out = build_site(args.results, args.out, args.baseline, args.resamples)
+    size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
+    print(f"built {out}/index.html ({size / 2**20:.1f} MiB) in {time.perf_counter() - t:.1f} s; "
+          f"open it from disk or run `suite leaderboard serve --site {out}`")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    site = Path(args.site)
+    if not (site / "index.html").is_file():
+        raise FileNotFoundError(f"{site} has no index.html; run `suite leaderboard build --out {site}` first")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
+    with http.server.ThreadingHTTPServer((args.host, args.port), handler) as server:
+        print(f"serving {site} at http://{args.host}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_publish(args) -> int:
+    from leaderboard.publish import PublishError, publish_folder, publish_gh_pages
+
+    try:
+        if args.gh_pages:
+            commit = publish_gh_pages(args.site, args.repo, args.branch)
+            print(f"committed {args.site} to branch {args.branch} ({commit[:12]}); push it with "
+                  f"`git push origin {args.branch}`")
+        else:
+            print(f"wrote {publish_folder(args.site, args.to)}; push that folder to any static host")
+    except PublishError as exc:
+        raise ValueError(str(exc)) from exc
+    return 0
+
+
+def cmd_add(args) -> int:
+    from leaderboard.submit import add_submission
+
+    added = add_submission(args.file, args.results)
+    print(f"added {len(added)} run(s) to {args.results}: {', '.join(added)}")
+    return 0

@@ -1,0 +1,162 @@
+"""The site in a real headless Chromium: no console errors, expected ranks, plots render,
+hostile names stay text; plus build, publish and add as a user runs them."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from results_fixture import HOSTILE, write_results
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "artifacts"
+SUITE = str(Path(sys.executable).parent / "suite")
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    results = write_results(tmp_path_factory.mktemp("results"))
+    out = tmp_path_factory.mktemp("site") / "site"
+    proc = subprocess.run([SUITE, "leaderboard", "build", "--results", str(results), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium, driver_path = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver_path:
+        pytest.fail("Debian chromium and chromium-driver are required (apt-get install chromium chromium-driver; "
+                    ".ci/run installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--allow-file-access-from-files", "--window-size=1400,2200"):
+        opts.add_argument(flag)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(driver_path), options=opts)
+    yield driver
+    driver.quit()
+
+
+def console_errors(driver):
+    return [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def test_overview_in_headless_chromium(site, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get((site / "index.html").as_uri())
+    WebDriverWait(browser, 30).until(
+        lambda d: d.execute_script("return document.querySelectorAll('.plot .main-svg').length") >=
+        d.execute_script("return document.querySelectorAll('.plot').length") > 0)
+    ARTIFACTS.mkdir(exist_ok=True)
+    browser.save_screenshot(str(ARTIFACTS / "leaderboard-overview.png"))
+    assert console_errors(browser) == []
+    assert browser.execute_script("return window.__pwned === undefined")
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr")
+    ranks = {r.find_element(By.CSS_SELECTOR, "td.algo").text: int(r.find_elements(By.TAG_NAME, "td")[0].text)
+             for r in rows}
+    assert ranks["good"] == 1
+    assert ranks["baseline"] == ranks["same"] == 2  # not significantly different: a shared rank
+    assert ranks[HOSTILE] == 4
+    assert HOSTILE in [r.find_element(By.CSS_SELECTOR, "td.algo").text for r in rows]  # shown as text
+    plots = browser.find_elements(By.CSS_SELECTOR, ".plot")
+    assert len(plots) == 4
+    for plot in plots:
+        assert plot.find_elements(By.CSS_SELECTOR, ".main-svg"), "a plot did not render"
+    marks = browser.find_elements(By.CSS_SELECTOR, ".sig-better")
+    assert marks and marks[0].text.startswith("▲")
+    assert "plotly.min.js" in browser.page_source and "cdn" not in browser.page_source.lower()
+
+
+def test_dataset_and_run_pages_render(site, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get((site / "datasets" / "ag_news.html").as_uri())
+    assert console_errors(browser) == []
+    assert browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr")
+    link = browser.find_element(By.CSS_SELECTOR, "table.leaderboard a")
+    link.click()
+    assert "Provenance" in browser.page_source and "2.13.0" in browser.page_source
+    assert console_errors(browser) == []
+
+
+def test_plotly_is_included_once_and_from_disk(site):
+    assert (site / "assets" / "plotly.min.js").stat().st_size > 1_000_000
+    pages = list(site.rglob("*.html"))
+    for page in pages:
+        text = page.read_text()
+        assert text.count("plotly.min.js") <= 1 and "https://" not in text
+        assert "<script>window.__pwned" not in text
+
+
+def test_publish_to_folder_and_gh_pages(site, tmp_path):
+    out = tmp_path / "ready"
+    proc = subprocess.run([SUITE, "leaderboard", "publish", "--site", str(site), "--to", str(out)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and (out / "index.html").is_file() and (out / ".nojekyll").exists()
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@e"}
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    (repo / "README").write_text("x")
+    subprocess.run(["git", "add", "README"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "init"], cwd=repo, check=True, env=env)
+    for _ in range(2):
+        proc = subprocess.run([SUITE, "leaderboard", "publish", "--site", str(site), "--gh-pages", "--repo", str(repo)],
+                              capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, proc.stderr
+    files = subprocess.run(["git", "ls-tree", "-r", "--name-only", "gh-pages"], cwd=repo, capture_output=True,
+                           text=True).stdout.split()
+    assert "index.html" in files and "assets/plotly.min.js" in files
+    log = subprocess.run(["git", "log", "--oneline", "gh-pages"], cwd=repo, capture_output=True, text=True).stdout
+    assert len(log.splitlines()) == 2
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout == ""
+    assert subprocess.run(["git", "branch", "--show-current"], cwd=repo, capture_output=True, text=True).stdout.strip() == "main"
+
+
+def test_add_validates_and_names_row_and_field(tmp_path):
+    results = write_results(tmp_path / "src", n_tasks=4, seeds=(0,), algos=["good"], hostile=False)
+    from suite.results import RunFolder
+
+    good = RunFolder(results, "good-minilm-s0").read_tasks()
+    rows = good.copy()
+    good["run_id"] = "submitted-good"
+    path = tmp_path / "sub.parquet"
+
+    def attempt(df):
+        df.to_parquet(path, index=False)
+        return subprocess.run([SUITE, "leaderboard", "add", str(path), "--results", str(tmp_path / "lb")],
+                              capture_output=True, text=True)
+
+    bad = good.copy(); bad.loc[2, "metric"] = 1.7
+    proc = attempt(bad)
+    assert proc.returncode == 2 and "row 2" in proc.stderr and "field metric = 1.7 is outside [0, 1]" in proc.stderr
+    bad = good.copy(); bad.loc[1, "ft_seconds"] = float("nan")
+    assert "row 1" in (p := attempt(bad)).stderr and "ft_seconds" in p.stderr and "NaN" in p.stderr
+    bad = good.copy(); bad.loc[3, "dataset"] = "imdbx"
+    assert "row 3" in (p := attempt(bad)).stderr and "unknown dataset 'imdbx'" in p.stderr
+    bad = pd.concat([good, good.iloc[[0]]], ignore_index=True)
+    assert "row 4" in (p := attempt(bad)).stderr and "duplicates" in p.stderr
+    assert "missing column(s) metric" in attempt(good.drop(columns=["metric"])).stderr
+    assert not (tmp_path / "lb").exists()  # nothing written on rejection
+    proc = attempt(good)
+    assert proc.returncode == 0, proc.stderr
+    from suite.results import load_results
+
+    runs, tasks = load_results(tmp_path / "lb")
+    assert len(runs) == 1 and len(tasks) == 4 and rows["metric"].iloc[0] == tasks["metric"].iloc[0]
+    assert attempt(good).returncode == 2  # the same run twice is refused
