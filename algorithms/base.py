@@ -134,8 +134,12 @@ class Algorithm:
     def outer_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return meta_parameters(model)
 
+    def outer_optimizer(self) -> tuple[str, float]:
+        """(optimizer, learning rate) of the outer update, whichever engine applies it."""
+        return "adam", self.config.outer_lr
+
     def make_outer_step(self, model: nn.Module) -> OuterStep:
-        return TorchOuterStep(self.outer_parameters(model), "adam", self.config.outer_lr)
+        return TorchOuterStep(self.outer_parameters(model), *self.outer_optimizer())
 
     # ------------------------------------------------------------------ public API
     def meta_train(self, model: nn.Module, episodes: Iterable[Episode], loss_fn: LossFn,
@@ -173,8 +177,10 @@ class Algorithm:
 
     def adapt(self, model: nn.Module, support: Any, loss_fn: LossFn, steps: int | None = None, *,
               lr: float | None = None, optimizer: str | None = None,
-              on_step: Callable[[int, nn.Module, float | None], None] | None = None) -> nn.Module:
-        """Fine-tune a copy of ``model`` on ``support``; the same procedure for every algorithm."""
+              on_step: Callable[[int, nn.Module, float | None], None] | None = None,
+              step_factory: Callable | None = None) -> nn.Module:
+        """Fine-tune a copy of ``model`` on ``support``; the same procedure for every algorithm.
+        ``step_factory`` swaps torch's optimizer for another engine (see :func:`finetune`)."""
         adapted = copy.deepcopy(model)
         batches = as_batches(support)
         begin_episode(adapted, batches)
@@ -183,7 +189,7 @@ class Algorithm:
                         lr=self.config.finetune_lr if lr is None else lr,
                         optimizer=optimizer or self.config.finetune_optimizer,
                         params=meta_parameters(adapted) + _episode_parameters(adapted),
-                        on_step=on_step)
+                        on_step=on_step, step_factory=step_factory)
 
     def state_dict(self) -> dict:
         """Algorithm state beyond the model (e.g. learned step sizes), for checkpoints."""

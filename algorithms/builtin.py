@@ -50,8 +50,8 @@ class Multitask(Algorithm):
 
     Config = MultitaskConfig
 
-    def make_outer_step(self, model):
-        return TorchOuterStep(self.outer_parameters(model), "adam", self.config.lr)
+    def outer_optimizer(self):
+        return "adam", self.config.lr
 
     def meta_loss(self, model, episode, loss_fn):
         batches = as_batches(episode.support) + as_batches(episode.query)
@@ -184,10 +184,10 @@ class Reptile(Algorithm):
 
     Config = ReptileConfig
 
-    def make_outer_step(self, model):
-        if self.config.outer == "interpolate":
-            return TorchOuterStep(self.outer_parameters(model), "sgd", self.config.epsilon)
-        return TorchOuterStep(self.outer_parameters(model), "adam", self.config.outer_lr)
+    def outer_optimizer(self):
+        if self.config.outer == "interpolate":  # SGD with lr epsilon on (init - adapted) interpolates
+            return "sgd", self.config.epsilon
+        return "adam", self.config.outer_lr
 
     def meta_loss(self, model, episode, loss_fn):
         support = as_batches(episode.support)

@@ -1,4 +1,5 @@
-"""The outer update: a tiny interface so a DeepSpeed engine can replace torch's optimizer."""
+"""What applies an update (outer meta-step or fine-tuning step): a tiny interface, so a
+DeepSpeed engine can stand in for a torch optimizer."""
 from __future__ import annotations
 
 from typing import Protocol, Sequence
@@ -6,7 +7,13 @@ from typing import Protocol, Sequence
 import torch
 from torch import nn
 
-from .finetune import make_optimizer
+
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; use 'adam' or 'sgd'")
 
 
 class OuterStep(Protocol):

@@ -1,1 +1,1 @@
-"""cluster."""
+"""Ray Tune studies, Ray Jobs submission, DeepSpeed engine and cluster manifests."""

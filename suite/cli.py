@@ -65,7 +65,8 @@ def bad_input_errors() -> tuple[type[BaseException], ...]:
 
     from .errors import SuiteError
 
-    return (SuiteError, DataError, UnknownDatasetError, AlgorithmError, ValueError, FileNotFoundError)
+    return (SuiteError, DataError, UnknownDatasetError, AlgorithmError, ValueError, FileNotFoundError,
+            ConnectionError)
 
 
 def main(argv: list[str] | None = None) -> int:

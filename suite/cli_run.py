@@ -51,9 +51,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="delete an existing run folder and start again")
     p.add_argument("--keep-init", action="store_true", help="keep the meta-learned init (init.pt) after the run")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    add_engine_options = getattr(sys.modules.get("suite.cli_cluster"), "add_engine_options", None)
-    if add_engine_options:
-        add_engine_options(p)
+    ds = p.add_argument_group("DeepSpeed (with --engine deepspeed)")
+    ds.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=None, help="ZeRO stage (default 2)")
+    precision = ds.add_mutually_exclusive_group()
+    precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16", default=None)
+    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16")
+    ds.add_argument("--deepspeed-config", default=None,
+                    help="a DeepSpeed JSON config (see cluster/deepspeed/); overrides --zero and precision")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("results", help="list stored runs or summarise one")
@@ -75,7 +79,12 @@ def config_from_args(args):
         overrides["models"] = [m.strip() for m in args.model.split(",") if m.strip()]
     if args.datasets:
         overrides["datasets"] = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    return resolve_config(args.preset, args.config, overrides)
+    ds = {k: v for k, v in (("zero", args.zero), ("precision", args.precision),
+                            ("config_file", args.deepspeed_config)) if v is not None}
+    config = resolve_config(args.preset, args.config, overrides)
+    if ds:
+        config.deepspeed = {**config.deepspeed, **ds}
+    return config
 
 
 def cmd_run(args) -> int:
@@ -83,13 +92,13 @@ def cmd_run(args) -> int:
     from .summary import format_summary
 
     config = config_from_args(args)
-    engine_factory = None
+    engine = None
     if config.engine == "deepspeed":
-        from cluster.deepspeed_engine import engine_factory_from_args
+        from cluster.deepspeed_engine import engine_from_config
 
-        engine_factory = engine_factory_from_args(config, args)
+        engine = engine_from_config(config)
     runner = Runner(config, args.out, args.data_dir, resume=args.resume, overwrite=args.overwrite,
-                    keep_init=args.keep_init, progress=not args.no_progress, engine_factory=engine_factory)
+                    keep_init=args.keep_init, progress=not args.no_progress, engine=engine)
     try:
         for result in runner.run_all():
             print(format_summary(result.tasks, result.run_row))

@@ -62,6 +62,18 @@ def to_device(batch: dict, device: torch.device) -> dict:
     return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
 
 
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size) under torch.distributed (e.g. a Ray Train worker), else (0, 1)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def barrier() -> None:
+    if rank_and_world()[1] > 1:
+        torch.distributed.barrier()
+
+
 def task_seed(seed: int, index: int) -> int:
     return zlib.crc32(f"{seed}/{index}".encode())
 
@@ -92,13 +104,21 @@ class RunResult:
 class Runner:
     def __init__(self, config: RunConfig, out: str | Path = "results", data_dir: str | None = None, *,
                  resume: bool = False, overwrite: bool = False, keep_init: bool = False, progress: bool = True,
-                 engine_factory: Callable | None = None):
+                 engine=None, on_task: Callable[[dict], None] | None = None):
         self.config = config
         self.out = Path(out)
         self.data_dir = data_dir
         self.resume, self.overwrite, self.keep_init = resume, overwrite, keep_init
         self.progress = progress
-        self.engine_factory = engine_factory  # the DeepSpeed issue plugs its outer-step engine in here
+        # None: torch optimizers; else an object with outer_step(model, algo) and
+        # finetune_step(model, params, lr, optimizer), e.g. cluster.deepspeed_engine.DeepSpeedEngine
+        self.engine = engine
+        self.on_task = on_task  # called with each finished task row (e.g. to report to Ray Tune)
+        # Under torch.distributed (several workers of one trial) meta-training episodes are sharded
+        # across ranks when an engine all-reduces the outer gradients (DeepSpeed), and meta-test tasks
+        # are sharded by index; each task is fine-tuned on one rank with torch, because tasks are
+        # independent and a data-parallel engine would mix them.
+        self.rank, self.world = rank_and_world()
         self.device = resolve_device(config.device)
         get_algorithm(config.algo, **algorithm_kwargs(config))  # validate before any work
 
@@ -122,29 +142,32 @@ class Runner:
         manifest = build_manifest(bench, seed, self.data_dir)
         run_id = self.run_id(model_name, seed, bench)
         folder = RunFolder(self.out, run_id)
-        if folder.path.exists():
+        if self.rank == 0 and folder.path.exists():
             if self.overwrite:
                 shutil.rmtree(folder.path)
             elif not self.resume:
                 raise SuiteError(f"{folder.path} already exists; pass --resume to continue it or --overwrite "
                                  f"to start it again")
-            elif folder.is_complete():
-                log.warning("%s is complete; nothing to resume", run_id)
-                return RunResult(run_id, folder.path, pd.read_parquet(folder.path / "run.parquet").iloc[0].to_dict(),
-                                 folder.read_tasks(), skipped=True)
+        barrier()
+        if self.resume and folder.is_complete():
+            log.warning("%s is complete; nothing to resume", run_id)
+            return RunResult(run_id, folder.path, pd.read_parquet(folder.path / "run.parquet").iloc[0].to_dict(),
+                             folder.read_tasks(), skipped=True)
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         lm = load_backbone(model_name)  # before anything is written: a bad model leaves no folder
         folder.path.mkdir(parents=True, exist_ok=True)
-        manifest.write(folder.path / "episodes.json")
-        run_config = dict(cfg.to_dict(), models=[model_name], seeds=[seed])
-        folder.write_manifest({
-            "run_id": run_id, "config": run_config, "config_fingerprint": cfg.fingerprint(),
-            "suite_version": __version__, "git_revision": git_revision(), "packages": package_versions(),
-            "hardware": hardware(), "device": str(self.device), "benchmark": bench.to_dict(),
-            "episodes_fingerprint": manifest.fingerprint, "data_fingerprints": manifest.data,
-            "data_dir": str(self.data_dir) if self.data_dir else None,
-        })
+        if self.rank == 0:
+            manifest.write(folder.path / "episodes.json")
+            run_config = dict(cfg.to_dict(), models=[model_name], seeds=[seed])
+            folder.write_manifest({
+                "run_id": run_id, "config": run_config, "config_fingerprint": cfg.fingerprint(),
+                "suite_version": __version__, "git_revision": git_revision(), "packages": package_versions(),
+                "hardware": hardware(), "device": str(self.device), "workers": self.world,
+                "benchmark": bench.to_dict(), "episodes_fingerprint": manifest.fingerprint,
+                "data_fingerprints": manifest.data, "data_dir": str(self.data_dir) if self.data_dir else None,
+                "engine": self.engine.describe() if self.engine else {"engine": "torch"},
+            })
 
         learner = EpisodicTransformer(lm.backbone, head_init=cfg.head_init, freeze_embeddings=cfg.freeze_embeddings,
                                       gradient_checkpointing=cfg.gradient_checkpointing).to(self.device)
@@ -156,8 +179,10 @@ class Runner:
                   "episodes_fingerprint": manifest.fingerprint}
 
         meta, meta_stats = self._meta_train(folder, learner, algo, encoder, bench, seed, trainable)
-        tasks = self._meta_test(folder, learner, algo, encoder, bench, seed, trainable, common)
+        self._meta_test(folder, learner, algo, encoder, bench, seed, trainable, common)
         cache.flush()
+        barrier()  # every rank's tasks are written
+        tasks = folder.read_tasks()
         run_row = dict(common, protocol=bench.protocol, config_fingerprint=cfg.fingerprint(),
                        suite_version=__version__, git_revision=git_revision(), device=str(self.device),
                        engine=cfg.engine, trainable_parameters=trainable, **meta_stats, **meta.to_dict("meta_"),
@@ -165,18 +190,23 @@ class Runner:
                        total_ft_seconds=float(tasks["ft_seconds"].sum()),
                        total_ft_gpu_hours=float(tasks["ft_gpu_hours"].sum()),
                        total_gpu_hours=float(tasks["ft_gpu_hours"].sum() + meta.gpu_hours))
-        folder.write_run(run_row)
-        init = folder.path / "init.pt"
-        if init.exists() and not self.keep_init:
-            init.unlink()
+        if self.rank == 0:
+            folder.write_run(run_row)
+            init = folder.path / "init.pt"
+            if init.exists() and not self.keep_init:
+                init.unlink()
+        barrier()
         return RunResult(run_id, folder.path, run_row, tasks)
 
     # ------------------------------------------------------------------ meta-training
     def _meta_episodes(self, encoder, bench, seed: int) -> Iterator[AlgoEpisode]:
         cfg = self.config
         episodes = list(iter_episodes(bench, seed, "meta-train", self.data_dir))
+        shard = self.world > 1 and self.engine is not None
         for epoch in range(cfg.meta_epochs):
             order = np.random.default_rng([seed, epoch, 7]).permutation(len(episodes))
+            if shard:  # equal shares, so every rank takes the same number of outer steps
+                order = order[: len(order) - len(order) % self.world][self.rank::self.world]
             for i in order:
                 ep = episodes[i]
                 yield AlgoEpisode(
@@ -193,10 +223,12 @@ class Runner:
             log.info("resumed the meta-learned init from %s", init)
             return Measurement(**state["measurement"]), state["stats"]
         n_episodes = bench.n_meta_train * cfg.meta_epochs if algo.meta_learns else 0
+        if self.world > 1 and self.engine is not None:
+            n_episodes = (bench.n_meta_train // self.world) * cfg.meta_epochs
         total_steps = math.ceil(n_episodes / cfg.meta_batch_size) if n_episodes else 0
         bar = _bar(total_steps, f"meta-train {cfg.algo}", self.progress, unit="step")
-        engine = self.engine_factory(learner, algo) if (self.engine_factory and algo.meta_learns) else None
-        meter = Meter(self.device, trainable)
+        engine = self.engine.outer_step(learner, algo) if (self.engine and algo.meta_learns) else None
+        meter = Meter(self.device, trainable, num_gpus=self.world)
         try:
             with meter:
                 stats = algo.meta_train(learner, self._meta_episodes(encoder, bench, seed) if n_episodes else [],
@@ -213,21 +245,23 @@ class Runner:
                       "meta_final_loss": stats.losses[-1] if stats.losses else None}
         state = {"model": {k: v for k, v in learner.state_dict().items() if not k.startswith("head.")},
                  "algorithm": algo.state_dict(), "measurement": meter.result.to_dict(), "stats": meta_stats}
-        tmp = init.with_name(".init.pt.tmp")
-        torch.save(state, tmp)
-        tmp.replace(init)
+        if self.rank == 0:
+            tmp = init.with_name(".init.pt.tmp")
+            torch.save(state, tmp)
+            tmp.replace(init)
         return meter.result, meta_stats
 
     # ------------------------------------------------------------------ meta-testing
-    def _meta_test(self, folder: RunFolder, learner, algo, encoder, bench, seed, trainable, common) -> pd.DataFrame:
+    def _meta_test(self, folder: RunFolder, learner, algo, encoder, bench, seed, trainable, common) -> None:
         cfg = self.config
         finished = folder.finished_tasks() if self.resume else set()
+        mine = {i for i in range(bench.n_meta_test) if i % self.world == self.rank}
         targets = self._baseline_targets(common, seed) if cfg.target == "baseline" else {}
-        todo = bench.n_meta_test - len(finished & set(range(bench.n_meta_test)))
+        todo = len(mine - finished)
         bar = _bar(todo, f"meta-test {cfg.algo}", self.progress, unit="task")
         try:
             for ep in iter_episodes(bench, seed, "meta-test", self.data_dir):
-                if ep.index in finished:
+                if ep.index in finished or ep.index not in mine:
                     continue
                 try:
                     row = self._test_task(ep, learner, algo, encoder, trainable, targets.get(ep.index), seed)
@@ -237,11 +271,12 @@ class Runner:
                 except torch.OutOfMemoryError as exc:
                     raise RunFailed(_oom_message(f"fine-tuning task {ep.task_id}")) from exc
                 folder.write_task(ep.index, dict(common, **row))
+                if self.on_task is not None:
+                    self.on_task(dict(common, **row))
                 bar.update(1)
                 bar.set_postfix(metric=f"{row['metric']:.3f}")
         finally:
             bar.close()
-        return folder.read_tasks()
 
     def _test_task(self, ep, learner, algo, encoder, trainable: int, baseline_target: float | None,
                    seed: int) -> dict:
@@ -262,7 +297,8 @@ class Runner:
 
         with meter:
             algo.adapt(learner, support, meter.count_loss(episode_loss), steps=steps, lr=cfg.finetune_lr,
-                       on_step=on_step)
+                       on_step=on_step,
+                       step_factory=self.engine.finetune_step if self.engine and self.world == 1 else None)
         steps_k, metrics, seconds, em = zip(*curve)
         final = metrics[-1]
         if cfg.target == "baseline" and cfg.algo == "baseline":

@@ -1,0 +1,175 @@
+"""DeepSpeed as the update engine of `suite run --engine deepspeed`.
+
+The suite's algorithms call ``zero_grad / backward / step`` on whatever applies an update
+(:class:`algorithms.outer.OuterStep`); :class:`DeepSpeedStep` implements that with a
+``deepspeed.initialize`` engine, so baseline and multitask fine-tuning and the outer update
+of the first-order algorithms (fomaml, reptile) run through DeepSpeed (ZeRO 0-2, bf16/fp16,
+offload). The engine owns the accumulation boundary (``managed_gradient_accumulation:
+false``): a meta-batch's tasks call ``backward`` one by one and ``step`` applies them once.
+
+On a machine without CUDA it uses the gloo backend and a torch optimizer handed to
+DeepSpeed, so nothing is JIT-compiled and start-up takes seconds.
+
+What is refused, and why:
+* second-order MAML (and Meta-SGD, ANIL): their meta-gradient differentiates through the
+  inner loop's gradients; DeepSpeed's ZeRO reduces/partitions gradients in backward hooks
+  and keeps no graph through them. Use fomaml or reptile with DeepSpeed, or maml with
+  ``--engine torch``;
+* ZeRO-3 for the meta-learners: it partitions the parameters themselves, and the
+  functional inner loop needs the full weights; ZeRO-3 serves the baseline's fine-tuning.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from algorithms.outer import make_optimizer
+
+CONFIG_DIR = Path(__file__).resolve().parent / "deepspeed"
+if not torch.cuda.is_available():  # say so before anything imports deepspeed, rather than have it warn
+    os.environ.setdefault("DS_ACCELERATOR", "cpu")
+FIRST_ORDER = ("baseline", "multitask", "fomaml", "reptile")
+ZERO3_OK = ("baseline",)
+
+
+class DeepSpeedUnsupported(ValueError):
+    """The requested algorithm / ZeRO combination cannot run under DeepSpeed."""
+
+
+@dataclass
+class DeepSpeedSettings:
+    zero: int = 2
+    precision: str = "fp32"  # fp32, bf16 or fp16
+    config_file: str | None = None
+
+    def load(self) -> dict:
+        path = Path(self.config_file) if self.config_file else CONFIG_DIR / f"zero{self.zero}.json"
+        if not path.is_file():
+            raise ValueError(f"DeepSpeed config {path} does not exist; see {CONFIG_DIR} for examples")
+        try:
+            cfg = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"DeepSpeed config {path} is not valid JSON: {exc}") from exc
+        if not self.config_file:
+            cfg["bf16"] = {"enabled": self.precision == "bf16"}
+            cfg["fp16"] = {"enabled": self.precision == "fp16"}
+        cfg.setdefault("train_micro_batch_size_per_gpu", 1)
+        cfg.setdefault("gradient_accumulation_steps", 1)
+        cfg["managed_gradient_accumulation"] = False  # meta_train and finetune own the boundary
+        cfg.setdefault("zero_force_ds_cpu_optimizer", False)
+        return cfg
+
+    @property
+    def stage(self) -> int:
+        return int(self.load().get("zero_optimization", {}).get("stage", 0))
+
+
+def check_supported(algo: str, settings: DeepSpeedSettings, first_order: bool = False) -> None:
+    if algo not in FIRST_ORDER:
+        if algo == "maml" and not first_order:
+            raise DeepSpeedUnsupported(
+                "second-order MAML cannot run under DeepSpeed: its meta-gradient differentiates through the inner "
+                "loop's gradients, which ZeRO reduces in backward hooks without a graph; use --algo fomaml or "
+                "reptile with --engine deepspeed, or maml with --engine torch")
+        raise DeepSpeedUnsupported(f"{algo} is not supported with --engine deepspeed (it needs gradients through "
+                                   f"the inner loop); supported: {', '.join(FIRST_ORDER)}; or use --engine torch")
+    if settings.stage == 3 and algo not in ZERO3_OK:
+        raise DeepSpeedUnsupported(f"ZeRO-3 partitions the weights that {algo}'s functional inner loop needs whole; "
+                                   f"use --zero 2 (or 0/1) for {algo}; ZeRO-3 serves the baseline")
+
+
+_initialised = False
+
+
+def ensure_distributed() -> None:
+    """One-process defaults (or torchrun's/Ray Train's), gloo on CPU, no JIT-compiled ops."""
+    global _initialised
+    import logging
+
+    import deepspeed
+
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING if logging.getLogger().level <= logging.INFO
+                                            else logging.ERROR)
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
+    if _initialised:
+        return
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        for key, value in (("MASTER_ADDR", "127.0.0.1"), ("RANK", "0"), ("WORLD_SIZE", "1"), ("LOCAL_RANK", "0")):
+            os.environ.setdefault(key, value)
+        if "MASTER_PORT" not in os.environ:
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+        deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+    _initialised = True
+
+
+class DeepSpeedStep:
+    """An :class:`~algorithms.outer.OuterStep` backed by a DeepSpeed engine."""
+
+    def __init__(self, model: nn.Module, params: list[nn.Parameter], optimizer: str, lr: float, config: dict):
+        import deepspeed
+
+        ensure_distributed()
+        cfg = copy.deepcopy(config)
+        client_optimizer = None
+        if "optimizer" not in cfg:  # a torch optimizer: same update rule as --engine torch, nothing to compile
+            client_optimizer = make_optimizer(optimizer, params, lr)
+        self.engine, self.optimizer, _, _ = deepspeed.initialize(
+            model=model, model_parameters=params if client_optimizer is None else None,
+            optimizer=client_optimizer, config=cfg)
+
+    def zero_grad(self) -> None:
+        self.engine.zero_grad()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss)
+
+    def step(self) -> None:
+        self.engine.step()
+
+
+class DeepSpeedEngine:
+    """What the runner plugs in: outer steps for meta-training, steps for fine-tuning."""
+
+    name = "deepspeed"
+
+    def __init__(self, settings: DeepSpeedSettings):
+        self.settings = settings
+        self.config = settings.load()
+
+    def outer_step(self, model: nn.Module, algo) -> DeepSpeedStep:
+        optimizer, lr = algo.outer_optimizer()
+        return DeepSpeedStep(model, algo.outer_parameters(model), optimizer, lr, self.config)
+
+    def finetune_step(self, model: nn.Module, params: list, lr: float, optimizer: str) -> DeepSpeedStep:
+        return DeepSpeedStep(model, params, optimizer, lr, self.config)
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": "deepspeed", "zero_stage": self.settings.stage, "precision": self.settings.precision,
+                "config": self.config}
+
+
+def engine_from_config(config) -> DeepSpeedEngine:
+    """Build the engine from a RunConfig's ``deepspeed`` table, after checking the algorithm."""
+    options = dict(config.deepspeed)
+    unknown = set(options) - {"zero", "precision", "config_file"}
+    if unknown:
+        raise ValueError(f"unknown deepspeed option(s) {', '.join(sorted(unknown))}; valid: zero, precision, config_file")
+    settings = DeepSpeedSettings(**options)
+    if settings.precision not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"deepspeed precision must be fp32, bf16 or fp16, got {settings.precision!r}")
+    if settings.zero not in (0, 1, 2, 3):
+        raise ValueError(f"--zero must be 0, 1, 2 or 3, got {settings.zero}")
+    check_supported(config.algo, settings, config.first_order)
+    return DeepSpeedEngine(settings)

@@ -1,0 +1,78 @@
+"""`suite submit`: run any suite command on a Ray cluster as a Ray Job.
+
+The job's ``runtime_env`` carries the working directory (this checkout, without results,
+site, virtualenv or caches) and, where given, a requirements file. With token
+authentication (``RAY_AUTH_MODE=token``, the documented default for real clusters) the
+client sends ``RAY_AUTH_TOKEN`` (or the token file Ray reads) with every request.
+An unauthenticated Ray dashboard or job port lets anyone who can reach it run code on
+the cluster: keep those ports private and turn token auth on.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import time
+from pathlib import Path
+
+EXCLUDES = [".venv", ".git", "results", "site", "artifacts", "__pycache__", "*.pyc", ".pytest_cache",
+            "*.egg-info"]
+TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+
+
+def client(address: str):
+    from ray.job_submission import JobSubmissionClient
+
+    try:
+        return JobSubmissionClient(address)
+    except Exception as exc:  # connection refused, bad address, auth failure
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ""
+        if "401" in first or "auth" in first.lower() or "token" in first.lower():
+            hint = "; set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the cluster's token"
+        raise ConnectionError(f"cannot reach the Ray job server at {address}: {first}{hint}") from exc
+
+
+def runtime_env(working_dir: str = ".", requirements: str | None = None, env_vars: dict | None = None) -> dict:
+    env: dict = {"working_dir": str(Path(working_dir).resolve()), "excludes": EXCLUDES}
+    if requirements:
+        env["pip"] = str(Path(requirements).resolve())
+    passed = {k: v for k, v in (env_vars or {}).items() if v is not None}
+    if passed:
+        env["env_vars"] = passed
+    return env
+
+
+def submit(address: str, entrypoint: list[str], working_dir: str = ".", requirements: str | None = None,
+           submission_id: str | None = None, env_vars: dict | None = None, num_cpus: float | None = None,
+           num_gpus: float | None = None) -> str:
+    c = client(address)
+    return c.submit_job(entrypoint=" ".join(shlex.quote(a) for a in entrypoint),
+                        runtime_env=runtime_env(working_dir, requirements, env_vars), submission_id=submission_id,
+                        entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus)
+
+
+def follow(address: str, job_id: str, out=None, poll: float = 1.0, timeout: float | None = None) -> str:
+    """Print the job's logs as they grow until it ends; returns the final status."""
+    import sys
+
+    out = out or sys.stdout
+    c = client(address)
+    printed = 0
+    start = time.monotonic()
+    while True:
+        status = str(c.get_job_status(job_id)).split(".")[-1]
+        logs = c.get_job_logs(job_id)
+        if len(logs) > printed:
+            out.write(logs[printed:])
+            out.flush()
+            printed = len(logs)
+        if status in TERMINAL:
+            return status
+        if timeout is not None and time.monotonic() - start > timeout:
+            return status
+        time.sleep(poll)
+
+
+def forwarded_env() -> dict:
+    """Settings a job on the cluster needs from here (never the auth token: the cluster has its own)."""
+    return {k: os.environ.get(k) for k in ("SUITE_DATA_DIR", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}

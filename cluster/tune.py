@@ -1,0 +1,230 @@
+"""`suite tune`: a Ray Tune study over algorithms x models x seeds and hyperparameter spaces.
+
+One trial is one `suite run` (the same Runner, writing to the same results store), so
+the leaderboard reads a study like single runs. A trial reports the running mean of its
+task metric after every meta-test task, which lets ASHA stop weak trials early.
+Trials run with ``resume`` semantics: a trial that is retried (``max_failures``) or a
+study that is resumed (``--resume``) continues the trial's run folder, skipping the tasks
+it finished, so rows are never lost or duplicated.
+
+A trial with ``workers_per_trial > 1`` runs a Ray Train ``TorchTrainer`` inside the Tune
+function trial (the Train V2 pattern) with DeepSpeed as the engine: meta-training episodes
+are sharded across workers and their outer gradients all-reduced, meta-test tasks are
+sharded by index. Tune's progress table shows every trial's status, metric and time.
+
+The metric a study optimises is the mean query metric of the benchmark it runs: to keep
+test numbers honest, tune on a validation benchmark (e.g. ``--benchmark in-dataset
+--datasets imdb,sst2,conll2003,squad``) and then `suite run` the chosen configuration on
+the test benchmark.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from suite.config import RunConfig, apply_overrides
+from suite.errors import SuiteError
+
+SEARCHABLE = {"inner_lr", "outer_lr", "finetune_lr", "inner_steps", "meta_batch_size", "head_init"}
+DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint", "grid")
+
+
+def parse_search_space(spec: dict, source: str = "search space") -> dict[str, Any]:
+    """``{name: {type: loguniform, low: .., high: ..}}`` -> Ray Tune search space."""
+    from ray import tune
+
+    space = {}
+    for name, dist in spec.items():
+        if name not in SEARCHABLE:
+            raise SuiteError(f"{source}: {name!r} cannot be searched; searchable: {', '.join(sorted(SEARCHABLE))}")
+        if not isinstance(dist, dict) or dist.get("type") not in DISTRIBUTIONS:
+            raise SuiteError(f"{source}: {name} needs type = one of {', '.join(DISTRIBUTIONS)}")
+        kind = dist["type"]
+        try:
+            if kind == "loguniform":
+                space[name] = tune.loguniform(float(dist["low"]), float(dist["high"]))
+            elif kind == "uniform":
+                space[name] = tune.uniform(float(dist["low"]), float(dist["high"]))
+            elif kind == "randint":
+                space[name] = tune.randint(int(dist["low"]), int(dist["high"]))
+            elif kind == "choice":
+                space[name] = tune.choice(list(dist["values"]))
+            else:
+                space[name] = tune.grid_search(list(dist["values"]))
+        except KeyError as exc:
+            raise SuiteError(f"{source}: {name} ({kind}) lacks {exc.args[0]!r}") from exc
+    return space
+
+
+@dataclasses.dataclass
+class StudySpec:
+    """Everything a study needs; serialisable so trials on other nodes rebuild the same config."""
+
+    name: str
+    algos: list[str]
+    models: list[str]
+    seeds: list[int]
+    base: dict  # RunConfig as a dict (preset + --config + options)
+    out: str
+    data_dir: str | None
+    search: dict = dataclasses.field(default_factory=dict)
+    num_samples: int = 1
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    workers_per_trial: int = 1
+    max_concurrent: int = 0
+    max_failures: int = 1
+    scheduler: str = "fifo"
+    storage: str = ""
+
+    def trial_config(self, params: dict) -> RunConfig:
+        config = RunConfig(**{k: v for k, v in self.base.items()})
+        overrides = {"algo": params["algo"], "models": [params["model"]], "seeds": [int(params["seed"])]}
+        overrides.update({k: params[k] for k in SEARCHABLE if k in params})
+        return apply_overrides(config, overrides, f"trial {params}").validate()
+
+
+def run_trial(params: dict, study: dict) -> None:
+    """The Tune function trainable: one `suite run` in this worker process."""
+    from ray import tune
+
+    spec = StudySpec(**study)
+    config = spec.trial_config(params)
+    if spec.workers_per_trial > 1:
+        _run_distributed_trial(spec, config, params)
+        return
+    metrics: list[float] = []
+
+    def report(row: dict) -> None:
+        metrics.append(float(row["metric"]))
+        tune.report({"mean_metric": sum(metrics) / len(metrics), "tasks_done": len(metrics)})
+
+    result = _runner(spec, config, on_task=report).run_all()[0]
+    tune.report({"mean_metric": float(result.tasks["metric"].mean()), "tasks_done": len(result.tasks),
+                 "run_id": result.run_id, "done": True})
+
+
+def _runner(spec: StudySpec, config: RunConfig, on_task=None):
+    from suite.runner import Runner
+
+    engine = None
+    if config.engine == "deepspeed":
+        from .deepspeed_engine import engine_from_config
+
+        engine = engine_from_config(config)
+    return Runner(config, spec.out, spec.data_dir, resume=True, progress=False, engine=engine, on_task=on_task)
+
+
+def _train_loop(loop_config: dict) -> None:
+    """Runs on every Ray Train worker (torch.distributed is set up by Ray Train)."""
+    import ray.train
+
+    spec = StudySpec(**loop_config["study"])
+    config = RunConfig(**loop_config["config"])
+    result = _runner(spec, config).run_all()[0]
+    ray.train.report({"mean_metric": float(result.tasks["metric"].mean()), "tasks_done": len(result.tasks),
+                      "run_id": result.run_id, "done": True})
+
+
+def _run_distributed_trial(spec: StudySpec, config: RunConfig, params: dict) -> None:
+    from ray.train import RunConfig as TrainRunConfig
+    from ray.train import ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    if config.engine != "deepspeed":
+        config.engine = "deepspeed"  # the outer gradients of several workers must be all-reduced
+    use_gpu = spec.gpus_per_trial > 0
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config={"study": dataclasses.asdict(spec), "config": dataclasses.asdict(config)},
+        scaling_config=ScalingConfig(num_workers=spec.workers_per_trial, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": max(1.0, spec.cpus_per_trial / spec.workers_per_trial)}
+                                     | ({"GPU": spec.gpus_per_trial / spec.workers_per_trial} if use_gpu else {})),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+        run_config=TrainRunConfig(name=f"{spec.name}-train-{abs(hash(json.dumps(params, default=str, sort_keys=True)))}",
+                                  storage_path=spec.storage or None, callbacks=[TuneReportCallback()]),
+    )
+    trainer.fit()
+
+
+def build_tuner(spec: StudySpec, resume: bool = False):
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    param_space: dict[str, Any] = {
+        "algo": tune.grid_search(spec.algos), "model": tune.grid_search(spec.models),
+        "seed": tune.grid_search(spec.seeds),
+    }
+    param_space.update(parse_search_space(spec.search))
+    if spec.workers_per_trial > 1:
+        # the trial itself only coordinates; its workers hold the CPUs/GPUs
+        resources = {"cpu": 1}
+    else:
+        resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
+    trainable = tune.with_resources(tune.with_parameters(run_trial, study=dataclasses.asdict(spec)), resources)
+    storage = str(Path(spec.storage).resolve())
+    path = os.path.join(storage, spec.name)
+    if resume:
+        if not tune.Tuner.can_restore(path):
+            raise SuiteError(f"no study to resume at {path}; start it without --resume")
+        return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
+                                  restart_errored=True)
+    if spec.scheduler == "asha":
+        scheduler = ASHAScheduler(time_attr="tasks_done", max_t=max(1, spec.base["n_meta_test"]), grace_period=1,
+                                  reduction_factor=2)
+    else:
+        scheduler = FIFOScheduler()
+    reporter = tune.CLIReporter(metric_columns=["mean_metric", "tasks_done"],
+                                parameter_columns=["algo", "model", "seed"] + sorted(spec.search),
+                                max_report_frequency=10)
+    return tune.Tuner(
+        trainable, param_space=param_space,
+        tune_config=tune.TuneConfig(metric="mean_metric", mode="max", num_samples=spec.num_samples,
+                                    max_concurrent_trials=spec.max_concurrent or None, scheduler=scheduler),
+        run_config=tune.RunConfig(name=spec.name, storage_path=storage, progress_reporter=reporter,
+                                  failure_config=tune.FailureConfig(max_failures=spec.max_failures), verbose=1),
+    )
+
+
+def run_study(spec: StudySpec, resume: bool = False, address: str | None = None, num_cpus: int | None = None):
+    """Run (or resume) a study; returns Tune's ResultGrid."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    return build_tuner(spec, resume).fit()
+
+
+def summarize_study(results) -> tuple[list[list], list[str]]:
+    """Rows of (status, algo, model, seed, metric, run_id) and the errors of failed trials."""
+    rows, errors = [], []
+    for r in results:
+        cfg = r.config or {}
+        status = "ERROR" if r.error else ("TERMINATED" if (r.metrics or {}).get("done") else "STOPPED")
+        metrics = r.metrics or {}
+        rows.append([status, cfg.get("algo"), cfg.get("model"), cfg.get("seed"),
+                     None if "mean_metric" not in metrics else round(float(metrics["mean_metric"]), 4),
+                     metrics.get("tasks_done"), metrics.get("run_id", "")])
+        if r.error:
+            errors.append(f"{cfg.get('algo')}/{cfg.get('model')}/seed {cfg.get('seed')}: "
+                          f"{str(r.error).strip().splitlines()[-1]}")
+    return rows, errors
+
+
+def load_search_file(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise SuiteError(f"cannot read search space {path}: {exc}") from exc
+    return data.get("search", data)
+
+
