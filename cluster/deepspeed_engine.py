@@ -64,6 +64,7 @@ class DeepSpeedSettings:
         cfg.setdefault("gradient_accumulation_steps", 1)
         cfg["managed_gradient_accumulation"] = False  # meta_train and finetune own the boundary
         cfg.setdefault("zero_force_ds_cpu_optimizer", False)
+        cfg.setdefault("zero_allow_untested_optimizer", True)  # torch SGD for reptile interpolation
         return cfg
 
     @property

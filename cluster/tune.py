@@ -84,7 +84,10 @@ class StudySpec:
 
     def trial_config(self, params: dict) -> RunConfig:
         config = RunConfig(**{k: v for k, v in self.base.items()})
-        overrides = {"algo": params["algo"], "models": [params["model"]], "seeds": [int(params["seed"])]}
+        # Trials run concurrently, so a trial cannot count on the baseline's rows being there:
+        # steps-to-target uses a fraction of the trial's own best, which keeps every row deterministic.
+        overrides = {"algo": params["algo"], "models": [params["model"]], "seeds": [int(params["seed"])],
+                     "target": "best"}
         overrides.update({k: params[k] for k in SEARCHABLE if k in params})
         return apply_overrides(config, overrides, f"trial {params}").validate()
 

@@ -1,0 +1,118 @@
+"""`suite tune` on a local Ray: a 4-trial study, a 2-worker TorchTrainer + DeepSpeed trial,
+a study killed mid-way and resumed, and failed trials reported."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import psutil
+import pytest
+
+from suite.results import load_results
+from test_run import TINY
+
+SUITE = str(Path(sys.executable).parent / "suite")
+COLS = ["run_id", "task_index", "metric", "metric_at_0", "target", "steps_to_target"]
+
+
+def tune_args(tmp_path, name, model, *extra, n_test=4, ft_steps=5):
+    cfg = tmp_path / f"{name}.toml"
+    cfg.write_text(TINY.format(n_test=n_test, ft_steps=ft_steps))
+    return [SUITE, "tune", "--name", name, "--models", str(model), "--config", str(cfg), "--num-cpus", "2",
+            "--storage", str(tmp_path / "ray"), "--out", str(tmp_path / name), *extra]
+
+
+def sorted_rows(folder):
+    _, tasks = load_results(folder)
+    return tasks.sort_values(["run_id", "task_index"]).reset_index(drop=True)
+
+
+def test_a_study_of_four_trials_writes_one_run_per_trial(tiny_models, tmp_path):
+    proc = subprocess.run(tune_args(tmp_path, "grid", tiny_models["bert"], "--algos", "baseline,reptile",
+                                    "--seeds", "0", "1", "--max-concurrent", "2"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("TERMINATED") >= 4 and "Trial name" in proc.stdout  # Tune's live table
+    runs, tasks = load_results(tmp_path / "grid")
+    assert len(runs) == 4 and len(tasks) == 16
+    assert sorted(zip(runs["algo"], runs["seed"])) == [("baseline", 0), ("baseline", 1), ("reptile", 0), ("reptile", 1)]
+    # a trial is exactly a `suite run`: the same config gives the same rows
+    cfg = tmp_path / "grid.toml"
+    single = subprocess.run([SUITE, "run", "--algo", "reptile", "--seed", "1", "--model", str(tiny_models["bert"]),
+                             "--config", str(cfg), "--out", str(tmp_path / "single"), "--no-progress",
+                             "--target", "best"],
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr
+    one = sorted_rows(tmp_path / "single")
+    both = sorted_rows(tmp_path / "grid")
+    pd.testing.assert_frame_equal(one[COLS], both[both.run_id.isin(one.run_id)][COLS].reset_index(drop=True))
+
+
+def test_two_worker_torchtrainer_deepspeed_trial(tiny_models, tmp_path):
+    args = tune_args(tmp_path, "multi", tiny_models["bert"], "--algos", "fomaml", "--workers-per-trial", "2",
+                     "--engine", "deepspeed")
+    args[args.index("--num-cpus") + 1] = "3"  # 2 workers + the coordinating trial
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs, tasks = load_results(tmp_path / "multi")
+    assert len(runs) == 1 and len(tasks) == 4 and tasks["task_index"].is_unique
+    import json
+
+    manifest = json.loads(next((tmp_path / "multi").glob("*/manifest.json")).read_text())
+    assert manifest["workers"] == 2 and manifest["engine"]["engine"] == "deepspeed"
+    assert runs["meta_steps"].iloc[0] == 1  # 4 tasks sharded over 2 workers, meta-batch 2
+
+
+def _ray_processes_under(pid_group: int) -> list[psutil.Process]:
+    out = []
+    for p in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(p.pid) == pid_group:
+                out.append(p)
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return out
+
+
+def test_killed_study_resumes_to_exactly_the_uninterrupted_rows(tiny_models, tmp_path):
+    common = dict(n_test=6, ft_steps=24)
+    whole = subprocess.run(tune_args(tmp_path, "whole", tiny_models["bert"], "--algos", "baseline,reptile",
+                                     "--seeds", "0", "1", "--max-concurrent", "2", **common),
+                           capture_output=True, text=True, timeout=900)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    args = tune_args(tmp_path, "killed", tiny_models["bert"], "--algos", "baseline,reptile", "--seeds", "0", "1",
+                     "--max-concurrent", "2", **common)
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    out = tmp_path / "killed"
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        done = len(list(out.glob("*/run.parquet")))
+        partial = len(list(out.glob("*/tasks/*.parquet")))
+        if done >= 1 and partial >= 1:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started: one process group
+    proc.wait()
+    for p in _ray_processes_under(proc.pid):
+        p.kill()
+    done = len(list(out.glob("*/run.parquet")))
+    assert 1 <= done < 4, "the kill should land mid-study"
+    resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    a, b = sorted_rows(tmp_path / "whole"), sorted_rows(out)
+    assert len(b) == 24 and not b.duplicated(["run_id", "task_index"]).any()
+    pd.testing.assert_frame_equal(a[COLS], b[COLS])
+
+
+def test_failed_trials_are_retried_and_reported(tiny_models, tmp_path):
+    proc = subprocess.run(tune_args(tmp_path, "bad", f"{tiny_models['bert']},{tmp_path / 'missing-model'}",
+                                    "--algos", "baseline", "--max-failures", "1"),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    assert "1 trial(s) failed after 1 retries" in proc.stderr and "missing-model" in proc.stderr
+    assert len(load_results(tmp_path / "bad")[0]) == 1  # the good trial's run is stored
