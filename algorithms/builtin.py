@@ -9,7 +9,7 @@ from torch import nn
 
 from .base import Algorithm, AlgorithmConfig, Episode, LossFn, MetaConfig, begin_episode, check_finite, meta_parameters
 from .finetune import as_batches
-from .functional import inner_loop, query_loss
+from .functional import double_backward_safe, inner_loop, query_loss
 from .outer import TorchOuterStep
 from .registry import register_algorithm
 
@@ -80,10 +80,12 @@ class MAML(Algorithm):
     def meta_loss(self, model, episode: Episode, loss_fn: LossFn):
         support, query = as_batches(episode.support), as_batches(episode.query)
         begin_episode(model, support)
-        adapted = inner_loop(model, support, loss_fn, self.config.inner_steps, self.inner_lr(model),
-                             self.inner_names(model), create_graph=not self.config.first_order,
-                             on_loss=lambda k, l: check_finite(l, f"at inner step {k + 1}"))
-        loss = query_loss(model, adapted, query, loss_fn)
+        second_order = not self.config.first_order
+        with double_backward_safe(second_order):
+            adapted = inner_loop(model, support, loss_fn, self.config.inner_steps, self.inner_lr(model),
+                                 self.inner_names(model), create_graph=second_order,
+                                 on_loss=lambda k, l: check_finite(l, f"at inner step {k + 1}"))
+            loss = query_loss(model, adapted, query, loss_fn)
         return loss, float(loss.detach())
 
 

@@ -10,6 +10,7 @@ weights from the initial ones entirely (Reptile only needs their values).
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Mapping, Sequence
 
 import torch
@@ -27,6 +28,18 @@ class _LossModule(nn.Module):
 
     def forward(self, batch):
         return self.loss_fn(self.model, batch)
+
+
+def double_backward_safe(enabled: bool = True):
+    """Forward passes whose graph must be differentiated twice (second-order MAML) use the
+    math attention kernel: the fused CUDA kernels (flash, memory-efficient) have no double
+    backward ("derivative for aten::_scaled_dot_product_efficient_attention_backward is not
+    implemented"). Found on an H100; the CPU kernels were not affected."""
+    if not enabled:
+        return contextlib.nullcontext()
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.MATH])
 
 
 def functional_loss(model: nn.Module, params: Mapping[str, torch.Tensor], batch, loss_fn: Callable) -> torch.Tensor:

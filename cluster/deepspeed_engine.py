@@ -112,7 +112,15 @@ def ensure_distributed() -> None:
                 s.bind(("127.0.0.1", 0))
                 os.environ["MASTER_PORT"] = str(s.getsockname()[1])
         deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+        import atexit
+
+        atexit.register(_shutdown)  # the group this process started; torch warns about leaks otherwise
     _initialised = True
+
+
+def _shutdown() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 class DeepSpeedStep:
@@ -123,6 +131,14 @@ class DeepSpeedStep:
 
         ensure_distributed()
         cfg = copy.deepcopy(config)
+        # DeepSpeed's default buckets hold 5e8 elements (GBs of buffers) whatever the model's size;
+        # size them to the model unless the config says otherwise (measured: ZeRO-3 on a 7.7M-parameter
+        # BERT peaked at 9.4 GB of CUDA memory with the defaults).
+        n = sum(p.numel() for p in params)
+        bucket = int(min(5e8, max(1e6, n)) + 511) // 512 * 512  # ZeRO wants a multiple of its alignment
+        zero = cfg.setdefault("zero_optimization", {})
+        for key in ("reduce_bucket_size", "allgather_bucket_size", "stage3_prefetch_bucket_size"):
+            zero.setdefault(key, bucket)
         client_optimizer = None
         if "optimizer" not in cfg:  # a torch optimizer: same update rule as --engine torch, nothing to compile
             client_optimizer = make_optimizer(optimizer, params, lr)

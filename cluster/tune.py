@@ -189,7 +189,8 @@ def build_tuner(spec: StudySpec, resume: bool = False):
     return tune.Tuner(
         trainable, param_space=param_space,
         tune_config=tune.TuneConfig(metric="mean_metric", mode="max", num_samples=spec.num_samples,
-                                    max_concurrent_trials=spec.max_concurrent or None, scheduler=scheduler),
+                                    max_concurrent_trials=spec.max_concurrent or None, scheduler=scheduler,
+                                    reuse_actors=True),  # a trial process imports torch etc. once
         run_config=tune.RunConfig(name=spec.name, storage_path=storage, progress_reporter=reporter,
                                   failure_config=tune.FailureConfig(max_failures=spec.max_failures), verbose=1),
     )

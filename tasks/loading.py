@@ -102,18 +102,14 @@ def _load_hub(spec: DatasetSpec, split: str):
                         f"{DATA_DIR_ENV} at a mirror folder that holds {spec.name}/{split}.parquet")
     hint = (f"cannot load {spec.hub_id} from the Hugging Face Hub (offline?); point --data-dir or "
             f"{DATA_DIR_ENV} at a local mirror (written by `suite data export --to DIR` on a machine with network)")
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False") or \
-            os.environ.get("HF_DATASETS_OFFLINE", "0") not in ("0", "", "false", "False"):
-        try:  # a dataset already in the local HF cache still loads offline
-            return datasets.load_dataset(spec.hub_id, spec.hub_config, split=split, revision=spec.revision)
-        except Exception as exc:
-            raise DataError(hint) from exc
-    try:
+    offline = any(os.environ.get(v, "0") not in ("0", "", "false", "False")
+                  for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    try:  # offline, a dataset already in the local HF cache still loads
         return datasets.load_dataset(spec.hub_id, spec.hub_config, split=split, revision=spec.revision)
-    except (ConnectionError, OSError, TimeoutError) as exc:
-        raise DataError(hint) from exc
     except Exception as exc:
-        if "connect" in str(exc).lower() or "offline" in str(exc).lower() or "resolve" in str(exc).lower():
+        text = str(exc).lower()
+        if offline or isinstance(exc, (ConnectionError, TimeoutError)) or \
+                any(w in text for w in ("connect", "offline", "resolve", "couldn't reach", "network")):
             raise DataError(hint) from exc
         raise
 

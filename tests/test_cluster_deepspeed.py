@@ -64,3 +64,18 @@ def test_unsupported_combinations_are_refused_with_the_reason(tiny_models, tmp_p
     out = run(tmp_path, tiny_models["bert"], "--algo", "reptile", "--engine", "deepspeed", "--zero", "3",
               "--out", str(tmp_path / "x"))
     assert out.returncode == 2 and "ZeRO-3" in out.stderr
+
+
+def test_buckets_sized_to_the_model_respect_zero_alignment():
+    """Buckets follow the model's size (DeepSpeed's 5e8 default wasted GBs on small models, seen on
+    an H100) and stay a multiple of ZeRO's alignment for any parameter count."""
+    from cluster.deepspeed_engine import DeepSpeedSettings, DeepSpeedStep
+
+    model = torch.nn.Embedding(1_000_003, 1)  # an odd number of parameters, above the 1e6 floor
+    step = DeepSpeedStep(model, list(model.parameters()), "sgd", 0.1, DeepSpeedSettings(zero=2).load())
+    before = model.weight.detach().clone()
+    step.zero_grad()
+    step.backward(model(torch.tensor([[3, 5]])).sum())
+    step.step()
+    assert step.engine.zero_optimization_stage() == 2
+    assert not torch.equal(before, model.weight.detach())
