@@ -160,3 +160,22 @@ def test_add_validates_and_names_row_and_field(tmp_path):
     runs, tasks = load_results(tmp_path / "lb")
     assert len(runs) == 1 and len(tasks) == 4 and rows["metric"].iloc[0] == tasks["metric"].iloc[0]
     assert attempt(good).returncode == 2  # the same run twice is refused
+
+
+def test_serve_answers_on_localhost(site):
+    import socket
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([SUITE, "leaderboard", "serve", "--site", str(site), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving" in proc.stdout.readline()
+        page = urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=10).read().decode()
+        js = urllib.request.urlopen(f"http://127.0.0.1:{port}/assets/plotly.min.js", timeout=10).read()
+        assert "table class=\"leaderboard\"" in page and len(js) > 1_000_000
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
