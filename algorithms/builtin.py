@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .base import Algorithm, AlgorithmConfig, Episode, LossFn, MetaConfig, begin_episode, check_finite, meta_parameters
+from .base import Algorithm, AlgorithmConfig, Episode, LossFn, MetaConfig, begin_episode, check_finite
 from .finetune import as_batches
 from .functional import double_backward_safe, inner_loop, query_loss
 from .outer import TorchOuterStep

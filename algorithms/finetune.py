@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 from typing import Any, Callable, Sequence
 
-import torch
 from torch import nn
 
 from .outer import TorchOuterStep

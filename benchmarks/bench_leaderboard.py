@@ -7,13 +7,11 @@ is not timed. Not a timed test: run it with `python benchmarks/bench_leaderboard
 from __future__ import annotations
 
 import argparse
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 
 DATASETS = ["ag_news", "yelp_review_full", "ontonotes5", "natural_questions"]
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import textwrap
 
 from tasks import (DataError, build_manifest, check_disjoint, get_dataset_spec, list_datasets, load_split,

@@ -256,7 +256,7 @@ class Runner:
         cfg = self.config
         finished = folder.finished_tasks() if self.resume else set()
         mine = {i for i in range(bench.n_meta_test) if i % self.world == self.rank}
-        targets = self._baseline_targets(common, seed) if cfg.target == "baseline" else {}
+        targets = self._baseline_targets(common) if cfg.target == "baseline" else {}
         todo = len(mine - finished)
         bar = _bar(todo, f"meta-test {cfg.algo}", self.progress, unit="task")
         try:
@@ -321,7 +321,7 @@ class Runner:
             "seconds_to_target": None if reached is None else float(seconds[reached]),
         }
 
-    def _baseline_targets(self, common: dict, seed: int) -> dict[int, float]:
+    def _baseline_targets(self, common: dict) -> dict[int, float]:
         """Final baseline metric per task index from runs of the same model and episodes in ``out``."""
         targets: dict[int, float] = {}
         for path in sorted(self.out.glob("baseline-*/manifest.json")):

@@ -18,7 +18,7 @@ from typing import Iterator
 import numpy as np
 
 from .episodes import Episode, EpisodeShape, sample_episode
-from .loading import DataError, LoadedSplit, load_split
+from .loading import DataError, load_split
 from .registry import get_dataset_spec, list_datasets
 
 PROTOCOLS = ("cross-dataset", "in-dataset")

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
-import pytest
 
 from suite.results import load_results
 from test_run import TINY
