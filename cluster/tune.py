@@ -82,7 +82,7 @@ class StudySpec:
     storage: str = ""
 
     def trial_config(self, params: dict) -> RunConfig:
-        config = RunConfig(**{k: v for k, v in self.base.items()})
+        config = RunConfig(**self.base)
         # Trials run concurrently, so a trial cannot count on the baseline's rows being there:
         # steps-to-target uses a fraction of the trial's own best, which keeps every row deterministic.
         overrides = {"algo": params["algo"], "models": [params["model"]], "seeds": [int(params["seed"])],

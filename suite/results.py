@@ -249,9 +249,3 @@ def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False) -> 
         elif include_incomplete:
             task_files += sorted((folder / "tasks").glob("*.parquet"))
     return read_tables(run_files, run_schema()), read_tables(task_files, task_schema())
-
-
-def schema_markdown() -> str:
-    lines = ["| column | type, unit and meaning |", "|---|---|"]
-    lines += [f"| `{k}` | {v} |" for k, v in TASK_COLUMNS.items()]
-    return "\n".join(lines)

@@ -31,6 +31,8 @@ from algorithms.transformer_learner import EpisodicTransformer, episode_loss
 from tasks import (EncodingSettings, EpisodeEncoder, EpisodeShape, TokenCache, build_manifest, iter_episodes,
                    make_benchmark)
 
+from tasks.benchmark import SIDES
+
 from . import __version__
 from .config import RunConfig
 from .errors import SuiteError
@@ -139,7 +141,9 @@ class Runner:
     def run_one(self, model_name: str, seed: int) -> RunResult:
         cfg = self.config
         bench = self.benchmark()
-        manifest = build_manifest(bench, seed, self.data_dir)
+        # sampled once: the manifest records exactly the episodes that are trained and tested on
+        episodes = {side: list(iter_episodes(bench, seed, side, self.data_dir)) for side in SIDES}
+        manifest = build_manifest(bench, seed, self.data_dir, episodes=episodes["meta-train"] + episodes["meta-test"])
         run_id = self.run_id(model_name, seed, bench)
         folder = RunFolder(self.out, run_id)
         if self.rank == 0 and folder.path.exists():
@@ -178,8 +182,8 @@ class Runner:
         common = {"run_id": run_id, "algo": cfg.algo, "model": model_name, "seed": seed, "benchmark": bench.key,
                   "episodes_fingerprint": manifest.fingerprint}
 
-        meta, meta_stats = self._meta_train(folder, learner, algo, encoder, bench, seed, trainable)
-        self._meta_test(folder, learner, algo, encoder, bench, seed, trainable, common)
+        meta, meta_stats = self._meta_train(folder, learner, algo, encoder, episodes["meta-train"], seed, trainable)
+        self._meta_test(folder, learner, algo, encoder, episodes["meta-test"], seed, trainable, common)
         cache.flush()
         barrier()  # every rank's tasks are written
         tasks = folder.read_tasks()
@@ -199,9 +203,8 @@ class Runner:
         return RunResult(run_id, folder.path, run_row, tasks)
 
     # ------------------------------------------------------------------ meta-training
-    def _meta_episodes(self, encoder, bench, seed: int) -> Iterator[AlgoEpisode]:
+    def _meta_episodes(self, encoder, episodes: list, seed: int) -> Iterator[AlgoEpisode]:
         cfg = self.config
-        episodes = list(iter_episodes(bench, seed, "meta-train", self.data_dir))
         shard = self.world > 1 and self.engine is not None
         for epoch in range(cfg.meta_epochs):
             order = np.random.default_rng([seed, epoch, 7]).permutation(len(episodes))
@@ -213,7 +216,7 @@ class Runner:
                     [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.support, ep.num_labels, cfg.batch_size)],
                     [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.query, ep.num_labels, cfg.batch_size)])
 
-    def _meta_train(self, folder: RunFolder, learner, algo, encoder, bench, seed: int, trainable: int):
+    def _meta_train(self, folder: RunFolder, learner, algo, encoder, episodes: list, seed: int, trainable: int):
         cfg = self.config
         init = folder.path / "init.pt"
         if self.resume and init.is_file():
@@ -222,16 +225,16 @@ class Runner:
             algo.load_state_dict(state["algorithm"])
             log.info("resumed the meta-learned init from %s", init)
             return Measurement(**state["measurement"]), state["stats"]
-        n_episodes = bench.n_meta_train * cfg.meta_epochs if algo.meta_learns else 0
-        if self.world > 1 and self.engine is not None:
-            n_episodes = (bench.n_meta_train // self.world) * cfg.meta_epochs
+        n_episodes = len(episodes) * cfg.meta_epochs if algo.meta_learns else 0
+        if n_episodes and self.world > 1 and self.engine is not None:
+            n_episodes = (len(episodes) // self.world) * cfg.meta_epochs
         total_steps = math.ceil(n_episodes / cfg.meta_batch_size) if n_episodes else 0
         bar = _bar(total_steps, f"meta-train {cfg.algo}", self.progress, unit="step")
         engine = self.engine.outer_step(learner, algo) if (self.engine and algo.meta_learns) else None
         meter = Meter(self.device, trainable, num_gpus=self.world)
         try:
             with meter:
-                stats = algo.meta_train(learner, self._meta_episodes(encoder, bench, seed) if n_episodes else [],
+                stats = algo.meta_train(learner, self._meta_episodes(encoder, episodes, seed) if n_episodes else [],
                                         meter.count_loss(episode_loss), meta_batch_size=cfg.meta_batch_size,
                                         callbacks=[lambda info: (bar.update(1), bar.set_postfix(loss=f"{info['loss']:.3f}"))],
                                         engine=engine)
@@ -252,15 +255,15 @@ class Runner:
         return meter.result, meta_stats
 
     # ------------------------------------------------------------------ meta-testing
-    def _meta_test(self, folder: RunFolder, learner, algo, encoder, bench, seed, trainable, common) -> None:
+    def _meta_test(self, folder: RunFolder, learner, algo, encoder, episodes: list, seed, trainable, common) -> None:
         cfg = self.config
         finished = folder.finished_tasks() if self.resume else set()
-        mine = {i for i in range(bench.n_meta_test) if i % self.world == self.rank}
+        mine = {ep.index for ep in episodes if ep.index % self.world == self.rank}
         targets = self._baseline_targets(common) if cfg.target == "baseline" else {}
         todo = len(mine - finished)
         bar = _bar(todo, f"meta-test {cfg.algo}", self.progress, unit="task")
         try:
-            for ep in iter_episodes(bench, seed, "meta-test", self.data_dir):
+            for ep in episodes:
                 if ep.index in finished or ep.index not in mine:
                     continue
                 try:

@@ -98,7 +98,3 @@ def decode_spans(start_logits: np.ndarray, end_logits: np.ndarray, example_index
                 if int(ex) not in best or score > best[int(ex)][0]:
                     best[int(ex)] = (score, contexts[int(ex)][offs[s][0]: offs[e][1]])
     return [best.get(i, (0.0, ""))[1].strip() for i in range(len(contexts))]
-
-
-def tags_from_ids(ids: Sequence[int], label_names: Sequence[str]) -> list[str]:
-    return [label_names[i] for i in ids]

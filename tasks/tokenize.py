@@ -19,7 +19,6 @@ import os
 import pickle
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -238,15 +237,3 @@ class EpisodeEncoder:
         """``examples`` in consecutive batches of at most ``batch_size``."""
         return [self.encode(task_type, examples[i: i + batch_size], num_labels)
                 for i in range(0, len(examples), batch_size)]
-
-
-def batch_size_of(batch: dict) -> int:
-    return int(batch["input_ids"].shape[0])
-
-
-def batch_tokens(batch: dict) -> int:
-    return int(batch["attention_mask"].sum())
-
-
-def iter_tensors(batch: dict) -> Iterable[str]:
-    return (k for k, v in batch.items() if isinstance(v, torch.Tensor))
