@@ -30,7 +30,6 @@ from algorithms.registry import algorithm_class
 from algorithms.transformer_learner import EpisodicTransformer, episode_loss
 from tasks import (EncodingSettings, EpisodeEncoder, EpisodeShape, TokenCache, build_manifest, iter_episodes,
                    make_benchmark)
-
 from tasks.benchmark import SIDES
 
 from . import __version__
