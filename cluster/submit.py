@@ -74,5 +74,11 @@ def follow(address: str, job_id: str, out=None, poll: float = 1.0, timeout: floa
 
 
 def forwarded_env() -> dict:
-    """Settings a job on the cluster needs from here (never the auth token: the cluster has its own)."""
-    return {k: os.environ.get(k) for k in ("SUITE_DATA_DIR", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    """Settings a job on the cluster needs from here (never the auth token: the cluster has its own).
+
+    A relative ``SUITE_DATA_DIR`` is made absolute: the job runs in its uploaded working directory,
+    where the submitter's relative path would point nowhere."""
+    env = {k: os.environ.get(k) for k in ("SUITE_DATA_DIR", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    if env["SUITE_DATA_DIR"]:
+        env["SUITE_DATA_DIR"] = os.path.abspath(env["SUITE_DATA_DIR"])
+    return env

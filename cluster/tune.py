@@ -195,6 +195,19 @@ def build_tuner(spec: StudySpec, resume: bool = False):
     )
 
 
+def schedule_order(algos: list[str]) -> list[str]:
+    """``algos`` checked against the registry and put meta-learners first.
+
+    Meta-learners meta-train on top of the baseline's fine-tuning, so their trials are longer; a
+    long trial that starts last leaves the other trial slots idle at the end of a study. Tune
+    generates a grid with its first key (``algo``) varying fastest, so this order reaches the slots.
+    """
+    from algorithms import algorithm_class
+
+    learns = {a: algorithm_class(a).meta_learns for a in algos}
+    return sorted(algos, key=lambda a: not learns[a])
+
+
 def run_study(spec: StudySpec, resume: bool = False, address: str | None = None, num_cpus: int | None = None):
     """Run (or resume) a study; returns Tune's ResultGrid."""
     import ray
@@ -205,10 +218,16 @@ def run_study(spec: StudySpec, resume: bool = False, address: str | None = None,
     return build_tuner(spec, resume).fit()
 
 
-def summarize_study(results) -> tuple[list[list], list[str]]:
-    """Rows of (status, algo, model, seed, metric, run_id) and the errors of failed trials."""
+def summarize_study(results, algos: list[str] | None = None) -> tuple[list[list], list[str]]:
+    """Rows of (status, algo, model, seed, metric, run_id), in ``algos`` order, and the errors of failed trials."""
     rows, errors = [], []
-    for r in results:
+    rank = {a: i for i, a in enumerate(algos or [])}
+
+    def key(r) -> tuple:
+        cfg = r.config or {}
+        return rank.get(cfg.get("algo"), len(rank)), str(cfg.get("model")), int(cfg.get("seed") or 0)
+
+    for r in sorted(results, key=key):
         cfg = r.config or {}
         status = "ERROR" if r.error else ("TERMINATED" if (r.metrics or {}).get("done") else "STOPPED")
         metrics = r.metrics or {}
@@ -229,5 +248,3 @@ def load_search_file(path: str | None) -> dict:
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise SuiteError(f"cannot read search space {path}: {exc}") from exc
     return data.get("search", data)
-
-

@@ -14,6 +14,10 @@ from . import __version__
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
+QUIET_ENVIRONMENT = {
+    "TRANSFORMERS_VERBOSITY": "error", "DATASETS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONWARNINGS": "ignore",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _configure_logging(verbosity: int) -> None:
+    """Quiet by default. Environment variables rather than library calls: they cost no import
+    (`suite tune` never loads transformers in the driver) and reach Ray trial workers too."""
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -45,18 +51,14 @@ def _configure_logging(verbosity: int) -> None:
         import warnings
 
         warnings.filterwarnings("ignore")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-        try:
-            import datasets
-
-            datasets.disable_progress_bars()
-            datasets.logging.set_verbosity_error()
-            import transformers
-
-            transformers.logging.set_verbosity_error()
-            transformers.utils.logging.disable_progress_bar()
-        except Exception:  # logging setup must never stop a command
-            pass
+        for name, value in QUIET_ENVIRONMENT.items():
+            os.environ.setdefault(name, value)
+        if "transformers" in sys.modules:  # imported before `main` (in-process use): the variables came too late
+            sys.modules["transformers"].logging.set_verbosity_error()
+            sys.modules["transformers"].logging.disable_progress_bar()
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()
+            sys.modules["datasets"].logging.set_verbosity_error()
 
 
 def bad_input_errors() -> tuple[type[BaseException], ...]:

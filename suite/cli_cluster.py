@@ -57,7 +57,8 @@ def cmd_tune(args) -> int:
     import os
     from pathlib import Path
 
-    from cluster.tune import StudySpec, load_search_file, run_study, summarize_study
+    from cluster.tune import (StudySpec, load_search_file, parse_search_space, run_study, schedule_order,
+                              summarize_study)
     from suite.config import resolve_config
     from suite.table import format_table
 
@@ -67,22 +68,22 @@ def cmd_tune(args) -> int:
     base = resolve_config(args.preset, args.config, overrides)
     if args.zero is not None:
         base.deepspeed = {**base.deepspeed, "zero": args.zero}
-    from algorithms import algorithm_class
-
     algos = [a.strip() for a in args.algos.split(",") if a.strip()]
-    for a in algos:
-        algorithm_class(a)
+    if not algos:
+        raise ValueError("--algos is empty; name at least one algorithm (see `suite algorithms`)")
     data_dir = args.data_dir or os.environ.get("SUITE_DATA_DIR") or None
+    search = load_search_file(args.search)
+    parse_search_space(search, args.search or "search space")
     spec = StudySpec(
-        name=args.name, algos=algos,
+        name=args.name, algos=schedule_order(algos),
         models=[m.strip() for m in args.models.split(",")] if args.models else list(base.models),
         seeds=list(args.seeds), base=base.to_dict(), out=str(Path(args.out).resolve()),
-        data_dir=str(Path(data_dir).resolve()) if data_dir else None, search=load_search_file(args.search),
+        data_dir=str(Path(data_dir).resolve()) if data_dir else None, search=search,
         num_samples=args.num_samples, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         workers_per_trial=args.workers_per_trial, max_concurrent=args.max_concurrent,
         max_failures=args.max_failures, scheduler=args.scheduler, storage=str(Path(args.storage).resolve()))
     results = run_study(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus)
-    rows, errors = summarize_study(results)
+    rows, errors = summarize_study(results, algos)
     print(format_table(["status", "algo", "model", "seed", "mean metric", "tasks", "run"], rows))
     print(f"\nresults: {spec.out} (build the leaderboard with `suite leaderboard build --results {args.out}`)")
     if errors:

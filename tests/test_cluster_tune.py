@@ -39,6 +39,11 @@ def test_a_study_of_four_trials_writes_one_run_per_trial(tiny_models, tmp_path):
     assert proc.stdout.count("TERMINATED") >= 4 and "Trial name" in proc.stdout  # Tune's live table
     runs, tasks = load_results(tmp_path / "grid")
     assert len(runs) == 4 and len(tasks) == 16
+    # meta-learners are scheduled first (longer trials), the summary keeps the order the user gave
+    first = [p.name for p in (tmp_path / "ray" / "grid").glob("run_trial_*_00000_*")]
+    assert len(first) == 1 and "algo=reptile" in first[0], first
+    summary = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("TERMINATED")]
+    assert summary == ["baseline", "baseline", "reptile", "reptile"], proc.stdout[-2000:]
     assert sorted(zip(runs["algo"], runs["seed"])) == [("baseline", 0), ("baseline", 1), ("reptile", 0), ("reptile", 1)]
     # a trial is exactly a `suite run`: the same config gives the same rows
     cfg = tmp_path / "grid.toml"
@@ -115,3 +120,10 @@ def test_failed_trials_are_retried_and_reported(tiny_models, tmp_path):
     assert proc.returncode == 1
     assert "1 trial(s) failed after 1 retries" in proc.stderr and "missing-model" in proc.stderr
     assert len(load_results(tmp_path / "bad")[0]) == 1  # the good trial's run is stored
+
+
+def test_an_unknown_algorithm_stops_the_study_before_any_trial(tiny_models, tmp_path):
+    proc = subprocess.run(tune_args(tmp_path, "typo", tiny_models["bert"], "--algos", "baseline,reptil"),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "unknown algorithm 'reptil'; available:" in proc.stderr
+    assert proc.stdout == "" and not (tmp_path / "typo").exists() and not (tmp_path / "ray").exists()
