@@ -68,7 +68,7 @@ def cmd_tune(args) -> int:
     base = resolve_config(args.preset, args.config, overrides)
     if args.zero is not None:
         base.deepspeed = {**base.deepspeed, "zero": args.zero}
-    algos = [a.strip() for a in args.algos.split(",") if a.strip()]
+    algos = list(dict.fromkeys(a.strip() for a in args.algos.split(",") if a.strip()))
     if not algos:
         raise ValueError("--algos is empty; name at least one algorithm (see `suite algorithms`)")
     data_dir = args.data_dir or os.environ.get("SUITE_DATA_DIR") or None
