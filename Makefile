@@ -13,7 +13,7 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup test run bench clean
+.PHONY: setup test run study bench clean
 
 setup: $(STAMP)
 
@@ -28,11 +28,24 @@ $(STAMP): pyproject.toml
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The quick study: the baseline and reptile on the same episodes, the site, the verdicts per dataset.
+# --resume: rerunning `make run` continues (or reuses) the runs already in results/.
 run: setup
-	$(VENV)/bin/suite run --algo reptile --preset quick
+	$(VENV)/bin/suite run --algo baseline --preset quick --resume
+	$(VENV)/bin/suite run --algo reptile --preset quick --resume
+	$(VENV)/bin/suite leaderboard build --results results --out site
+	$(VENV)/bin/suite leaderboard compare --results results
+
+# The powered study (about an hour on 2 cores, see README): both references, reptile and fomaml,
+# 40 meta-test tasks, fine-tuning lrs chosen on validation tasks.
+STUDY_ALGOS ?= baseline multitask reptile fomaml
+study: setup
+	for algo in $(STUDY_ALGOS); do $(VENV)/bin/suite run --algo $$algo --preset study --out results-study --resume || exit 1; done
+	$(VENV)/bin/suite leaderboard build --results results-study --out site-study
+	$(VENV)/bin/suite leaderboard compare --results results-study
 
 bench: setup
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) results site .pytest_cache
+	rm -rf $(VENV) results site results-study site-study .pytest_cache

@@ -111,6 +111,9 @@ def _chunks(episodes: Iterable, size: int) -> Iterator[list]:
         yield chunk
 
 
+EVAL_MODES = ("shared", "own")
+
+
 class Algorithm:
     """Base class: subclasses set ``Config`` and implement :meth:`meta_loss`."""
 
@@ -140,6 +143,15 @@ class Algorithm:
 
     def make_outer_step(self, model: nn.Module) -> OuterStep:
         return TorchOuterStep(self.outer_parameters(model), *self.outer_optimizer())
+
+    def own_adaptation(self, model: nn.Module) -> list[dict] | None:
+        """SGD parameter groups (``params``, ``lr``) of the algorithm's own adaptation, for a
+        model whose episode has begun; None when it has none (then only "shared" applies)."""
+        return None
+
+    @classmethod
+    def has_own_adaptation(cls) -> bool:
+        return cls.own_adaptation is not Algorithm.own_adaptation
 
     # ------------------------------------------------------------------ public API
     def meta_train(self, model: nn.Module, episodes: Iterable[Episode], loss_fn: LossFn,
@@ -178,14 +190,24 @@ class Algorithm:
     def adapt(self, model: nn.Module, support: Any, loss_fn: LossFn, steps: int | None = None, *,
               lr: float | None = None, optimizer: str | None = None,
               on_step: Callable[[int, nn.Module, float | None], None] | None = None,
-              step_factory: Callable | None = None) -> nn.Module:
-        """Fine-tune a copy of ``model`` on ``support``; the same procedure for every algorithm.
-        ``step_factory`` swaps torch's optimizer for another engine (see :func:`finetune`)."""
+              step_factory: Callable | None = None, mode: str = "shared") -> nn.Module:
+        """Fine-tune a copy of ``model`` on ``support``; ``mode="shared"`` is the same procedure
+        for every algorithm, ``mode="own"`` the algorithm's own adaptation (plain SGD with its
+        groups' step sizes; ``lr`` and ``optimizer`` do not apply). ``step_factory`` swaps
+        torch's optimizer for another engine (see :func:`finetune`)."""
+        if mode not in EVAL_MODES:
+            raise ValueError(f"unknown evaluation mode {mode!r}; choose one of {', '.join(EVAL_MODES)}")
         adapted = copy.deepcopy(model)
         batches = as_batches(support)
         begin_episode(adapted, batches)
-        return finetune(adapted, batches, loss_fn,
-                        self.config.finetune_steps if steps is None else steps,
+        steps = self.config.finetune_steps if steps is None else steps
+        if mode == "own":
+            groups = self.own_adaptation(adapted)
+            if groups is None:
+                raise ValueError(f"algorithm {self.name!r} has no own adaptation; evaluate it in the shared mode")
+            return finetune(adapted, batches, loss_fn, steps, lr=groups[0]["lr"], optimizer="sgd", params=groups,
+                            on_step=on_step)
+        return finetune(adapted, batches, loss_fn, steps,
                         lr=self.config.finetune_lr if lr is None else lr,
                         optimizer=optimizer or self.config.finetune_optimizer,
                         params=meta_parameters(adapted) + _episode_parameters(adapted),

@@ -77,6 +77,11 @@ class MAML(Algorithm):
     def inner_lr(self, model: nn.Module):
         return self.config.inner_lr
 
+    def own_adaptation(self, model: nn.Module) -> list[dict]:
+        """The inner loop's SGD for the whole budget, on the inner loop's parameters."""
+        params = dict(model.named_parameters())
+        return [{"params": [params[n] for n in self.inner_names(model)], "lr": self.config.inner_lr}]
+
     def meta_loss(self, model, episode: Episode, loss_fn: LossFn):
         support, query = as_batches(episode.support), as_batches(episode.query)
         begin_episode(model, support)
@@ -152,6 +157,16 @@ class MetaSGD(MAML):
         outer.optimizer.add_param_group({"params": list(self.lrs.values()), "lr": self.config.lr_lr})
         return outer
 
+    def own_adaptation(self, model: nn.Module) -> list[dict]:
+        """SGD with the learned step size of each layer (a layer first seen now, e.g. a new
+        head, gets the initial ``inner_lr``)."""
+        params = dict(model.named_parameters())
+        groups: dict[str, list] = {}
+        for n in self.inner_names(model):
+            groups.setdefault(self.group(n), []).append(params[n])
+        return [{"params": ps, "lr": float(self.lrs[g].detach()) if g in self.lrs else self.config.inner_lr}
+                for g, ps in groups.items()]
+
     def learned_lrs(self) -> dict[str, float]:
         return {g: float(p.detach()) for g, p in self.lrs.items()}
 
@@ -190,6 +205,10 @@ class Reptile(Algorithm):
         if self.config.outer == "interpolate":  # SGD with lr epsilon on (init - adapted) interpolates
             return "sgd", self.config.epsilon
         return "adam", self.config.outer_lr
+
+    def own_adaptation(self, model: nn.Module) -> list[dict]:
+        """The inner loop's SGD at the inner learning rate, for the whole budget."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": self.config.inner_lr}]
 
     def meta_loss(self, model, episode, loss_fn):
         support = as_batches(episode.support)

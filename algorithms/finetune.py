@@ -18,7 +18,7 @@ StepFactory = Callable[[nn.Module, list, float, str], "object"]
 
 
 def finetune(model: nn.Module, batches: Sequence, loss_fn: Callable, steps: int, *, lr: float,
-             optimizer: str = "adam", params: Sequence[nn.Parameter] | None = None,
+             optimizer: str = "adam", params: Sequence[nn.Parameter] | Sequence[dict] | None = None,
              on_step: Callable[[int, nn.Module, float | None], None] | None = None,
              step_factory: StepFactory | None = None) -> nn.Module:
     """``steps`` optimizer steps cycling over ``batches``; ``on_step(k, model, loss)`` after
@@ -26,11 +26,17 @@ def finetune(model: nn.Module, batches: Sequence, loss_fn: Callable, steps: int,
 
     ``step_factory(model, params, lr, optimizer)`` may supply what applies the updates
     (an object with zero_grad/backward/step, e.g. a DeepSpeed engine); default: torch.
+    ``params`` may be torch parameter groups (dicts with their own ``lr``), e.g. an
+    algorithm's own adaptation with learned per-layer step sizes.
     """
     if not batches:
         raise ValueError("cannot fine-tune on an empty support set")
-    params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
-    params = list({id(p): p for p in params}.values())
+    if params is not None and params and isinstance(params[0], dict):
+        params = [dict(g, params=[p for p in g["params"] if p.requires_grad]) for g in params]
+        params = [g for g in params if g["params"]]
+    else:
+        params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
+        params = list({id(p): p for p in params}.values())
     if step_factory is None:
         opt = TorchOuterStep(params, optimizer, lr)
     else:

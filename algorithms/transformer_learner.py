@@ -2,9 +2,11 @@
 
 One encoder is meta-trained across classification, NER and QA episodes, so the model
 is an ``AutoModel`` backbone with heads of its own rather than one ``Auto*For*`` class
-per task: a sequence-classification head on the first token (last non-pad token for
-GPT-2, which reads left to right), a token-classification head on every token, and
-an extractive-QA head (start/end logits) whose shape never changes.
+per task: a sequence-classification head on a pooled sentence vector (``pooling``: the
+mean of the tokens, L2-normalised, for encoders trained that way, such as
+sentence-transformers' MiniLM; the first token for BERT-style [CLS] models; the last
+non-pad token for GPT-2, which reads left to right), a token-classification head on every token, and an
+extractive-QA head (start/end logits) whose shape never changes.
 
 Episodes have different numbers of classes, so the classification/NER head is built
 per episode in :meth:`begin_episode` from class prototypes of the support set
@@ -23,19 +25,29 @@ from torch.nn import functional as F
 
 IGNORE_INDEX = -100
 HEAD_INITS = ("proto", "zero", "random")
+POOLINGS = ("auto", "mean", "mean-normalized", "first", "last")
+MASKED_LOGIT = -1e4  # finite: a masked class gets no probability and no NaN
+
+
+def default_pooling(config) -> str:
+    """Without a model's own pooling config: last token for left-to-right models, else first."""
+    return "last" if getattr(config, "model_type", "") in ("gpt2", "gpt_neo", "gptj", "llama") else "first"
 
 
 class EpisodicTransformer(nn.Module):
     def __init__(self, backbone: nn.Module, head_init: str = "proto", freeze_embeddings: bool = False,
-                 gradient_checkpointing: bool = False):
+                 gradient_checkpointing: bool = False, pooling: str = "auto"):
         super().__init__()
         if head_init not in HEAD_INITS:
             raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         self.backbone = backbone
         self.head_init = head_init
         config = backbone.config
         self.hidden_size = int(getattr(config, "hidden_size", None) or config.n_embd)
-        self.last_token_pooling = getattr(config, "model_type", "") in ("gpt2", "gpt_neo", "gptj", "llama")
+        self.pooling = default_pooling(config) if pooling == "auto" else pooling
+        self.class_mask: torch.Tensor | None = None  # per episode: classes that have a support example
         self.qa_head = nn.Linear(self.hidden_size, 2)
         nn.init.normal_(self.qa_head.weight, std=0.02)
         nn.init.zeros_(self.qa_head.bias)
@@ -76,9 +88,13 @@ class EpisodicTransformer(nn.Module):
         return out.last_hidden_state
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.last_token_pooling:
+        if self.pooling == "last":
             last = attention_mask.sum(1).clamp(min=1) - 1
             return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        if self.pooling.startswith("mean"):
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+            return F.normalize(pooled, dim=-1) if self.pooling == "mean-normalized" else pooled
         return hidden[:, 0]
 
     def features(self, batch: dict) -> torch.Tensor:
@@ -94,7 +110,10 @@ class EpisodicTransformer(nn.Module):
             return logits[..., 0], logits[..., 1]
         if self.head is None or self.head.out_features != batch["num_labels"]:
             raise RuntimeError("no head for this episode: call begin_episode(support) before the forward pass")
-        return self.head(feats)
+        logits = self.head(feats)
+        if self.class_mask is not None and not bool(self.class_mask.all()):
+            logits = logits.masked_fill(~self.class_mask.to(logits.device), MASKED_LOGIT)
+        return logits
 
     # ------------------------------------------------------------------ episodes
     @torch.no_grad()
@@ -102,12 +121,18 @@ class EpisodicTransformer(nn.Module):
         first = support[0]
         self.task_type = first["task_type"]
         if self.task_type == "qa":
-            self.head = None
+            self.head, self.class_mask = None, None
             return
         n = int(first["num_labels"])
         device = self.qa_head.weight.device
         dtype = self.qa_head.weight.dtype
         head = nn.Linear(self.hidden_size, n).to(device=device, dtype=dtype)
+        counts = torch.zeros(n, device=device, dtype=torch.float32)
+        for b in support:
+            labels = b["labels"].to(device)
+            labels = labels[labels != IGNORE_INDEX]
+            counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float32))
+        self.class_mask = counts > 0
         if self.head_init == "zero":
             nn.init.zeros_(head.weight); nn.init.zeros_(head.bias)
         elif self.head_init == "random":
@@ -116,7 +141,6 @@ class EpisodicTransformer(nn.Module):
             was_training = self.training
             self.eval()
             sums = torch.zeros(n, self.hidden_size, device=device, dtype=torch.float32)
-            counts = torch.zeros(n, device=device, dtype=torch.float32)
             for b in support:
                 feats = self.features(b).float()
                 labels = b["labels"].to(device)
@@ -124,8 +148,7 @@ class EpisodicTransformer(nn.Module):
                     keep = labels != IGNORE_INDEX
                     feats, labels = feats[keep], labels[keep]
                 sums.index_add_(0, labels, feats)
-                counts.index_add_(0, labels, torch.ones_like(labels, dtype=torch.float32))
-            protos = sums / counts.clamp(min=1).unsqueeze(1)
+            protos = sums / counts.clamp(min=1).unsqueeze(1)  # masked classes' rows are never used
             head.weight.copy_((2 * protos).to(dtype))
             head.bias.copy_((-(protos ** 2).sum(1)).to(dtype))
             self.train(was_training)
@@ -139,6 +162,14 @@ def episode_loss(model: nn.Module, batch: dict) -> torch.Tensor:
     if task == "qa":
         start, end = out
         return (F.cross_entropy(start, batch["start_positions"]) + F.cross_entropy(end, batch["end_positions"])) / 2
+    labels = batch["labels"]
+    mask = getattr(model, "class_mask", None)
+    if mask is not None and not bool(mask.all()):  # a class the support set never shows cannot be learned here
+        known = labels != IGNORE_INDEX
+        absent = known & ~mask.to(labels.device)[labels.clamp(min=0)]
+        labels = labels.masked_fill(absent, IGNORE_INDEX)
+        if not bool((labels != IGNORE_INDEX).any()):
+            return out.sum() * 0.0
     if task == "ner":
-        return F.cross_entropy(out.reshape(-1, out.shape[-1]), batch["labels"].reshape(-1), ignore_index=IGNORE_INDEX)
-    return F.cross_entropy(out, batch["labels"])
+        return F.cross_entropy(out.reshape(-1, out.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+    return F.cross_entropy(out, labels, ignore_index=IGNORE_INDEX)

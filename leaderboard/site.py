@@ -19,7 +19,17 @@ import pandas as pd
 
 from suite.results import load_results
 
-from . import figures, stats
+from . import figures, stats, verdicts
+
+CONTAMINATION_NOTE = (
+    "Contamination: the packaged encoder all-MiniLM-L6-v2 was trained (sentence-transformers' 1B-pair "
+    "corpus) on data that includes Natural Questions and SQuAD 2.0 question-answer pairs, so absolute QA "
+    "numbers for that encoder are inflated; comparisons between algorithms on the same encoder remain paired.")
+QA_HEAD_NOTE = (
+    "References: baseline starts from the pretrained weights, so its QA head is untrained (random) when a QA "
+    "task begins; multitask trains on the union of the meta-training tasks first, so its QA head (and every "
+    "meta-learner's) has been trained on the meta-training QA data. On QA, 'vs multitask' is the like-for-like "
+    "comparison.")
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#1d2330;background:#fafbfc}
@@ -59,6 +69,7 @@ def load_site_data(dirs: list[str]) -> SiteData:
     runs, tasks = load_results(*dirs)
     if tasks.empty:
         raise ValueError(f"no complete runs under {', '.join(map(str, dirs))}; run `suite run` first")
+    tasks = stats.prepare(tasks)
     manifests = {}
     for d in dirs:
         for path in list(Path(d).glob("*/manifest.json")) + ([Path(d) / "manifest.json"] if (Path(d) / "manifest.json").is_file() else []):
@@ -108,11 +119,11 @@ class SiteBuilder:
         algos = sorted(sub["algo"].unique())
         pairs = stats.all_pairs(sub, measures=("metric",), model=model, n_resamples=0)  # p-values for ranks
         ranks = stats.ranks_for(sub, pairs)
-        vs_base = stats.against_baseline(sub, self.baseline, model=model, n_resamples=self.n_resamples) \
-            if self.baseline in algos else pd.DataFrame()
+        refs = stats.references_in(sub, self.baseline)
+        vs_refs = {r: stats.against_baseline(sub, r, model=model, n_resamples=self.n_resamples) for r in refs}
         datasets = sorted(sub["dataset"].unique()) if with_datasets else []
         head = ["rank", "algorithm", "tasks", "metric (95% CI)"] + [esc(d) for d in datasets] + \
-               ["vs baseline", "ft s / task", "GPU-h (ft)", "steps-to-target", "runs"]
+               [f"vs {esc(r)}" for r in refs] + ["ft s / task", "GPU-h (ft)", "steps-to-target", "runs"]
         order = sorted(algos, key=lambda a: (ranks[a], a))
         scope = tuple(sorted(sub["dataset"].unique()))
         by_algo = {a: df for a, df in sub.groupby("algo")}
@@ -132,7 +143,7 @@ class SiteBuilder:
                     cells.append(f'{fmt(x.mean())} <span class="ci">[{fmt(l2)}, {fmt(h2)}]</span>')
                 else:
                     cells.append("–")
-            cells.append(self.significance_mark(vs_base, algo))
+            cells += [self.significance_mark(vs_refs[r], algo, r) for r in refs]
             reached = df["steps_to_target"].dropna()
             cells += [fmt(df["ft_seconds"].mean(), 2), fmt(df["ft_gpu_hours"].sum(), 5),
                       f'{fmt(reached.median(), 1) if len(reached) else "–"} <span class="ci">({len(reached)}/{len(df)})</span>',
@@ -142,10 +153,10 @@ class SiteBuilder:
         table = (f'<table class="leaderboard" data-model="{esc(model)}"><thead><tr>' +
                  "".join(f'<th{" class=l" if h == "algorithm" else ""}>{h}</th>' for h in head) +
                  "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
-        return table, pairs, vs_base, algos
+        return table, pairs, vs_refs, algos
 
-    def significance_mark(self, vs_base: pd.DataFrame, algo: str) -> str:
-        if algo == self.baseline or vs_base.empty:
+    def significance_mark(self, vs_base: pd.DataFrame, algo: str, reference: str) -> str:
+        if algo == reference or vs_base.empty:
             return "–"
         r = vs_base[(vs_base["measure"] == "metric") & (vs_base["a"] == algo)]
         if r.empty:
@@ -159,9 +170,32 @@ class SiteBuilder:
             return f'<span class="{cls}" title="Holm p={r["p_holm"]:.3g}">{sym} p={r["p_holm"]:.3g}</span>'
         return f'<span class="ns" title="Holm p={r["p_holm"]:.3g}">n.s. p={r["p_holm"]:.3g}</span>'
 
+    def verdict_table(self, dataset: str) -> str:
+        """The per-dataset verdicts (one metric, config-matched pairs, Holm, TOST, MDE)."""
+        table = verdicts.verdicts(self.core[self.core["dataset"] == dataset])
+        if table.empty:
+            return '<p class="note">No reference runs (baseline or multitask): no verdicts.</p>'
+        head = ["model", "candidate", "vs", "pairs", "mean diff [95% CI]", "Holm p", "TOST p", "MDE (80%)",
+                "verdict"]
+        rows = []
+        for r in table.itertuples():
+            rows.append("<tr>" + "".join([
+                f'<td class="l">{esc(r.model)}</td>', f'<td class="l algo">{esc(r.candidate)}</td>',
+                f'<td class="l">{esc(r.reference)}</td>', f"<td>{r.n}</td>",
+                f'<td>{fmt(r.mean_diff, 4)} <span class="ci">[{fmt(r.ci_low, 4)}, {fmt(r.ci_high, 4)}]</span></td>',
+                f"<td>{fmt(r.p_holm, 4)}</td>", f"<td>{fmt(r.p_equivalence, 4)}</td>", f"<td>{fmt(r.mde, 4)}</td>",
+                f'<td class="l verdict" title="{esc(r.note)}">{esc(r.verdict)}</td>']) + "</tr>")
+        margin = table["margin"].iloc[0]
+        return (f'<p class="note">Verdicts on {esc(dataset)} ({esc(table["metric_name"].iloc[0])}): paired t-test, '
+                f'Holm over the candidates compared with one reference; equivalence: TOST within ±{margin:g}; '
+                f'MDE: the smallest difference these pairs detect with 80% power. "inconclusive (underpowered)": '
+                f'the study could not have detected a difference as small as the margin.</p>'
+                '<table class="verdicts"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) +
+                "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
     def comparisons_table(self, comp: pd.DataFrame) -> str:
         if comp.empty:
-            return '<p class="note">No baseline runs: nothing to compare against.</p>'
+            return '<p class="note">No reference runs: nothing to compare against.</p>'
         head = ["measure", "algorithm", "vs", "test", "pairs", "mean diff (95% CI)", "statistic", "p", "Holm p",
                 "effect size", "note"]
         rows = []
@@ -182,7 +216,7 @@ class SiteBuilder:
         parts = []
         for model in sorted(core["model"].unique()):
             sub = core[core["model"] == model]
-            table, pairs, vs_base, algos = self.leaderboard_table(core, model, dataset is None, depth)
+            table, pairs, vs_refs, algos = self.leaderboard_table(core, model, dataset is None, depth)
             parts.append(f"<h2>Model {esc(model)}{esc(title_suffix)}</h2>{table}")
             parts.append('<div class="grid">' +
                          self.plot(figures.learning_curves(self.curves, model, dataset, "steps",
@@ -192,7 +226,10 @@ class SiteBuilder:
                          self.plot(figures.quality_vs_cost(sub, "ft_seconds", "Quality vs fine-tuning cost")) +
                          self.plot(figures.pvalue_matrix(pairs, algos, "metric", "Holm-adjusted p-values (paired t, metric)")) +
                          "</div>")
-            parts.append(f"<h3>Against the baseline ({esc(model)})</h3>" + self.comparisons_table(vs_base))
+            for ref, comp in vs_refs.items():
+                parts.append(f"<h3>Against {esc(ref)} ({esc(model)})</h3>" + self.comparisons_table(comp))
+            if not vs_refs:
+                parts.append(self.comparisons_table(pd.DataFrame()))
         return "".join(parts)
 
     def overview(self) -> str:
@@ -202,13 +239,24 @@ class SiteBuilder:
                  f'metric is not significant (paired t-test, Holm-Bonferroni, α=0.05) share a rank. Marks against '
                  f'the baseline: ▲ significantly better, ▼ significantly worse, n.s. not significant. '
                  f'Resource comparisons use the Wilcoxon signed-rank test. CIs: percentile bootstrap, '
-                 f'{self.n_resamples} resamples.</p>')
+                 f'{self.n_resamples} resamples. Each dataset page leads with per-dataset verdicts; the overview\'s '
+                 f'mean over datasets mixes unlike metrics and is descriptive only.</p>'
+                 f'<p class="note">{esc(QA_HEAD_NOTE)}</p><p class="note">{esc(CONTAMINATION_NOTE)}</p>'
+                 + self.version_note())
         runs = "".join(f'<li><a href="runs/{esc(slug(r))}.html">{esc(r)}</a></li>' for r in sorted(d.runs["run_id"]))
         return self.page("Meta-learned fine-tuning leaderboard",
                          intro + self.section(None, "") + f"<h2>Runs</h2><ul class=\"runs\">{runs}</ul>")
 
+    def version_note(self) -> str:
+        keys = sorted(self.data.tasks["benchmark"].dropna().unique())
+        if len(keys) < 2:
+            return ""
+        return (f'<p class="note version">Results of {len(keys)} benchmark versions are present '
+                f'({esc(", ".join(keys))}); rows of different versions or protocols are never paired with each '
+                f'other (comparisons between them say "not paired").</p>')
+
     def dataset_page(self, dataset: str) -> str:
-        body = self.section(dataset, f" on {dataset}", depth=1)
+        body = "<h2>Verdicts</h2>" + self.verdict_table(dataset) + self.section(dataset, f" on {dataset}", depth=1)
         return self.page(f"{dataset}", body, depth=1)
 
     def run_page(self, run_id: str) -> str:

@@ -1,8 +1,9 @@
 """Paired significance tests, multiple-comparison correction, bootstrap CIs, effect sizes, ranks.
 
 Comparisons are paired over identical meta-test tasks: a pair is the same
-(model, episode-manifest fingerprint, task index) under two algorithms, so the seed
-and the task are held fixed. Performance is compared with the paired t-test,
+(model, episode-manifest fingerprint, protocol fingerprint, task index) under two
+algorithms, so the seed, the task and the protocol (budgets, lr grid, max length, what
+is trained) are held fixed; rows that differ in the protocol are never paired. Performance is compared with the paired t-test,
 resource usage with the Wilcoxon signed-rank test (costs are skewed and
 heavy-tailed). Holm-Bonferroni controls the family-wise error over each family of
 comparisons. When a test cannot be run (too few pairs, all differences zero, no
@@ -18,7 +19,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-PAIR_KEYS = ["model", "episodes_fingerprint", "task_index"]
+PAIR_KEYS = ["model", "episodes_fingerprint", "protocol_fingerprint", "task_index"]
+REFERENCES = ("baseline", "multitask")  # pretrained weights; trained on the union of the meta-training tasks
+OWN_SUFFIX = " (own)"  # candidates evaluated with their own adaptation carry it in their name
 PERFORMANCE = ("metric",)
 RESOURCES = ("ft_seconds", "ft_gpu_hours", "steps_to_target")
 MEASURES = PERFORMANCE + RESOURCES
@@ -137,7 +140,39 @@ def paired_test(a: np.ndarray, b: np.ndarray, measure: str, name_a: str, name_b:
     return c
 
 
+def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
+    """Rows ready for pairing: rows of the first protocol (no protocol fingerprint) get one per
+    benchmark key, so they never pair with v2 rows; an own-adaptation row is its own candidate,
+    labelled ``algo (own)``, so it is never silently paired as if it were the shared mode."""
+    tasks = tasks.copy()
+    if "protocol_fingerprint" not in tasks:
+        tasks["protocol_fingerprint"] = None
+    legacy = tasks["protocol_fingerprint"].isna()
+    bench = tasks["benchmark"].astype(str) if "benchmark" in tasks else pd.Series("v1", index=tasks.index)
+    tasks.loc[legacy, "protocol_fingerprint"] = "legacy:" + bench[legacy]
+    mode = tasks["eval_mode"].fillna("shared") if "eval_mode" in tasks else pd.Series("shared", index=tasks.index)
+    tasks["eval_mode"] = mode
+    own = (mode == "own") & ~tasks["algo"].astype(str).str.endswith(OWN_SUFFIX)
+    tasks.loc[own, "algo"] = tasks.loc[own, "algo"].astype(str) + OWN_SUFFIX
+    return tasks
+
+
+def unpaired_reason(tasks: pd.DataFrame, a: str, b: str) -> str:
+    """Why two algorithms have no paired tasks: different protocols, or never the same tasks."""
+    keys = [k for k in PAIR_KEYS if k != "protocol_fingerprint"]
+    ka = tasks[tasks["algo"] == a].set_index(keys)["protocol_fingerprint"]
+    kb = tasks[tasks["algo"] == b].set_index(keys)["protocol_fingerprint"]
+    common = ka.index.intersection(kb.index)
+    if len(common):
+        return (f"not paired: on the same {len(common)} tasks their rows differ in the protocol fingerprint "
+                f"(benchmark version, budgets, lr grid, max length or what is trained); rerun one of them "
+                f"with the other's protocol")
+    return "no paired tasks (the two never ran on the same tasks)"
+
+
 def _scope(tasks: pd.DataFrame, model: str | None, dataset: str | None) -> pd.DataFrame:
+    if "protocol_fingerprint" not in tasks or tasks["protocol_fingerprint"].isna().any():
+        tasks = prepare(tasks)
     if model is not None:
         tasks = tasks[tasks["model"] == model]
     if dataset is not None:
@@ -147,6 +182,8 @@ def _scope(tasks: pd.DataFrame, model: str | None, dataset: str | None) -> pd.Da
 
 def wide(tasks: pd.DataFrame, measure: str) -> pd.DataFrame:
     """One column per algorithm, one row per paired task (repeated runs of a pair are averaged)."""
+    if "protocol_fingerprint" not in tasks or tasks["protocol_fingerprint"].isna().any():
+        tasks = prepare(tasks)
     return tasks.groupby(PAIR_KEYS + ["algo"], observed=True, sort=False)[measure].mean().unstack("algo")
 
 
@@ -170,6 +207,9 @@ def compare(tasks: pd.DataFrame, pairs: Iterable[tuple[str, str]], measures: Seq
         table = wide(scoped, measure)
         values = [paired_values(scoped, measure, a, b, table=table) for a, b in pairs]
         family = [paired_test(va, vb, measure, a, b, n_resamples=0) for (va, vb), (a, b) in zip(values, pairs)]
+        for c in family:
+            if c.n == 0:
+                c.note = unpaired_reason(scoped, c.a, c.b)
         for c, ci in zip(family, bootstrap_many([va - vb for va, vb in values], n_resamples)):
             if c.n:
                 c.ci_low, c.ci_high = ci
@@ -186,8 +226,15 @@ def compare(tasks: pd.DataFrame, pairs: Iterable[tuple[str, str]], measures: Seq
 
 
 def against_baseline(tasks: pd.DataFrame, baseline: str = "baseline", **kw) -> pd.DataFrame:
+    """Every other algorithm against one reference (Holm over that family)."""
     algos = sorted(a for a in tasks["algo"].unique() if a != baseline)
     return compare(tasks, [(a, baseline) for a in algos], **kw)
+
+
+def references_in(tasks: pd.DataFrame, first: str = "baseline") -> list[str]:
+    """The references present: ``first`` (e.g. --baseline), then the others of REFERENCES."""
+    present = set(tasks["algo"].unique())
+    return [r for r in dict.fromkeys((first,) + REFERENCES) if r in present]
 
 
 def all_pairs(tasks: pd.DataFrame, **kw) -> pd.DataFrame:

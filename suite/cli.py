@@ -66,9 +66,10 @@ def bad_input_errors() -> tuple[type[BaseException], ...]:
     from tasks import DataError, UnknownDatasetError
 
     from .errors import SuiteError
+    from .results import ResultsError
 
-    return (SuiteError, DataError, UnknownDatasetError, AlgorithmError, ValueError, FileNotFoundError,
-            ConnectionError)
+    return (SuiteError, DataError, UnknownDatasetError, AlgorithmError, ResultsError, ValueError,
+            FileNotFoundError, ConnectionError)
 
 
 def main(argv: list[str] | None = None) -> int:

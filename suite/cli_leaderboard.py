@@ -16,6 +16,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--baseline", default="baseline", help="algorithm every other is compared against")
     p.add_argument("--resamples", type=int, default=1999, help="bootstrap resamples for CIs")
     p.set_defaults(func=cmd_build)
+    p = lsub.add_parser("compare", help="per-dataset verdicts against the references, in the terminal")
+    p.add_argument("--results", nargs="+", default=["results"], help="results folders (or run folders)")
+    p.add_argument("--margin", type=float, default=0.02, help="equivalence margin in the metric's units")
+    p.set_defaults(func=cmd_compare)
     p = lsub.add_parser("serve", help="serve a built site on localhost")
     p.add_argument("--site", default="site")
     p.add_argument("--host", default="127.0.0.1")
@@ -45,6 +49,32 @@ def cmd_build(args) -> int:
     size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
     print(f"built {out}/index.html ({size / 2**20:.1f} MiB) in {time.perf_counter() - t:.1f} s; "
           f"open it from disk or run `suite leaderboard serve --site {out}`")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from leaderboard.costs import amortization, format_amortization
+    from leaderboard.verdicts import format_verdicts, verdicts
+    from suite.results import load_results
+
+    runs, tasks = load_results(*args.results)
+    if tasks.empty:
+        raise ValueError(f"no complete runs under {', '.join(args.results)}; run `suite run` first")
+    table = verdicts(tasks, margin=args.margin)
+    if table.empty:
+        print("no reference runs (baseline or multitask): nothing to compare against")
+        return 0
+    print(format_verdicts(table))
+    print("\none test per dataset (its own metric), paired over config-matched tasks; Holm over the candidates "
+          "against one reference on one dataset; TOST: equivalence within the margin; MDE: the smallest "
+          "difference this many tasks detects with 80% power. With one seed the claim is about these "
+          "meta-trained initialisations, not the algorithms.")
+    costs = amortization(tasks, runs)
+    if not costs.empty:
+        print("\nsteps to the reference's final metric on the same task (misses censored at 2 x budget), and the "
+              "number of downstream tasks after which the extra up-front cost (meta-training, lr selection) is "
+              "paid back by the FLOPs saved per task:\n")
+        print(format_amortization(costs))
     return 0
 
 

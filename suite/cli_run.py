@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from .config import PRESETS, resolve_config
+from .errors import SuiteError
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -28,7 +29,17 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--meta-train-tasks", dest="n_meta_train", type=int, default=None)
     p.add_argument("--meta-test-tasks", dest="n_meta_test", type=int, default=None)
     p.add_argument("--meta-epochs", type=int, default=None, help="passes over the meta-training tasks")
-    p.add_argument("--ft-steps", type=int, default=None, help="fine-tuning steps per task (default: epochs x batches)")
+    p.add_argument("--ft-steps", type=int, default=None,
+                   help="fine-tuning steps of every task (default: the preset's budget per task type)")
+    p.add_argument("--val-tasks", dest="n_meta_val", type=int, default=None,
+                   help="validation tasks (held-out parts of the meta-training datasets) for choosing the lr")
+    p.add_argument("--finetune-lr-grid", default=None,
+                   help="comma-separated fine-tuning lrs; the best per task type on the validation tasks is used")
+    p.add_argument("--eval-mode", choices=("shared", "own"), default=None,
+                   help="shared: the same fine-tuning for every algorithm (primary); own: the algorithm's own "
+                        "adaptation (SGD at the inner lr; head only for anil; learned step sizes for metasgd)")
+    p.add_argument("--pooling", choices=("auto", "mean", "mean-normalized", "first", "last"), default=None,
+                   help="sentence vector of the classification head (auto: what the checkpoint was trained with)")
     p.add_argument("--inner-lr", type=float, default=None)
     p.add_argument("--inner-steps", type=int, default=None)
     p.add_argument("--outer-lr", type=float, default=None)
@@ -68,7 +79,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_algorithms)
 
 
-OVERRIDES = ("algo", "protocol", "seeds", "n_meta_train", "n_meta_test", "meta_epochs", "ft_steps", "inner_lr",
+OVERRIDES = ("algo", "protocol", "seeds", "n_meta_train", "n_meta_test", "n_meta_val", "eval_mode", "pooling",
+             "meta_epochs", "ft_steps", "inner_lr",
              "inner_steps", "outer_lr", "meta_batch_size", "finetune_lr", "batch_size", "max_length", "head_init",
              "first_order", "freeze_embeddings", "gradient_checkpointing", "target", "device", "engine")
 
@@ -79,6 +91,11 @@ def config_from_args(args):
         overrides["models"] = [m.strip() for m in args.model.split(",") if m.strip()]
     if args.datasets:
         overrides["datasets"] = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    if args.finetune_lr_grid:
+        try:
+            overrides["finetune_lr_grid"] = [float(v) for v in args.finetune_lr_grid.split(",") if v.strip()]
+        except ValueError:
+            raise SuiteError(f"--finetune-lr-grid must be comma-separated numbers, got {args.finetune_lr_grid!r}")
     ds = {k: v for k, v in (("zero", args.zero), ("precision", args.precision),
                             ("config_file", args.deepspeed_config)) if v is not None}
     config = resolve_config(args.preset, args.config, overrides)

@@ -4,9 +4,10 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from tasks import (DataError, build_manifest, check_disjoint, get_dataset_spec, list_datasets, load_split,
-                   make_benchmark, resolve_data_dir)
-from tasks.benchmark import PROTOCOLS, episode_rng
+from tasks import (DataError, build_manifest, check_disjoint, get_dataset_spec, iter_episodes, list_datasets,
+                   load_split, make_benchmark, resolve_data_dir)
+from tasks.benchmark import PROTOCOLS, SIDES, episode_rng
+from tasks.pools import check_leakage
 from tasks.episodes import sample_episode
 
 from .table import format_table
@@ -30,6 +31,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", default=None, help="comma-separated subset of datasets")
     p.add_argument("--meta-train-tasks", type=int, default=50, help="number of meta-training tasks (default 50)")
     p.add_argument("--meta-test-tasks", type=int, default=20, help="number of meta-testing tasks (default 20)")
+    p.add_argument("--val-tasks", type=int, default=0, help="number of validation tasks (default 0)")
     p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
     p.add_argument("--out", required=True, help="where to write the manifest JSON")
     _data_dir(p)
@@ -114,13 +116,16 @@ def _render(ex: dict, ep) -> str:
 def cmd_episodes(args) -> int:
     datasets = _names(args.datasets) if args.datasets else None
     bench = make_benchmark(args.protocol, datasets=datasets, n_meta_train=args.meta_train_tasks,
-                           n_meta_test=args.meta_test_tasks)
-    manifest = build_manifest(bench, args.seed, args.data_dir)
+                           n_meta_test=args.meta_test_tasks, n_meta_val=args.val_tasks)
+    episodes = {side: list(iter_episodes(bench, args.seed, side, args.data_dir)) for side in SIDES}
+    check_leakage(episodes["meta-test"], episodes["meta-train"] + episodes["meta-val"])
+    manifest = build_manifest(bench, args.seed, args.data_dir, episodes=[e for s in SIDES for e in episodes[s]])
     check_disjoint(manifest)
     path = manifest.write(args.out)
-    sides = {s: sum(1 for t in manifest.tasks if t["side"] == s) for s in ("meta-train", "meta-test")}
-    print(f"wrote {path}: benchmark {bench.key}, seed {args.seed}, {sides['meta-train']} meta-training and "
-          f"{sides['meta-test']} meta-testing tasks, fingerprint {manifest.fingerprint}")
+    sides = {s: sum(1 for t in manifest.tasks if t["side"] == s) for s in SIDES}
+    print(f"wrote {path}: benchmark {bench.key}, seed {args.seed}, {sides['meta-train']} meta-training, "
+          f"{sides['meta-val']} validation and {sides['meta-test']} meta-testing tasks (checked by content: no "
+          f"meta-test query text on the other sides), fingerprint {manifest.fingerprint}")
     return 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .errors import SuiteError
 
-PRESETS = ("quick", "paper")
+PRESETS = ("quick", "study", "paper")
 SHAPE_KEYS = ("ways", "shots", "queries")
 TASK_TYPES = ("classification", "ner", "qa")
 
@@ -34,6 +34,8 @@ class RunConfig:
     seeds: list[int] = field(default_factory=lambda: [0])
     n_meta_train: int = 24
     n_meta_test: int = 12
+    n_meta_val: int = 0  # validation tasks (held-out parts of the meta-training datasets)
+    val_fraction: float = 0.2
     shapes: dict[str, dict[str, int]] = field(default_factory=dict)
     max_length: int = 128
     stride: int = 32
@@ -46,8 +48,13 @@ class RunConfig:
     outer_lr: float = 1e-4
     first_order: bool = False
     finetune_lr: float = 5e-5
+    finetune_lr_grid: list[float] = field(default_factory=list)  # chosen per task type on validation tasks
     finetune_epochs: int = 3
-    ft_steps: int = 0  # > 0 overrides finetune_epochs
+    ft_steps: int = 0  # > 0: this many steps for every task type (overrides budgets and epochs)
+    budgets: dict[str, int] = field(default_factory=dict)  # fine-tuning steps per task type
+    eval_mode: str = "shared"  # "shared" (identical for all) or "own" (the algorithm's own adaptation)
+    evaluate_on: str = "meta-test"  # "meta-val": fine-tune and score the validation tasks (for tuning)
+    pooling: str = "auto"  # sentence vector: auto (the model's own), mean, first or last token
     head_init: str = "proto"
     freeze_embeddings: bool = False
     gradient_checkpointing: bool = False
@@ -71,7 +78,7 @@ class RunConfig:
         for key in ("n_meta_test", "max_length", "batch_size", "eval_batch_size", "meta_batch_size"):
             if getattr(self, key) < 1:
                 bad(key, f"must be >= 1, got {getattr(self, key)}")
-        for key in ("n_meta_train", "meta_epochs", "inner_steps", "finetune_epochs", "ft_steps"):
+        for key in ("n_meta_train", "n_meta_val", "meta_epochs", "inner_steps", "finetune_epochs", "ft_steps"):
             if getattr(self, key) < 0:
                 bad(key, f"must be >= 0, got {getattr(self, key)}")
         for key in ("inner_lr", "outer_lr", "finetune_lr"):
@@ -89,8 +96,31 @@ class RunConfig:
             bad("engine", f"must be torch or deepspeed, got {self.engine!r}")
         if self.head_init not in ("proto", "zero", "random"):
             bad("head_init", f"must be proto, zero or random, got {self.head_init!r}")
-        if self.finetune_epochs == 0 and self.ft_steps == 0:
+        if self.finetune_epochs == 0 and self.ft_steps == 0 and not self.budgets:
             bad("finetune_epochs", "and ft_steps are both 0: nothing would be fine-tuned")
+        if not 0 < self.val_fraction < 1:
+            bad("val_fraction", f"must be in (0, 1), got {self.val_fraction}")
+        if any(not (isinstance(v, (int, float)) and v > 0) for v in self.finetune_lr_grid):
+            bad("finetune_lr_grid", f"must hold positive learning rates, got {self.finetune_lr_grid}")
+        if len(self.finetune_lr_grid) > 1 and self.n_meta_val < 1:
+            bad("finetune_lr_grid", "has several learning rates but n_meta_val is 0: there are no validation "
+                "tasks to choose on")
+        for task_type, steps in self.budgets.items():
+            if task_type not in TASK_TYPES:
+                bad(f"budgets.{task_type}", f"is not a task type ({', '.join(TASK_TYPES)})")
+            if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+                bad(f"budgets.{task_type}", f"must be an integer >= 1, got {steps!r}")
+        if self.evaluate_on not in ("meta-test", "meta-val"):
+            bad("evaluate_on", f"must be meta-test or meta-val, got {self.evaluate_on!r}")
+        if self.evaluate_on == "meta-val" and self.n_meta_val < 1:
+            bad("evaluate_on", "is meta-val but n_meta_val is 0: there are no validation tasks")
+        if self.evaluate_on == "meta-val" and len(self.finetune_lr_grid) > 1:
+            bad("evaluate_on", "is meta-val: a learning-rate grid would be chosen on the tasks it is scored on; "
+                "give one finetune_lr per trial instead")
+        if self.eval_mode not in ("shared", "own"):
+            bad("eval_mode", f"must be shared or own, got {self.eval_mode!r}")
+        if self.pooling not in ("auto", "mean", "mean-normalized", "first", "last"):
+            bad("pooling", f"must be auto, mean, mean-normalized, first or last, got {self.pooling!r}")
         for task_type, shape in self.shapes.items():
             if task_type not in TASK_TYPES:
                 bad(f"shapes.{task_type}", f"is not a task type ({', '.join(TASK_TYPES)})")
@@ -103,6 +133,10 @@ class RunConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def ft_budget(self, task_type: str, support_batches: int) -> int:
+        """Fine-tuning steps of one task: --ft-steps, else the task type's budget, else epochs x batches."""
+        return self.ft_steps or self.budgets.get(task_type) or self.finetune_epochs * support_batches
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
@@ -127,8 +161,11 @@ def _coerce(key: str, value, source: str):
         ok = isinstance(value, str)
     elif origin is list:
         (item,) = typing.get_args(hint)
-        if isinstance(value, (str, int)) and not isinstance(value, bool):
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             value = [value]
+        if item is float and isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                             for v in value):
+            value = [float(v) for v in value]
         ok = isinstance(value, list) and all(isinstance(v, item) for v in value)
     elif origin is dict:
         ok = isinstance(value, dict)
@@ -144,6 +181,8 @@ def apply_overrides(config: RunConfig, values: dict, source: str) -> RunConfig:
         if key not in _FIELDS:
             raise SuiteError(f"{source}: unknown key {key!r}; valid keys: {', '.join(sorted(_FIELDS))}")
         value = _coerce(key, value, source)
+        if key == "budgets":
+            value = {**config.budgets, **value}
         if key == "shapes":
             merged = {k: dict(v) for k, v in config.shapes.items()}
             for task_type, shape in value.items():

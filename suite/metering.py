@@ -8,9 +8,9 @@
 * peak RSS: the largest resident set size sampled every 20 ms during the work;
 * peak CUDA memory: ``torch.cuda.max_memory_allocated`` after a reset at the start;
 * tokens: non-padding tokens of every batch passed to the training loss;
-* FLOPs estimate: 6 x trainable parameters x training tokens (forward + backward,
-  Kaplan et al. 2020). Evaluation is not metered; second-order MAML's extra
-  backward-of-backward is not in the estimate (it under-counts MAML).
+* FLOPs: FLOPs per training token (:mod:`suite.flops`: forward over every weight, backward
+  through the layers it traverses) x training tokens. Evaluation is not metered;
+  second-order MAML's extra backward-of-backward is not in the estimate (it under-counts MAML).
 
 The meter can be paused so that evaluation inside fine-tuning does not count as
 fine-tuning time.
@@ -39,6 +39,12 @@ class Measurement:
     def to_dict(self, prefix: str = "") -> dict:
         return {prefix + k: v for k, v in asdict(self).items()}
 
+    def plus(self, other: "Measurement") -> "Measurement":
+        """Two pieces of work one after the other: times, tokens and FLOPs add, peaks take the max."""
+        a, b = asdict(self), asdict(other)
+        peaks = ("peak_rss_mb", "peak_cuda_mb")
+        return Measurement(**{k: max(a[k], b[k]) if k in peaks else a[k] + b[k] for k in a})
+
 
 class _RssSampler(threading.Thread):
     def __init__(self, interval: float = 0.02):
@@ -62,10 +68,10 @@ class _RssSampler(threading.Thread):
 class Meter:
     """``with Meter(device, trainable_params) as m: ...``; ``m.pause()`` excludes evaluation."""
 
-    def __init__(self, device: torch.device | str = "cpu", trainable_params: int = 0, num_gpus: int = 1):
+    def __init__(self, device: torch.device | str = "cpu", flops_per_token: float = 0.0, num_gpus: int = 1):
         self.device = torch.device(device)
         self.on_gpu = self.device.type == "cuda"
-        self.trainable_params = trainable_params
+        self.flops_per_token = flops_per_token  # may be set once the trained parameters are known
         self.num_gpus = num_gpus if self.on_gpu else 0
         self.tokens = 0
         self.result = Measurement()
@@ -98,7 +104,7 @@ class Meter:
         r.peak_rss_mb = peak / 2**20
         r.peak_cuda_mb = torch.cuda.max_memory_allocated(self.device) / 2**20 if self.on_gpu else 0.0
         r.tokens = self.tokens
-        r.flops = 6.0 * self.trainable_params * self.tokens
+        r.flops = self.flops_per_token * self.tokens
 
     def elapsed(self) -> float:
         """Metered wall seconds so far (excluding pauses)."""

@@ -14,6 +14,26 @@ class LoadedModel:
     backbone: object
     tokenizer: object
     num_parameters: int
+    pooling: str | None = None  # the sentence pooling the checkpoint was trained with, if it says
+
+
+def checkpoint_pooling(path: str) -> str | None:
+    """sentence-transformers checkpoints say how they pool (``1_Pooling/config.json``) and
+    whether they L2-normalise the result (a ``Normalize`` module in ``modules.json``)."""
+    import json
+
+    config = Path(path) / "1_Pooling" / "config.json"
+    if not config.is_file():
+        return None
+    modes = json.loads(config.read_text())
+    modules = Path(path) / "modules.json"
+    normalized = modules.is_file() and any(str(m.get("type", "")).endswith("Normalize")
+                                           for m in json.loads(modules.read_text()))
+    if modes.get("pooling_mode_mean_tokens"):
+        return "mean-normalized" if normalized else "mean"
+    if modes.get("pooling_mode_cls_token"):
+        return "first"
+    return None
 
 
 def resolve_model_path(name: str) -> str:
@@ -49,4 +69,4 @@ def load_backbone(name: str, dtype=None) -> LoadedModel:
     if getattr(backbone.config, "pad_token_id", None) is None:
         backbone.config.pad_token_id = tokenizer.pad_token_id
     n = sum(p.numel() for p in backbone.parameters())
-    return LoadedModel(name, path, backbone, tokenizer, n)
+    return LoadedModel(name, path, backbone, tokenizer, n, checkpoint_pooling(path) if local else None)

@@ -1,15 +1,20 @@
 """The protocol of `suite run`, identical for every algorithm so comparisons are paired:
 
-1. build the benchmark's meta-training and meta-testing episodes from the seed;
+1. build the benchmark's meta-training, validation and meta-testing episodes from the seed,
+   and check by content that no meta-test query text occurs on the other sides;
 2. ``meta_train`` on the meta-training episodes with the preset's budget (metered);
-3. for every meta-test task: from the algorithm's init, fine-tune on the support set with
-   the shared procedure (Adam, preset lr, batch size, epochs or --ft-steps), measure the
-   query metric at steps 0, 1, 2, 4, ... and the last, and record steps and seconds to
-   reach the target quality;
-4. write one row per task as it finishes, and one row for the run at the end.
+3. where the config gives a learning-rate grid, choose the fine-tuning lr per task type on
+   the validation tasks (never on meta-test data; metered, recorded in the manifest);
+4. for every meta-test task: from the algorithm's init, fine-tune on the support set for the
+   task type's fixed step budget (shared procedure, or the algorithm's own adaptation),
+   measure the query metric at steps 0, 1, 2, 4, ... and the last (the curve is the record:
+   nothing is selected on the query set), and record steps and seconds to the target;
+5. write one row per task as it finishes, and one row for the run at the end.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import re
@@ -25,17 +30,19 @@ import torch
 
 from algorithms import Episode as AlgoEpisode
 from algorithms import get_algorithm
-from algorithms.base import NonFiniteLossError
+from algorithms.base import NonFiniteLossError, meta_parameters
 from algorithms.registry import algorithm_class
 from algorithms.transformer_learner import EpisodicTransformer, episode_loss
 from tasks import (EncodingSettings, EpisodeEncoder, EpisodeShape, TokenCache, build_manifest, iter_episodes,
                    make_benchmark)
 from tasks.benchmark import SIDES
+from tasks.pools import check_leakage
 
 from . import __version__
-from .config import RunConfig
+from .config import TASK_TYPES, RunConfig
 from .errors import SuiteError
 from .evaluate import eval_schedule, evaluate
+from .flops import flops_per_token
 from .metering import Measurement, Meter
 from .models import load_backbone
 from .results import RunFolder, git_revision, hardware, package_versions
@@ -121,14 +128,17 @@ class Runner:
         # independent and a data-parallel engine would mix them.
         self.rank, self.world = rank_and_world()
         self.device = resolve_device(config.device)
-        get_algorithm(config.algo, **algorithm_kwargs(config))  # validate before any work
+        algo = get_algorithm(config.algo, **algorithm_kwargs(config))  # validate before any work
+        if config.eval_mode == "own" and not algo.has_own_adaptation():
+            raise SuiteError(f"algorithm {config.algo!r} has no own adaptation (it is a reference); "
+                             f"evaluate it with eval_mode = 'shared'")
 
     # ------------------------------------------------------------------ set-up
     def benchmark(self):
         shapes = {k: EpisodeShape(**v) for k, v in self.config.shapes.items()}
         return make_benchmark(self.config.protocol, datasets=self.config.datasets or None,
                               n_meta_train=self.config.n_meta_train, n_meta_test=self.config.n_meta_test,
-                              shapes=shapes)
+                              n_meta_val=self.config.n_meta_val, shapes=shapes, val_fraction=self.config.val_fraction)
 
     def run_id(self, model: str, seed: int, bench) -> str:
         return f"{self.config.algo}-{model_slug(model)}-{bench.key}-seed{seed}-{self.config.fingerprint()}"
@@ -142,7 +152,8 @@ class Runner:
         bench = self.benchmark()
         # sampled once: the manifest records exactly the episodes that are trained and tested on
         episodes = {side: list(iter_episodes(bench, seed, side, self.data_dir)) for side in SIDES}
-        manifest = build_manifest(bench, seed, self.data_dir, episodes=episodes["meta-train"] + episodes["meta-test"])
+        leakage = check_leakage(episodes["meta-test"], episodes["meta-train"] + episodes["meta-val"])
+        manifest = build_manifest(bench, seed, self.data_dir, episodes=[e for side in SIDES for e in episodes[side]])
         run_id = self.run_id(model_name, seed, bench)
         folder = RunFolder(self.out, run_id)
         if self.rank == 0 and folder.path.exists():
@@ -159,6 +170,13 @@ class Runner:
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         lm = load_backbone(model_name)  # before anything is written: a bad model leaves no folder
+        positions = getattr(lm.backbone.config, "max_position_embeddings", None) or \
+            getattr(lm.backbone.config, "n_positions", None)
+        if positions and getattr(lm.backbone.config, "model_type", "") in ("roberta", "xlm-roberta"):
+            positions -= 2  # RoBERTa's position ids start after the padding index
+        if positions and cfg.max_length > positions:
+            raise SuiteError(f"max_length {cfg.max_length} exceeds the {positions} positions of model {model_name!r}; "
+                             f"pass --max-length {positions} or less")
         folder.path.mkdir(parents=True, exist_ok=True)
         if self.rank == 0:
             manifest.write(folder.path / "episodes.json")
@@ -168,27 +186,37 @@ class Runner:
                 "suite_version": __version__, "git_revision": git_revision(), "packages": package_versions(),
                 "hardware": hardware(), "device": str(self.device), "workers": self.world,
                 "benchmark": bench.to_dict(), "episodes_fingerprint": manifest.fingerprint,
+                "protocol_fingerprint": protocol_fingerprint(cfg, bench),
                 "data_fingerprints": manifest.data, "data_dir": str(self.data_dir) if self.data_dir else None,
+                "pools": manifest.pools, "leakage_check": leakage,
                 "engine": self.engine.describe() if self.engine else {"engine": "torch"},
             })
 
+        pooling = lm.pooling if cfg.pooling == "auto" and lm.pooling else cfg.pooling
         learner = EpisodicTransformer(lm.backbone, head_init=cfg.head_init, freeze_embeddings=cfg.freeze_embeddings,
-                                      gradient_checkpointing=cfg.gradient_checkpointing).to(self.device)
+                                      gradient_checkpointing=cfg.gradient_checkpointing, pooling=pooling
+                                      ).to(self.device)
         trainable = sum(p.numel() for p in learner.meta_parameters())
         cache = TokenCache()
         encoder = EpisodeEncoder(lm.tokenizer, EncodingSettings(cfg.max_length, cfg.stride), cache)
         algo = get_algorithm(cfg.algo, **algorithm_kwargs(cfg))
         common = {"run_id": run_id, "algo": cfg.algo, "model": model_name, "seed": seed, "benchmark": bench.key,
-                  "episodes_fingerprint": manifest.fingerprint}
+                  "episodes_fingerprint": manifest.fingerprint, "protocol_fingerprint": protocol_fingerprint(cfg, bench),
+                  "eval_mode": cfg.eval_mode}
 
-        meta, meta_stats = self._meta_train(folder, learner, algo, encoder, episodes["meta-train"], seed, trainable)
-        self._meta_test(folder, learner, algo, encoder, episodes["meta-test"], seed, trainable, common)
+        meta, meta_stats = self._meta_train(folder, learner, algo, encoder, episodes["meta-train"], seed)
+        lrs, selection, sel_cost = self._select_lrs(folder, learner, algo, encoder, episodes, seed)
+        if self.rank == 0 and selection is not None:
+            folder.write_manifest(dict(folder.read_manifest(), lr_selection=selection))
+        # evaluate_on = "meta-val" scores the validation tasks instead (hyperparameter search, e.g. `suite tune`)
+        self._meta_test(folder, learner, algo, encoder, episodes[cfg.evaluate_on], seed, lrs, common)
         cache.flush()
         barrier()  # every rank's tasks are written
         tasks = folder.read_tasks()
         run_row = dict(common, protocol=bench.protocol, config_fingerprint=cfg.fingerprint(),
                        suite_version=__version__, git_revision=git_revision(), device=str(self.device),
-                       engine=cfg.engine, trainable_parameters=trainable, **meta_stats, **meta.to_dict("meta_"),
+                       engine=cfg.engine, trainable_parameters=trainable, pooling=pooling,
+                       **meta_stats, **meta.to_dict("meta_"), **sel_cost.to_dict("selection_"),
                        n_tasks=len(tasks), mean_metric=float(tasks["metric"].mean()),
                        total_ft_seconds=float(tasks["ft_seconds"].sum()),
                        total_ft_gpu_hours=float(tasks["ft_gpu_hours"].sum()),
@@ -215,7 +243,7 @@ class Runner:
                     [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.support, ep.num_labels, cfg.batch_size)],
                     [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.query, ep.num_labels, cfg.batch_size)])
 
-    def _meta_train(self, folder: RunFolder, learner, algo, encoder, episodes: list, seed: int, trainable: int):
+    def _meta_train(self, folder: RunFolder, learner, algo, encoder, episodes: list, seed: int):
         cfg = self.config
         init = folder.path / "init.pt"
         if self.resume and init.is_file():
@@ -230,7 +258,7 @@ class Runner:
         total_steps = math.ceil(n_episodes / cfg.meta_batch_size) if n_episodes else 0
         bar = _bar(total_steps, f"meta-train {cfg.algo}", self.progress, unit="step")
         engine = self.engine.outer_step(learner, algo) if (self.engine and algo.meta_learns) else None
-        meter = Meter(self.device, trainable, num_gpus=self.world)
+        meter = Meter(self.device, flops_per_token(learner, meta_parameters(learner)), num_gpus=self.world)
         try:
             with meter:
                 stats = algo.meta_train(learner, self._meta_episodes(encoder, episodes, seed) if n_episodes else [],
@@ -254,7 +282,7 @@ class Runner:
         return meter.result, meta_stats
 
     # ------------------------------------------------------------------ meta-testing
-    def _meta_test(self, folder: RunFolder, learner, algo, encoder, episodes: list, seed, trainable, common) -> None:
+    def _meta_test(self, folder: RunFolder, learner, algo, encoder, episodes: list, seed, lrs, common) -> None:
         cfg = self.config
         finished = folder.finished_tasks() if self.resume else set()
         mine = {ep.index for ep in episodes if ep.index % self.world == self.rank}
@@ -266,7 +294,8 @@ class Runner:
                 if ep.index in finished or ep.index not in mine:
                     continue
                 try:
-                    row = self._test_task(ep, learner, algo, encoder, trainable, targets.get(ep.index), seed)
+                    row = self._test_task(ep, learner, algo, encoder, lrs.get(ep.task_type, cfg.finetune_lr),
+                                          targets.get(ep.index), seed)
                 except NonFiniteLossError as exc:
                     raise RunFailed(f"{folder.run_id}: task {ep.task_id} stopped: {exc}; finished tasks are kept "
                                     f"in {folder.path}, rerun with --resume") from exc
@@ -280,27 +309,39 @@ class Runner:
         finally:
             bar.close()
 
-    def _test_task(self, ep, learner, algo, encoder, trainable: int, baseline_target: float | None,
-                   seed: int) -> dict:
+    def _finetune(self, ep, learner, algo, encoder, lr: float, seed: int, mode: str):
+        """Fine-tune one task for its budget; (curve, measurement, steps). The curve holds
+        (step, metric, seconds, exact match) at the log-spaced evaluation steps."""
         cfg = self.config
         torch.manual_seed(task_seed(seed, ep.index))  # each task's result is independent of the others
         support = [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.support, ep.num_labels, cfg.batch_size)]
         query = [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.query, ep.num_labels, cfg.eval_batch_size)]
-        steps = cfg.ft_steps or cfg.finetune_epochs * len(support)
+        steps = cfg.ft_budget(ep.task_type, len(support))
         schedule = set(eval_schedule(steps))
-        meter = Meter(self.device, trainable)
+        meter = Meter(self.device)
         curve: list[tuple[int, float, float, float | None]] = []
 
         def on_step(k, model, loss):
+            if k == 0:  # the episode's head exists now: count what this adaptation updates
+                groups = algo.own_adaptation(model) if mode == "own" else None
+                updated = [p for g in groups for p in g["params"]] if groups else \
+                    [p for p in model.parameters() if p.requires_grad]
+                meter.flops_per_token = flops_per_token(model, updated)
             if k in schedule:
                 with meter.pause():
                     scores = evaluate(model, query, ep.label_names)
                 curve.append((k, scores["metric"], meter.elapsed(), scores["exact_match"]))
 
         with meter:
-            algo.adapt(learner, support, meter.count_loss(episode_loss), steps=steps, lr=cfg.finetune_lr,
-                       on_step=on_step,
-                       step_factory=self.engine.finetune_step if self.engine and self.world == 1 else None)
+            algo.adapt(learner, support, meter.count_loss(episode_loss), steps=steps, lr=lr, on_step=on_step,
+                       mode=mode,
+                       step_factory=self.engine.finetune_step if self.engine and self.world == 1 and mode == "shared"
+                       else None)
+        return curve, meter.result, steps
+
+    def _test_task(self, ep, learner, algo, encoder, lr: float, baseline_target: float | None, seed: int) -> dict:
+        cfg = self.config
+        curve, measurement, steps = self._finetune(ep, learner, algo, encoder, lr, seed, cfg.eval_mode)
         steps_k, metrics, seconds, em = zip(*curve)
         final = metrics[-1]
         if cfg.target == "baseline" and cfg.algo == "baseline":
@@ -315,13 +356,56 @@ class Runner:
             "metric_name": "accuracy" if ep.task_type == "classification" else "f1",
             "metric": float(final), "metric_at_0": float(metrics[0]),
             "exact_match": None if em[-1] is None else float(em[-1]),
-            "ft_steps": steps, **_ft_columns(meter.result),
+            "finetune_lr": float(lr) if cfg.eval_mode == "shared" else None,
+            "ft_steps": steps, **_ft_columns(measurement),
             "curve_steps": list(steps_k), "curve_metric": [float(m) for m in metrics],
             "curve_seconds": [float(s) for s in seconds],
             "target": float(target), "target_source": source,
             "steps_to_target": None if reached is None else int(steps_k[reached]),
             "seconds_to_target": None if reached is None else float(seconds[reached]),
         }
+
+    # ------------------------------------------------------------------ validation
+    def _select_lrs(self, folder: RunFolder, learner, algo, encoder, episodes: dict, seed: int):
+        """The fine-tuning lr per task type, chosen on validation tasks from the grid by the mean
+        final validation metric ({}, None, zero cost when there is nothing to choose)."""
+        cfg = self.config
+        grid = list(dict.fromkeys(cfg.finetune_lr_grid))
+        if len(grid) == 1:
+            return {t: grid[0] for t in TASK_TYPES}, None, Measurement()
+        if len(grid) < 2 or cfg.eval_mode == "own":
+            return {}, None, Measurement()
+        saved = folder.path / "selection.json"
+        if self.resume and saved.is_file():
+            state = json.loads(saved.read_text())
+            return state["chosen"], state, Measurement(**state["cost"])
+        need = {ep.task_type for ep in episodes["meta-test"]}
+        val = [ep for ep in episodes["meta-val"] if ep.task_type in need]
+        scores: dict[str, dict[str, list[float]]] = {}
+        cost = Measurement()
+        bar = _bar(len(val) * len(grid), f"select lr {cfg.algo}", self.progress, unit="task")
+        try:
+            for lr in grid:
+                for ep in val:
+                    curve, m, _ = self._finetune(ep, learner, algo, encoder, lr, seed, "shared")
+                    scores.setdefault(ep.task_type, {}).setdefault(repr(lr), []).append(curve[-1][1])
+                    cost = cost.plus(m)
+                    bar.update(1)
+        except NonFiniteLossError:
+            raise RunFailed(f"{folder.run_id}: a validation fine-tuning diverged; drop the largest learning rate "
+                            f"from finetune_lr_grid") from None
+        finally:
+            bar.close()
+        means = {t: {lr: float(np.mean(v)) for lr, v in by_lr.items()} for t, by_lr in scores.items()}
+        chosen = {t: float(max(by_lr, key=lambda lr: (by_lr[lr], -float(lr)))) for t, by_lr in means.items()}
+        state = {"grid": grid, "validation_tasks": {t: sum(1 for e in val if e.task_type == t) for t in means},
+                 "mean_final_metric": means, "chosen": chosen,
+                 "fallback": {t: cfg.finetune_lr for t in need - set(chosen)}, "cost": cost.to_dict()}
+        if self.rank == 0:
+            tmp = saved.with_name(".selection.json.tmp")
+            tmp.write_text(json.dumps(state, indent=1))
+            tmp.replace(saved)
+        return chosen, state, cost
 
     def _baseline_targets(self, common: dict) -> dict[int, float]:
         """Final baseline metric per task index from runs of the same model and episodes in ``out``."""
@@ -332,6 +416,21 @@ class Runner:
                          (tasks["episodes_fingerprint"] == common["episodes_fingerprint"])]
             targets.update({int(i): float(m) for i, m in zip(same["task_index"], same["metric"])})
         return targets
+
+
+def protocol_fingerprint(cfg: RunConfig, bench) -> str:
+    """What must match for two rows to be a fair pair: benchmark (with version) and its tasks'
+    shapes, budgets, the learning-rate grid, the evaluation schedule, max length and what is
+    trained. The seed and task index pair rows; the algorithm, its evaluation mode and its
+    chosen lr belong to the candidate, not to this key."""
+    key = {"benchmark": bench.to_dict(), "budgets": cfg.budgets, "ft_steps": cfg.ft_steps,
+           "finetune_epochs": cfg.finetune_epochs if not (cfg.ft_steps or cfg.budgets) else None,
+           "grid": sorted(set(cfg.finetune_lr_grid)) or [cfg.finetune_lr], "schedule": "log2",
+           "max_length": cfg.max_length, "stride": cfg.stride, "batch_size": cfg.batch_size,
+           "evaluate_on": cfg.evaluate_on,
+           "trainable": {"freeze_embeddings": cfg.freeze_embeddings, "pooling": cfg.pooling,
+                         "head_init": cfg.head_init}}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def _ft_columns(m: Measurement) -> dict:

@@ -1,9 +1,13 @@
 """Benchmarks: named, versioned sets of meta-training and meta-testing tasks.
 
 A benchmark fixes which datasets sit on which side (the protocol), how many tasks
-each side has and the episode shape per task type. ``build_episodes`` turns
-(benchmark, seed) into an :class:`EpisodeManifest`: the example ids of every task,
-whose fingerprint identifies exactly what was evaluated.
+each side has and the episode shape per task type. Three sides: meta-training tasks
+come from the training part of the meta-training datasets' train splits, validation
+tasks (``meta-val``, for choosing hyperparameters) from their held-out part, and
+meta-test tasks from evaluation splits, de-duplicated against everything the other
+two sides may draw (:mod:`tasks.pools`). ``build_manifest`` turns (benchmark, seed)
+into an :class:`EpisodeManifest`: the example ids of every task, whose fingerprint
+identifies exactly what was evaluated.
 """
 from __future__ import annotations
 
@@ -19,10 +23,12 @@ import numpy as np
 
 from .episodes import Episode, EpisodeShape, sample_episode
 from .loading import DataError, load_split
+from .pools import Pool, make_pool, split_keys
 from .registry import get_dataset_spec, list_datasets
 
 PROTOCOLS = ("cross-dataset", "in-dataset")
-SIDES = ("meta-train", "meta-test")
+SIDES = ("meta-train", "meta-test", "meta-val")  # order fixes each side's rng stream
+VERSION = "2"  # v2: de-duplicated pools, a validation side, content leakage check
 # Seed plan: meta-test datasets never seen in meta-training.
 CROSS_DATASET_TEST = ("ag_news", "yelp_review_full", "ontonotes5", "natural_questions")
 CROSS_DATASET_TRAIN = ("imdb", "sst2", "conll2003", "squad")
@@ -43,7 +49,9 @@ class BenchmarkSpec:
     n_meta_train: int = 50
     n_meta_test: int = 20
     shapes: dict[str, EpisodeShape] = field(default_factory=lambda: dict(DEFAULT_SHAPES))
-    version: str = "1"
+    n_meta_val: int = 0
+    val_fraction: float = 0.2  # share of each meta-training train split held out for validation tasks
+    version: str = VERSION
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -53,8 +61,12 @@ class BenchmarkSpec:
         for name in self.meta_train_datasets:
             if get_dataset_spec(name).train_split is None:
                 raise ValueError(f"dataset {name!r} has no train split and cannot be a meta-training dataset")
-        if self.n_meta_train < 0 or self.n_meta_test < 1:
-            raise ValueError("a benchmark needs n_meta_train >= 0 and n_meta_test >= 1 tasks")
+        if self.n_meta_train < 0 or self.n_meta_test < 1 or self.n_meta_val < 0:
+            raise ValueError("a benchmark needs n_meta_train >= 0, n_meta_val >= 0 and n_meta_test >= 1 tasks")
+        if not 0 < self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.n_meta_val and not self.meta_train_datasets:
+            raise ValueError("validation tasks come from meta-training datasets, and this benchmark has none")
         if self.n_meta_train and not self.meta_train_datasets:
             raise ValueError("n_meta_train > 0 but no meta-training datasets are given")
         if not self.meta_test_datasets:
@@ -65,15 +77,20 @@ class BenchmarkSpec:
         return f"{self.protocol}-v{self.version}"
 
     def datasets(self, side: str) -> tuple[str, ...]:
-        return self.meta_train_datasets if side == "meta-train" else self.meta_test_datasets
+        return self.meta_test_datasets if side == "meta-test" else self.meta_train_datasets
 
     def count(self, side: str) -> int:
-        return self.n_meta_train if side == "meta-train" else self.n_meta_test
+        return {"meta-train": self.n_meta_train, "meta-val": self.n_meta_val, "meta-test": self.n_meta_test}[side]
 
     def split_for(self, side: str, dataset: str) -> str:
-        """Meta-train tasks come only from training splits, meta-test only from evaluation splits."""
+        """Meta-train and validation tasks come only from training splits (disjoint parts),
+        meta-test tasks only from evaluation splits."""
         spec = get_dataset_spec(dataset)
-        return spec.train_split if side == "meta-train" else spec.eval_split
+        return spec.eval_split if side == "meta-test" else spec.train_split
+
+    def pool(self, side: str, dataset: str, data_dir: str | os.PathLike | None = None) -> Pool:
+        """The de-duplicated rows that ``side`` may draw from ``dataset``."""
+        return _pool(self.meta_train_datasets, self.val_fraction, side, dataset, data_dir)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -88,12 +105,13 @@ class BenchmarkSpec:
         d["shapes"] = {k: EpisodeShape(**v) for k, v in d.get("shapes", {}).items()} or dict(DEFAULT_SHAPES)
         d["meta_train_datasets"] = tuple(d.get("meta_train_datasets", ()))
         d["meta_test_datasets"] = tuple(d.get("meta_test_datasets", ()))
+        d.setdefault("version", "1")  # manifests written before v2 have no validation side
         return cls(**d)
 
 
 def make_benchmark(protocol: str = "cross-dataset", *, datasets: list[str] | None = None,
-                   n_meta_train: int = 50, n_meta_test: int = 20,
-                   shapes: dict[str, EpisodeShape] | None = None) -> BenchmarkSpec:
+                   n_meta_train: int = 50, n_meta_test: int = 20, n_meta_val: int = 0,
+                   shapes: dict[str, EpisodeShape] | None = None, val_fraction: float = 0.2) -> BenchmarkSpec:
     """The seed plan's benchmark for ``protocol``, optionally restricted to ``datasets``."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
@@ -113,7 +131,29 @@ def make_benchmark(protocol: str = "cross-dataset", *, datasets: list[str] | Non
         train = tuple(d for d in names if get_dataset_spec(d).train_split is not None)
     merged = dict(DEFAULT_SHAPES)
     merged.update(shapes or {})
-    return BenchmarkSpec(protocol, train, test, n_meta_train if train else 0, n_meta_test, merged)
+    return BenchmarkSpec(protocol, train, test, n_meta_train if train else 0, n_meta_test, merged,
+                         n_meta_val if train else 0, val_fraction)
+
+
+_POOLS: dict[tuple, Pool] = {}
+
+
+def _pool(train_datasets: tuple[str, ...], val_fraction: float, side: str, dataset: str,
+          data_dir: str | os.PathLike | None) -> Pool:
+    key = (train_datasets, val_fraction, side, dataset, str(data_dir))
+    if key not in _POOLS:
+        spec = get_dataset_spec(dataset)
+        if side == "meta-test":
+            # nothing a meta-test task queries may occur in any split the other sides draw from
+            exclude: set[str] = set()
+            for name in train_datasets:
+                train = get_dataset_spec(name).train_split
+                exclude.update(split_keys(load_split(name, train, data_dir)))
+            _POOLS[key] = make_pool(load_split(dataset, spec.eval_split, data_dir), "all", exclude=exclude)
+        else:
+            part = "train" if side == "meta-train" else "val"
+            _POOLS[key] = make_pool(load_split(dataset, spec.train_split, data_dir), part, val_fraction)
+    return _POOLS[key]
 
 
 def episode_rng(benchmark: BenchmarkSpec, seed: int, side: str, index: int) -> np.random.Generator:
@@ -132,11 +172,13 @@ def iter_episodes(benchmark: BenchmarkSpec, seed: int, side: str, data_dir: str 
                   start: int = 0, stop: int | None = None) -> Iterator[Episode]:
     """Episodes ``start..stop`` of one side, sampled lazily (a generator)."""
     stop = benchmark.count(side) if stop is None else stop
+    v1 = benchmark.version == "1"  # the first protocol sampled from whole splits
     for i in range(start, stop):
         name = task_dataset(benchmark, side, i)
         loaded = load_split(name, benchmark.split_for(side, name), data_dir)
+        allowed = None if v1 else benchmark.pool(side, name, data_dir).allowed
         yield sample_episode(loaded, benchmark.shapes[loaded.spec.task_type],
-                             episode_rng(benchmark, seed, side, i), side=side, index=i)
+                             episode_rng(benchmark, seed, side, i), side=side, index=i, allowed=allowed)
 
 
 @dataclass
@@ -147,6 +189,7 @@ class EpisodeManifest:
     seed: int
     tasks: list[dict]
     data: dict[str, str]  # "<dataset>/<split>" -> data fingerprint
+    pools: dict[str, dict] = field(default_factory=dict)  # "<side>/<dataset>" -> de-duplication counts
 
     @property
     def fingerprint(self) -> str:
@@ -156,7 +199,7 @@ class EpisodeManifest:
 
     def to_dict(self) -> dict:
         return {"benchmark": self.benchmark.to_dict(), "seed": self.seed, "data": self.data,
-                "fingerprint": self.fingerprint, "tasks": self.tasks}
+                "fingerprint": self.fingerprint, "pools": self.pools, "tasks": self.tasks}
 
     def write(self, path: str | os.PathLike) -> Path:
         path = Path(path)
@@ -170,7 +213,8 @@ class EpisodeManifest:
     def read(cls, path: str | os.PathLike) -> "EpisodeManifest":
         try:
             raw = json.loads(Path(path).read_text())
-            manifest = cls(BenchmarkSpec.from_dict(raw["benchmark"]), int(raw["seed"]), raw["tasks"], raw["data"])
+            manifest = cls(BenchmarkSpec.from_dict(raw["benchmark"]), int(raw["seed"]), raw["tasks"], raw["data"],
+                           raw.get("pools", {}))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise DataError(f"cannot read episode manifest {path}: {exc}; write it with `suite tasks episodes`") from exc
         if raw.get("fingerprint") not in (None, manifest.fingerprint):
@@ -192,13 +236,15 @@ def build_manifest(benchmark: BenchmarkSpec, seed: int, data_dir: str | os.PathL
     """Sample every task of both sides (or record the given ``episodes``)."""
     if episodes is None:
         episodes = [ep for side in SIDES for ep in iter_episodes(benchmark, seed, side, data_dir)]
-    data = {}
+    data, pools = {}, {}
     for side in SIDES:
         for name in dict.fromkeys(benchmark.datasets(side)):
             if benchmark.count(side):
                 split = benchmark.split_for(side, name)
                 data[f"{name}/{split}"] = load_split(name, split, data_dir).fingerprint
-    return EpisodeManifest(benchmark, seed, [_task_entry(ep) for ep in episodes], data)
+                if benchmark.version != "1":
+                    pools[f"{side}/{name}"] = dict(benchmark.pool(side, name, data_dir).stats(), split=split)
+    return EpisodeManifest(benchmark, seed, [_task_entry(ep) for ep in episodes], data, pools)
 
 
 def check_disjoint(manifest: EpisodeManifest) -> None:

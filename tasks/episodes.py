@@ -126,18 +126,22 @@ def _rows(loaded: LoadedSplit, rows: np.ndarray) -> list[dict]:
 
 # --------------------------------------------------------------------------- samplers
 def sample_episode(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator, *,
-                   side: str = "", index: int = 0) -> Episode:
-    """Sample one episode of ``shape`` from ``loaded`` with ``rng``."""
+                   side: str = "", index: int = 0, allowed: np.ndarray | None = None) -> Episode:
+    """Sample one episode of ``shape`` from ``loaded`` with ``rng``, from the rows marked in
+    ``allowed`` (a boolean mask, e.g. a de-duplicated pool; default: every row)."""
     kind = loaded.spec.task_type
     sampler = {"classification": _sample_classification, "ner": _sample_ner, "qa": _sample_qa}[kind]
-    classes, label_names, support, query = sampler(loaded, shape, rng)
+    if allowed is None:
+        allowed = np.ones(loaded.num_rows, dtype=bool)
+    classes, label_names, support, query = sampler(loaded, shape, rng, allowed)
     return Episode(loaded.spec.name, kind, loaded.split, side, index, classes, label_names, support, query)
 
 
-def _sample_classification(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator):
+def _sample_classification(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator, allowed: np.ndarray):
     spec, index = loaded.spec, _index(loaded)
     need = shape.shots + shape.queries
-    eligible = [c for c in range(spec.num_labels) if len(index.by_label[c]) >= need]
+    by_label = [rows[allowed[rows]] for rows in index.by_label]
+    eligible = [c for c in range(spec.num_labels) if len(by_label[c]) >= need]
     ways = min(shape.ways, spec.num_labels)
     if len(eligible) < ways:
         raise DataError(f"{loaded.source}: only {len(eligible)} classes have {need} examples; "
@@ -145,7 +149,7 @@ def _sample_classification(loaded: LoadedSplit, shape: EpisodeShape, rng: np.ran
     chosen = rng.permutation(eligible)[:ways]  # position in this order = the episode's label
     support_rows, query_rows, support_labels, query_labels = [], [], [], []
     for new_label, c in enumerate(chosen):
-        picked = rng.choice(index.by_label[c], size=need, replace=False)
+        picked = rng.choice(by_label[c], size=need, replace=False)
         support_rows += list(picked[: shape.shots]); support_labels += [new_label] * shape.shots
         query_rows += list(picked[shape.shots:]); query_labels += [new_label] * shape.queries
     classes = tuple(spec.label_names[c] for c in chosen)
@@ -161,17 +165,17 @@ def _relabel(examples: list[dict], labels: list[int]) -> list[dict]:
     return examples
 
 
-def _sample_ner(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator):
+def _sample_ner(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator, allowed: np.ndarray):
     spec, index = loaded.spec, _index(loaded)
     types = spec.entity_types
-    totals = index.mentions.sum(0)
+    totals = index.mentions[allowed].sum(0)
     eligible = [t for t in range(len(types)) if totals[t] >= 4 * (shape.shots + shape.queries)]
     ways = min(shape.ways, len(types))
     if len(eligible) < ways:
         raise DataError(f"{loaded.source}: only {len(eligible)} entity types are frequent enough for "
                         f"{ways}-way {shape.shots}-shot NER episodes")
     chosen = rng.permutation(eligible)[:ways]
-    used = np.zeros(len(index.ids), dtype=bool)
+    used = ~allowed  # rows outside the pool count as used
     support_rows = _greedy_mentions(index.mentions, chosen, shape.shots, used, rng, loaded)
     query_rows = _greedy_mentions(index.mentions, chosen, shape.queries, used, rng, loaded)
     classes = tuple(types[t] for t in chosen)
@@ -209,14 +213,15 @@ def _greedy_mentions(mentions: np.ndarray, chosen: np.ndarray, k: int, used: np.
     return rows
 
 
-def _sample_qa(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator):
+def _sample_qa(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator, allowed: np.ndarray):
     index = _index(loaded)
     need = shape.shots + shape.queries
-    if len(index.ids) < need:
-        raise DataError(f"{loaded.source}: {len(index.ids)} questions, fewer than the {need} an episode needs")
+    if int(allowed.sum()) < need:
+        raise DataError(f"{loaded.source}: {int(allowed.sum())} questions, fewer than the {need} an episode needs")
+    titles = [g[allowed[g]] for g in index.titles]
     rows: list[int] = []
-    for g in rng.permutation(len(index.titles)):  # whole articles, in random order
-        group = rng.permutation(index.titles[g])
+    for g in rng.permutation(len(titles)):  # whole articles, in random order
+        group = rng.permutation(titles[g])
         rows += list(group[: need - len(rows)])
         if len(rows) == need:
             break

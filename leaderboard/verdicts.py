@@ -1,0 +1,141 @@
+"""Per-dataset verdicts: is a candidate better, worse, equivalent to a reference, or is the
+study unable to tell?
+
+One test per (model, dataset, reference, candidate), on one metric (never a pool of unlike
+metrics), over config-matched pairs of tasks. For each: the mean paired difference with a
+t confidence interval, the paired t-test's p (Holm-adjusted over the candidates compared
+with one reference on one dataset), a TOST equivalence test against a declared margin
+(statsmodels' ``ttost_paired``), and the minimum detectable effect at 80% power for the n
+at hand (statsmodels' ``TTestPower``, two-sided, times the sd of the differences), so a
+"not significant" says whether the study could have seen anything.
+
+With one seed the tasks share one meta-trained initialisation per algorithm: the claim is
+about these initialisations, not the algorithms (seeds are the replication unit for that).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as sps
+
+from . import stats
+
+DEFAULT_MARGIN = 0.02  # in the metric's units (accuracy, F1)
+POWER = 0.8
+
+
+@dataclass
+class Verdict:
+    model: str
+    dataset: str
+    metric_name: str
+    candidate: str
+    reference: str
+    n: int
+    mean_candidate: float | None = None
+    mean_reference: float | None = None
+    mean_diff: float | None = None
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    p_holm: float | None = None
+    p_equivalence: float | None = None
+    margin: float = DEFAULT_MARGIN
+    mde: float | None = None
+    verdict: str = "not tested"
+    note: str = ""
+
+
+def minimum_detectable_effect(n: int, sd: float, alpha: float = stats.ALPHA, power: float = POWER) -> float:
+    """The smallest mean paired difference a two-sided paired t-test detects with ``power``."""
+    from statsmodels.stats.power import TTestPower
+
+    if n < 2 or not np.isfinite(sd):
+        return float("inf")
+    return float(TTestPower().solve_power(nobs=n, alpha=alpha, power=power, alternative="two-sided") * sd)
+
+
+def _test(v: Verdict, a: np.ndarray, b: np.ndarray) -> None:
+    from statsmodels.stats.weightstats import ttost_paired
+
+    d = a - b
+    v.mean_candidate, v.mean_reference, v.mean_diff = float(a.mean()), float(b.mean()), float(d.mean())
+    if len(d) < 2:
+        v.note = "fewer than 2 paired tasks"
+        return
+    sd = float(d.std(ddof=1))
+    v.mde = minimum_detectable_effect(len(d), sd)
+    if sd <= 1e-12 * max(1.0, abs(v.mean_diff)):
+        v.note = "the paired differences are all equal (zero variance)"
+        return
+    half = float(sps.t.ppf(1 - stats.ALPHA / 2, len(d) - 1) * sd / np.sqrt(len(d)))
+    v.ci_low, v.ci_high = v.mean_diff - half, v.mean_diff + half
+    v.p_value = float(sps.ttest_rel(a, b).pvalue)
+    v.p_equivalence = float(ttost_paired(a, b, -v.margin, v.margin)[0])
+
+
+def decide(v: Verdict) -> str:
+    """better / worse (within margin when also equivalent), equivalent within margin, or
+    inconclusive, marked underpowered when the detectable effect exceeds the margin."""
+    if v.p_holm is None:
+        return "not tested"
+    equivalent = v.p_equivalence is not None and v.p_equivalence < stats.ALPHA
+    if v.p_holm < stats.ALPHA:
+        word = "better" if v.mean_diff > 0 else "worse"
+        return f"{word} (within margin)" if equivalent else word
+    if equivalent:
+        return "equivalent within margin"
+    return "inconclusive (underpowered)" if (v.mde is None or v.mde > v.margin) else "inconclusive"
+
+
+def verdicts(tasks: pd.DataFrame, references: list[str] | None = None, margin: float = DEFAULT_MARGIN,
+             higher_is_better: bool = True) -> pd.DataFrame:
+    """Every candidate against every reference present, per model and dataset."""
+    tasks = stats.prepare(tasks)
+    rows: list[Verdict] = []
+    for (model, dataset), sub in tasks.groupby(["model", "dataset"], sort=True):
+        refs = references if references is not None else stats.references_in(sub)
+        table = stats.wide(sub, "metric")
+        metric_name = str(sub["metric_name"].iloc[0])
+        for ref in refs:
+            if ref not in table.columns:
+                continue
+            family = []
+            for cand in sorted(c for c in table.columns if c != ref):
+                v = Verdict(str(model), str(dataset), metric_name, cand, ref, 0, margin=margin)
+                a, b = stats.paired_values(sub, "metric", cand, ref, table=table)
+                v.n = len(a)
+                if v.n == 0:
+                    v.note = stats.unpaired_reason(sub, cand, ref)
+                else:
+                    if not higher_is_better:
+                        a, b = -a, -b
+                    _test(v, a, b)
+                family.append(v)
+            for v, p in zip(family, stats.holm([v.p_value for v in family])):
+                v.p_holm = p
+                v.verdict = decide(v)
+            rows += family
+    return pd.DataFrame([asdict(v) for v in rows], columns=list(Verdict.__dataclass_fields__))
+
+
+def format_verdicts(table: pd.DataFrame) -> str:
+    """The per-dataset comparison as a terminal table."""
+    from suite.table import format_table
+
+    def f(x, d=3):
+        return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:+.{d}f}" if d else str(x)
+
+    rows = [[r.dataset, r.metric_name, r.candidate, r.reference, r.n,
+             "–" if r.mean_diff is None or pd.isna(r.mean_diff) else
+             f"{r.mean_diff:+.3f} [{f(r.ci_low)}, {f(r.ci_high)}]",
+             "–" if r.p_holm is None or pd.isna(r.p_holm) else f"{r.p_holm:.3g}",
+             "–" if r.p_equivalence is None or pd.isna(r.p_equivalence) else f"{r.p_equivalence:.3g}",
+             "–" if r.mde is None or pd.isna(r.mde) or not np.isfinite(r.mde) else f"{r.mde:.3f}",
+             r.verdict + (f" ({r.note})" if r.note and r.verdict == "not tested" else "")]
+            for r in table.itertuples()]
+    return format_table(["dataset", "metric", "candidate", "vs", "pairs", "mean diff [95% CI]", "Holm p",
+                         f"TOST p (±{table['margin'].iloc[0] if len(table) else DEFAULT_MARGIN:g})", "MDE (80%)",
+                         "verdict"], rows, "llllrrrrrl")

@@ -1,0 +1,111 @@
+"""Per-dataset verdicts (t, TOST, MDE, Holm), protocol-matched pairing, censored steps-to-target."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from leaderboard import costs, stats, verdicts
+
+
+def frame(values: dict[str, np.ndarray], dataset="ag_news", protocol="p1", curves=None, budget=8) -> pd.DataFrame:
+    rows = []
+    for algo, metric in values.items():
+        for i, m in enumerate(metric):
+            steps, curve = curves[algo][i] if curves else ([0, budget], [m / 2, m])
+            rows.append({"run_id": f"{algo}-r", "algo": algo, "model": "minilm", "seed": 0, "benchmark": "cross-dataset-v2",
+                         "episodes_fingerprint": "fp", "protocol_fingerprint": protocol, "task_index": i,
+                         "dataset": dataset, "metric_name": "accuracy", "metric": float(m), "eval_mode": "shared",
+                         "curve_steps": list(steps), "curve_metric": list(curve), "ft_flops": 1e9 * budget,
+                         "ft_steps": budget})
+    return pd.DataFrame(rows)
+
+
+def test_tost_and_t_equal_scipy_and_the_mde_equals_statsmodels_power():
+    rng = np.random.default_rng(1)
+    b = rng.uniform(0.4, 0.8, 30)
+    a = b + rng.normal(0.003, 0.01, 30)
+    v = verdicts.verdicts(frame({"baseline": b, "cand": a}), margin=0.02).iloc[0]
+    d = a - b
+    assert v.p_value == pytest.approx(sps.ttest_rel(a, b).pvalue)
+    lower = sps.ttest_1samp(d, -0.02, alternative="greater").pvalue
+    upper = sps.ttest_1samp(d, 0.02, alternative="less").pvalue
+    assert v.p_equivalence == pytest.approx(max(lower, upper))
+    from statsmodels.stats.power import TTestPower
+
+    power = TTestPower().power(effect_size=v.mde / d.std(ddof=1), nobs=30, alpha=0.05)
+    assert power == pytest.approx(0.8, abs=1e-6)
+    half = sps.t.ppf(0.975, 29) * d.std(ddof=1) / math.sqrt(30)
+    assert (v.ci_low, v.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
+
+
+@pytest.mark.parametrize("shift,sd,n,expected", [
+    (0.10, 0.02, 30, "better"),
+    (-0.10, 0.02, 30, "worse"),
+    (0.0, 0.01, 40, "equivalent within margin"),
+    (0.0, 0.20, 6, "inconclusive (underpowered)"),
+    (0.008, 0.005, 60, "better (within margin)"),
+])
+def test_each_verdict_is_reached_on_a_planted_effect(shift, sd, n, expected):
+    rng = np.random.default_rng(7)
+    b = rng.uniform(0.4, 0.6, n)
+    a = b + shift + rng.normal(0, sd, n) - 0  # planted
+    a = b + (a - b) - (a - b).mean() + shift  # exactly the planted mean
+    v = verdicts.verdicts(frame({"baseline": b, "cand": a}), margin=0.02).iloc[0]
+    assert v.verdict == expected, v.to_dict()
+
+
+def test_rows_of_different_protocols_are_refused_as_pairs_with_a_message():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0.4, 0.6, 10)
+    df = pd.concat([frame({"baseline": x}, protocol="budget-32"), frame({"cand": x + 0.05}, protocol="budget-64")])
+    v = verdicts.verdicts(df).iloc[0]
+    assert v.n == 0 and v.verdict == "not tested" and "protocol fingerprint" in v.note
+    comp = stats.against_baseline(df, measures=("metric",), n_resamples=0).iloc[0]
+    assert comp["n"] == 0 and "protocol fingerprint" in comp["note"]
+
+
+def test_own_mode_rows_are_their_own_candidate():
+    x = np.linspace(0.4, 0.6, 8)
+    df = pd.concat([frame({"baseline": x, "maml": x + 0.01}), frame({"maml": x + 0.02})], ignore_index=True)
+    df.loc[df.index[-8:], "eval_mode"] = "own"
+    prepared = stats.prepare(df)
+    assert set(prepared["algo"]) == {"baseline", "maml", "maml (own)"}
+    table = verdicts.verdicts(df)
+    assert set(table["candidate"]) == {"maml", "maml (own)"} and (table["n"] == 8).all()
+
+
+def test_censoring_misses_changes_the_conclusion_against_dropping_them():
+    """The candidate reaches the reference's final metric fast on half the tasks and never on
+    the other half; dropping the misses would call it 6 steps cheaper."""
+    n, budget = 10, 64
+    ref_curves, cand_curves, ref_final, cand_final = [], [], [], []
+    for i in range(n):
+        ref_curves.append(([0, 8, 16, 32, 64], [0.5, 0.6, 0.7, 0.75, 0.8]))  # reaches 0.8 at 64
+        if i % 2 == 0:
+            cand_curves.append(([0, 8, 16, 32, 64], [0.7, 0.8, 0.8, 0.8, 0.8]))  # at 8
+        else:
+            cand_curves.append(([0, 8, 16, 32, 64], [0.3, 0.35, 0.4, 0.4, 0.4]))  # never
+        ref_final.append(0.8)
+        cand_final.append(cand_curves[-1][1][-1])
+    df = frame({"baseline": np.array(ref_final), "cand": np.array(cand_final)},
+               curves={"baseline": ref_curves, "cand": cand_curves}, budget=budget)
+    p = costs.paired_steps(df, "cand", "baseline")
+    assert p["reached"].mean() == 0.5
+    censored_saving = (p["steps_reference"] - p["steps_candidate"]).mean()
+    dropped_saving = (p[p["reached"]]["steps_reference"] - p[p["reached"]]["steps_candidate"]).mean()
+    assert dropped_saving == 56 and censored_saving == (56 * 5 + (64 - 128) * 5) / 10 < 0
+    runs = pd.DataFrame([{"run_id": "cand-r", "meta_flops": 1e12, "selection_flops": 0.0},
+                         {"run_id": "baseline-r", "meta_flops": 0.0, "selection_flops": 0.0}])
+    table = costs.amortization(df, runs)
+    row = table[table["candidate"] == "cand"].iloc[0]
+    assert row["reach_rate"] == 0.5 and math.isinf(row["break_even_tasks"])  # it saves nothing: never pays back
+
+
+def test_break_even_is_extra_upfront_over_savings():
+    assert costs.break_even(1e12, 1e10) == 100
+    assert costs.break_even(-5.0, 1e10) == 0
+    assert math.isinf(costs.break_even(1e12, 0.0)) and math.isinf(costs.break_even(1e12, -1.0))

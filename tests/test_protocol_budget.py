@@ -1,0 +1,32 @@
+"""The quick preset's fine-tuning budget trains: a real run of the packaged MiniLM on the mirror."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from suite.results import load_results
+
+SUITE = str(Path(sys.executable).parent / "suite")
+
+
+@pytest.mark.slow
+def test_quick_preset_baseline_raises_the_classification_metric(tmp_path):
+    """Between step 0 and the last step the query accuracy rises by >= 0.02 in the median over 16
+    classification tasks, and more tasks rise than fall (one-sided sign test at 0.05)."""
+    out = tmp_path / "r"
+    proc = subprocess.run([SUITE, "run", "--algo", "baseline", "--preset", "quick", "--out", str(out),
+                           "--datasets", "imdb,sst2,ag_news,yelp_review_full", "--meta-train-tasks", "0",
+                           "--meta-test-tasks", "16", "--no-progress"], capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr
+    _, tasks = load_results(out)
+    assert len(tasks) == 16 and (tasks["task_type"] == "classification").all()
+    assert (tasks["ft_steps"] == 32).all() and list(tasks["curve_steps"].iloc[0]) == [0, 1, 2, 4, 8, 16, 32]
+    gain = (tasks["metric"] - tasks["metric_at_0"]).to_numpy()
+    assert np.median(gain) >= 0.02, gain
+    up, down = int((gain > 0).sum()), int((gain < 0).sum())
+    assert sps.binomtest(up, up + down, 0.5, alternative="greater").pvalue < 0.05, gain
