@@ -209,12 +209,18 @@ def schedule_order(algos: list[str]) -> list[str]:
 
 
 def run_study(spec: StudySpec, resume: bool = False, address: str | None = None, num_cpus: int | None = None):
-    """Run (or resume) a study; returns Tune's ResultGrid."""
+    """Run (or resume) a study; returns Tune's ResultGrid.
+
+    Without ``address`` or ``RAY_ADDRESS`` a new local Ray starts (``address="local"``): Ray's
+    own default would attach to whatever its current-cluster file names, and after a head
+    died without `ray stop` that file names a dead address that captures the study."""
+    import os
+
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False)
+        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", num_cpus=num_cpus,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
     return build_tuner(spec, resume).fit()
 
 

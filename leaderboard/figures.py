@@ -21,41 +21,82 @@ def label(text: str) -> str:
     return html.escape(str(text), quote=False)  # plotly shows &quot; literally
 
 
-def curve_table(tasks: pd.DataFrame) -> pd.DataFrame:
-    """Sum and count of the query metric and seconds per (model, dataset, algo, step), in one pass
-    over all learning curves; every figure's mean curve is read from this."""
-    lengths = tasks["curve_steps"].map(len).to_numpy()
-    flat = pd.DataFrame({
-        "model": np.repeat(tasks["model"].to_numpy(), lengths),
-        "dataset": np.repeat(tasks["dataset"].to_numpy(), lengths),
-        "algo": np.repeat(tasks["algo"].to_numpy(), lengths),
-        "step": np.concatenate(tasks["curve_steps"].to_numpy()).astype(int),
-        "metric": np.concatenate(tasks["curve_metric"].to_numpy()).astype(float),
-        "seconds": np.concatenate(tasks["curve_seconds"].to_numpy()).astype(float),
-    })
-    return flat.groupby(["model", "dataset", "algo", "step"], sort=True).agg(
-        metric_sum=("metric", "sum"), seconds_sum=("seconds", "sum"), n=("metric", "size")).reset_index()
+ALL = "__all__"  # the dataset key of curves pooled over datasets (the overview; descriptive only)
 
 
-def _mean_curves(curves: pd.DataFrame, model: str, dataset: str | None) -> pd.DataFrame:
-    sub = curves[(curves["model"] == model) & ((curves["dataset"] == dataset) if dataset else True)]
-    agg = sub.groupby(["algo", "step"], sort=True)[["metric_sum", "seconds_sum", "n"]].sum().reset_index()
-    agg["metric"] = agg["metric_sum"] / agg["n"]
-    agg["seconds"] = agg["seconds_sum"] / agg["n"]
-    return agg
+def _on_grid(steps: list[tuple], values: list[np.ndarray], grid: np.ndarray) -> np.ndarray:
+    """Each task's curve on the common ``grid``, carried forward at its last value after its
+    budget ends (so every grid step averages the same tasks)."""
+    out = np.empty((len(values), len(grid)))
+    for i, (st, v) in enumerate(zip(steps, values)):
+        idx = np.clip(np.searchsorted(np.asarray(st), grid, side="right") - 1, 0, len(v) - 1)
+        out[i] = np.asarray(v, float)[idx]
+    return out
+
+
+def curve_table(tasks: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean learning curve with a 95% t band per (model, dataset, algo) on a common step grid
+    (union of the evaluated steps; curves carried forward after a task's budget ends), plus the
+    mean cumulative compute at each step: fine-tuning FLOPs so far plus the run's meta-training
+    FLOPs (and lr selection's) amortized over its meta-test tasks."""
+    from scipy import stats as sps
+
+    upfront = {}
+    if runs is not None and len(runs):
+        for r in runs.to_dict("records"):
+            total = sum(float(r.get(c) or 0.0) for c in ("meta_flops", "selection_flops")
+                        if r.get(c) is not None and not pd.isna(r.get(c)))
+            upfront[r["run_id"]] = total / max(int(r.get("n_tasks") or 1), 1)
+    frames = []
+    for level in ("dataset", ALL):
+        keys = ["model", "dataset", "algo"] if level == "dataset" else ["model", "algo"]
+        for key, sub in tasks.groupby(keys, sort=True):
+            model, dataset, algo = key if level == "dataset" else (key[0], ALL, key[1])
+            steps = [tuple(int(x) for x in s) for s in sub["curve_steps"]]
+            grid = np.array(sorted(set().union(*steps)))
+            metric = _on_grid(steps, list(sub["curve_metric"]), grid)
+            seconds = _on_grid(steps, list(sub["curve_seconds"]), grid)
+            per_step = (sub["ft_flops"].fillna(0) / sub["ft_steps"].clip(lower=1)).to_numpy(float)
+            offset = sub["run_id"].map(upfront).fillna(0.0).to_numpy(float) if upfront else np.zeros(len(sub))
+            compute = offset[:, None] + per_step[:, None] * np.minimum(grid[None, :], sub["ft_steps"].to_numpy()[:, None])
+            n = len(sub)
+            mean = metric.mean(0)
+            half = (sps.t.ppf(0.975, n - 1) * metric.std(0, ddof=1) / np.sqrt(n)) if n > 1 else np.zeros(len(grid))
+            frames.append(pd.DataFrame({"model": model, "dataset": dataset, "algo": algo, "step": grid,
+                                        "metric": mean, "lo": mean - half, "hi": mean + half,
+                                        "seconds": seconds.mean(0), "compute": compute.mean(0), "n": n}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["model", "dataset", "algo", "step", "metric", "lo", "hi", "seconds", "compute", "n"])
+
+
+X_TITLES = {"steps": "fine-tuning steps", "seconds": "fine-tuning seconds (mean)",
+            "compute": "FLOPs per task (fine-tuning + amortized meta-training)"}
 
 
 def learning_curves(curves: pd.DataFrame, model: str, dataset: str | None, x: str, title: str) -> dict:
-    mean = _mean_curves(curves, model, dataset)
-    data = [{"type": "scatter", "mode": "lines+markers", "name": label(algo),
-             "x": (df["step"] if x == "steps" else df["seconds"]).tolist(), "y": df["metric"].round(6).tolist()}
-            for algo, df in mean.groupby("algo", sort=True)]
-    log_x = x == "steps" and len(mean) and mean["step"].max() > 16
+    sub = curves[(curves["model"] == model) & (curves["dataset"] == (dataset or ALL))]
+    column = {"steps": "step", "seconds": "seconds", "compute": "compute"}[x]
+    data = []
+    for i, (algo, df) in enumerate(sub.groupby("algo", sort=True)):
+        xs = df[column].tolist()
+        color = PALETTE[i % len(PALETTE)]
+        data += [{"type": "scatter", "mode": "lines", "x": xs, "y": df["hi"].round(6).tolist(), "line": {"width": 0},
+                  "showlegend": False, "hoverinfo": "skip", "legendgroup": label(algo)},
+                 {"type": "scatter", "mode": "lines", "x": xs, "y": df["lo"].round(6).tolist(), "line": {"width": 0},
+                  "fill": "tonexty", "fillcolor": color.replace("rgb", "rgba").replace(")", ",0.15)"),
+                  "showlegend": False, "hoverinfo": "skip", "legendgroup": label(algo)},
+                 {"type": "scatter", "mode": "lines+markers", "name": label(algo), "x": xs,
+                  "y": df["metric"].round(6).tolist(), "line": {"color": color}, "legendgroup": label(algo)}]
+    log_x = (x == "steps" and len(sub) and sub["step"].max() > 16) or (x == "compute" and len(sub)
+                                                                       and (sub["compute"] > 0).all())
     layout = dict(LAYOUT, title={"text": title},
-                  xaxis=dict(LAYOUT["xaxis"], title={"text": "fine-tuning steps" if x == "steps" else
-                                                     "fine-tuning seconds (mean)"}, type="log" if log_x else "linear"),
-                  yaxis=dict(LAYOUT["yaxis"], title={"text": "query metric (mean over tasks)"}))
+                  xaxis=dict(LAYOUT["xaxis"], title={"text": X_TITLES[x]}, type="log" if log_x else "linear"),
+                  yaxis=dict(LAYOUT["yaxis"], title={"text": "query metric (mean over tasks, 95% band)"}))
     return {"data": data, "layout": layout}
+
+
+PALETTE = ["rgb(31,119,180)", "rgb(255,127,14)", "rgb(44,160,44)", "rgb(214,39,40)", "rgb(148,103,189)",
+           "rgb(140,86,75)", "rgb(227,119,194)", "rgb(127,127,127)", "rgb(188,189,34)", "rgb(23,190,207)"]
 
 
 def pareto_front(points: pd.DataFrame) -> pd.DataFrame:

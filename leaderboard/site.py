@@ -19,7 +19,7 @@ import pandas as pd
 
 from suite.results import load_results
 
-from . import figures, stats, verdicts
+from . import costs, figures, stats, verdicts
 
 CONTAMINATION_NOTE = (
     "Contamination: the packaged encoder all-MiniLM-L6-v2 was trained (sentence-transformers' 1B-pair "
@@ -86,7 +86,7 @@ class SiteBuilder:
         self._runs_by_id = {r["run_id"]: r for r in data.runs.to_dict("records")}
         # the learning-curve columns are heavy; the tables and tests never need them
         self.core = data.tasks.drop(columns=["curve_steps", "curve_metric", "curve_seconds"])
-        self.curves = figures.curve_table(data.tasks)
+        self.curves = figures.curve_table(data.tasks, data.runs)
         self.datasets = sorted(self.core["dataset"].unique())
 
     def prefetch_cis(self, items: list[tuple[tuple, pd.Series]]) -> None:
@@ -223,6 +223,8 @@ class SiteBuilder:
                                                            "Learning curve: metric vs fine-tuning steps")) +
                          self.plot(figures.learning_curves(self.curves, model, dataset, "seconds",
                                                            "Learning curve: metric vs seconds")) +
+                         self.plot(figures.learning_curves(self.curves, model, dataset, "compute",
+                                                           "Metric vs compute, meta-training amortized")) +
                          self.plot(figures.quality_vs_cost(sub, "ft_seconds", "Quality vs fine-tuning cost")) +
                          self.plot(figures.pvalue_matrix(pairs, algos, "metric", "Holm-adjusted p-values (paired t, metric)")) +
                          "</div>")
@@ -245,7 +247,49 @@ class SiteBuilder:
                  + self.version_note())
         runs = "".join(f'<li><a href="runs/{esc(slug(r))}.html">{esc(r)}</a></li>' for r in sorted(d.runs["run_id"]))
         return self.page("Meta-learned fine-tuning leaderboard",
-                         intro + self.section(None, "") + f"<h2>Runs</h2><ul class=\"runs\">{runs}</ul>")
+                         intro + self.section(None, "") + self.amortization_table() + self.overlap_note() +
+                         f"<h2>Runs</h2><ul class=\"runs\">{runs}</ul>")
+
+    def amortization_table(self) -> str:
+        """Steps-to-target from the stored curves (misses censored), reach rates, break-even tasks."""
+        table = costs.amortization(self.data.tasks, self.data.runs)
+        if table.empty:
+            return ""
+        head = ["model", "dataset", "candidate", "vs", "pairs", "reached", "steps (candidate)", "steps (reference)",
+                "FLOPs saved / task", "extra up-front FLOPs", "break-even tasks"]
+        rows = []
+        for r in table.itertuples():
+            be = "never" if not np.isfinite(r.break_even_tasks) else f"{r.break_even_tasks:.3g}"
+            rows.append("<tr>" + "".join([
+                f'<td class="l">{esc(r.model)}</td>', f'<td class="l">{esc(r.dataset)}</td>',
+                f'<td class="l algo">{esc(r.candidate)}</td>', f'<td class="l">{esc(r.reference)}</td>',
+                f"<td>{r.n}</td>", f"<td>{r.reach_rate:.0%}</td>", f"<td>{fmt(r.steps_candidate, 1)}</td>",
+                f"<td>{fmt(r.steps_reference, 1)}</td>", f"<td>{r.saved_flops_per_task:.3g}</td>",
+                f"<td>{r.extra_upfront_flops:.3g}</td>", f'<td class="break-even">{be}</td>']) + "</tr>")
+        return ("<h2>Cost to the reference's quality, and when meta-training pays back</h2>"
+                '<p class="note">Target: the reference\'s final metric on the same task. Steps-to-target are read '
+                "from the stored learning curves; a task whose curve never reaches the target is censored at twice "
+                "the budget (never dropped), and the reach rate is shown. Break-even: the candidate's extra "
+                "up-front FLOPs (meta-training and lr selection, minus the reference's) over the FLOPs it saves per "
+                "task; \"never\" when it saves nothing.</p>"
+                '<table class="amortization"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) +
+                "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+    def overlap_note(self) -> str:
+        """Where meta-test query sets overlap across tasks, the tasks are not independent."""
+        shared = {}
+        for m in self.data.manifests.values():
+            for dataset, o in (m.get("query_overlap") or {}).items():
+                if o.get("tasks_sharing_a_query"):
+                    shared[dataset] = o
+        if not shared:
+            return ""
+        items = "".join(f"<li>{esc(d)}: {o['tasks_sharing_a_query']} of {o['tasks']} tasks share a query example "
+                        f"with another task ({o['distinct']} distinct of {o['queries']} queries)</li>"
+                        for d, o in sorted(shared.items()))
+        return (f'<p class="note overlap">Query sets overlap across tasks where the pool is too small for '
+                f'disjoint sets; there the effective number of independent tasks is smaller than shown:</p>'
+                f'<ul class="note">{items}</ul>')
 
     def version_note(self) -> str:
         keys = sorted(self.data.tasks["benchmark"].dropna().unique())

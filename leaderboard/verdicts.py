@@ -9,8 +9,13 @@ with one reference on one dataset), a TOST equivalence test against a declared m
 at hand (statsmodels' ``TTestPower``, two-sided, times the sd of the differences), so a
 "not significant" says whether the study could have seen anything.
 
-With one seed the tasks share one meta-trained initialisation per algorithm: the claim is
-about these initialisations, not the algorithms (seeds are the replication unit for that).
+Units. With one seed the tasks share one meta-trained initialisation per algorithm: the test
+is over tasks and the claim is about these initialisations, not the algorithms. With several
+seeds (independent meta-trainings; each seed has its own episode manifest) the test is over
+per-seed means of the paired differences (df = seeds - 1): tasks of one seed are not
+independent replicates of an algorithm, and pooling them as if they were is miscalibrated when
+meta-training varies (tests/test_leaderboard_calibration.py shows both). An algorithm-level
+claim needs at least ``MIN_SEEDS`` seeds; with fewer the verdict says so.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from . import stats
 
 DEFAULT_MARGIN = 0.02  # in the metric's units (accuracy, F1)
 POWER = 0.8
+MIN_SEEDS = 5
 
 
 @dataclass
@@ -44,6 +50,8 @@ class Verdict:
     p_equivalence: float | None = None
     margin: float = DEFAULT_MARGIN
     mde: float | None = None
+    unit: str = "tasks"  # what the test's n counts: tasks (one seed) or seeds
+    n_seeds: int = 0
     verdict: str = "not tested"
     note: str = ""
 
@@ -76,11 +84,23 @@ def _test(v: Verdict, a: np.ndarray, b: np.ndarray) -> None:
     v.p_equivalence = float(ttost_paired(a, b, -v.margin, v.margin)[0])
 
 
+def unit_values(a: np.ndarray, b: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
+    """The test's units: the paired tasks themselves with one seed, per-seed means with several."""
+    groups = pd.unique(seeds)
+    if len(groups) < 2:
+        return a, b, "tasks"
+    means_a = np.array([a[seeds == g].mean() for g in groups])
+    means_b = np.array([b[seeds == g].mean() for g in groups])
+    return means_a, means_b, "seeds"
+
+
 def decide(v: Verdict) -> str:
     """better / worse (within margin when also equivalent), equivalent within margin, or
     inconclusive, marked underpowered when the detectable effect exceeds the margin."""
     if v.p_holm is None:
         return "not tested"
+    if v.unit == "seeds" and v.n_seeds < MIN_SEEDS:
+        return f"inconclusive (fewer than {MIN_SEEDS} seeds)"
     equivalent = v.p_equivalence is not None and v.p_equivalence < stats.ALPHA
     if v.p_holm < stats.ALPHA:
         word = "better" if v.mean_diff > 0 else "worse"
@@ -105,14 +125,20 @@ def verdicts(tasks: pd.DataFrame, references: list[str] | None = None, margin: f
             family = []
             for cand in sorted(c for c in table.columns if c != ref):
                 v = Verdict(str(model), str(dataset), metric_name, cand, ref, 0, margin=margin)
-                a, b = stats.paired_values(sub, "metric", cand, ref, table=table)
-                v.n = len(a)
-                if v.n == 0:
+                joined = table[[cand, ref]].dropna() if cand in table and ref in table else pd.DataFrame()
+                if joined.empty:
                     v.note = stats.unpaired_reason(sub, cand, ref)
                 else:
+                    a, b = joined[cand].to_numpy(float), joined[ref].to_numpy(float)
+                    seeds = joined.index.get_level_values("episodes_fingerprint").to_numpy()
                     if not higher_is_better:
                         a, b = -a, -b
+                    a, b, v.unit = unit_values(a, b, seeds)
+                    v.n, v.n_seeds = len(a), len(pd.unique(seeds))
                     _test(v, a, b)
+                    if v.unit == "tasks":
+                        v.note = ("one seed: conditional on one meta-trained initialisation per algorithm, "
+                                  "a claim about these initialisations")
                 family.append(v)
             for v, p in zip(family, stats.holm([v.p_value for v in family])):
                 v.p_holm = p
@@ -128,7 +154,7 @@ def format_verdicts(table: pd.DataFrame) -> str:
     def f(x, d=3):
         return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:+.{d}f}" if d else str(x)
 
-    rows = [[r.dataset, r.metric_name, r.candidate, r.reference, r.n,
+    rows = [[r.dataset, r.metric_name, r.candidate, r.reference, f"{r.n} {r.unit}",
              "–" if r.mean_diff is None or pd.isna(r.mean_diff) else
              f"{r.mean_diff:+.3f} [{f(r.ci_low)}, {f(r.ci_high)}]",
              "–" if r.p_holm is None or pd.isna(r.p_holm) else f"{r.p_holm:.3g}",
@@ -136,6 +162,6 @@ def format_verdicts(table: pd.DataFrame) -> str:
              "–" if r.mde is None or pd.isna(r.mde) or not np.isfinite(r.mde) else f"{r.mde:.3f}",
              r.verdict + (f" ({r.note})" if r.note and r.verdict == "not tested" else "")]
             for r in table.itertuples()]
-    return format_table(["dataset", "metric", "candidate", "vs", "pairs", "mean diff [95% CI]", "Holm p",
+    return format_table(["dataset", "metric", "candidate", "vs", "n", "mean diff [95% CI]", "Holm p",
                          f"TOST p (±{table['margin'].iloc[0] if len(table) else DEFAULT_MARGIN:g})", "MDE (80%)",
                          "verdict"], rows, "llllrrrrrl")

@@ -13,7 +13,6 @@ import sys
 from . import __version__
 
 EXIT_BAD_INPUT = 2
-EXIT_FAILED = 1
 QUIET_ENVIRONMENT = {
     "TRANSFORMERS_VERBOSITY": "error", "DATASETS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONWARNINGS": "ignore",
@@ -28,16 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from . import cli_tasks
-    cli_tasks.add_parsers(sub)
-    for module in ("cli_run", "cli_leaderboard", "cli_cluster"):
-        try:
-            mod = __import__(f"suite.{module}", fromlist=["add_parsers"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"suite.{module}":
-                raise
-            continue
-        mod.add_parsers(sub)
+    from . import cli_cluster, cli_leaderboard, cli_run, cli_tasks
+
+    for module in (cli_tasks, cli_run, cli_leaderboard, cli_cluster):
+        module.add_parsers(sub)
     return parser
 
 

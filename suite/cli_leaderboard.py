@@ -8,6 +8,16 @@ from pathlib import Path
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="from a pilot: tasks and seeds needed to detect an effect, and their cost",
+                       description="Sample-size planning from a pilot results folder: for each dataset and "
+                                   "candidate-reference pair, the meta-test tasks (overlap-adjusted) and seeds a "
+                                   "two-sided paired t-test needs to detect --effect with --power, and the hours it "
+                                   "costs at the pilot's measured speed.")
+    p.add_argument("--results", nargs="+", default=["results"], help="pilot results folders")
+    p.add_argument("--effect", type=float, default=0.02, help="difference to detect, in the metric's units")
+    p.add_argument("--power", type=float, default=0.8)
+    p.add_argument("--alpha", type=float, default=0.05)
+    p.set_defaults(func=cmd_plan)
     lb = sub.add_parser("leaderboard", help="significance tests and a static Plotly leaderboard site")
     lsub = lb.add_subparsers(dest="leaderboard_command", required=True, metavar="{build,serve,publish,add}")
     p = lsub.add_parser("build", help="build the static site from result folders")
@@ -75,6 +85,27 @@ def cmd_compare(args) -> int:
               "number of downstream tasks after which the extra up-front cost (meta-training, lr selection) is "
               "paid back by the FLOPs saved per task:\n")
         print(format_amortization(costs))
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from leaderboard.planner import format_plan, plan
+    from leaderboard.site import load_site_data
+
+    if not (0 < args.power < 1 and 0 < args.alpha < 1 and args.effect > 0):
+        raise ValueError("--effect must be > 0 and --power, --alpha in (0, 1)")
+    data = load_site_data(args.results)
+    table = plan(data.tasks, data.runs, data.manifests, args.effect, args.alpha, args.power)
+    if table.empty:
+        print("no candidate-reference pairs with 2 or more paired tasks: run a reference (baseline or multitask) "
+              "and a candidate on the same episodes first")
+        return 0
+    print(format_plan(table, args.effect, args.power))
+    print(f"\ntasks: a two-sided paired t-test at alpha {args.alpha:g} detecting {args.effect:g} with power "
+          f"{args.power:.0%} given the pilot's sd of paired differences, divided by the share of distinct query "
+          f"examples (overlapping query sets carry less information); seeds: at least 5 for an algorithm-level "
+          f"claim, more when the pilot's seed-level sd asks for it; hours: measured fine-tuning seconds per task "
+          f"of both algorithms x tasks, plus their meta-training and lr selection, on the pilot's device.")
     return 0
 
 

@@ -13,7 +13,6 @@ class LoadedModel:
     path: str
     backbone: object
     tokenizer: object
-    num_parameters: int
     pooling: str | None = None  # the sentence pooling the checkpoint was trained with, if it says
 
 
@@ -44,7 +43,7 @@ def resolve_model_path(name: str) -> str:
     return os.path.expanduser(name)
 
 
-def load_backbone(name: str, dtype=None) -> LoadedModel:
+def load_backbone(name: str) -> LoadedModel:
     """``AutoModel`` + ``AutoTokenizer`` from a path or Hub id, with a clear offline error."""
     from transformers import AutoModel, AutoTokenizer
 
@@ -54,7 +53,7 @@ def load_backbone(name: str, dtype=None) -> LoadedModel:
         raise SuiteError(f"model folder {path} does not exist; pass a Hub id, a local folder or 'minilm'")
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-        backbone = AutoModel.from_pretrained(path, dtype=dtype) if dtype else AutoModel.from_pretrained(path)
+        backbone = AutoModel.from_pretrained(path)
     except OSError as exc:
         if local:
             raise SuiteError(f"cannot load a model from {path}: {str(exc).splitlines()[0]}") from exc
@@ -68,5 +67,4 @@ def load_backbone(name: str, dtype=None) -> LoadedModel:
     prepare_tokenizer(tokenizer)
     if getattr(backbone.config, "pad_token_id", None) is None:
         backbone.config.pad_token_id = tokenizer.pad_token_id
-    n = sum(p.numel() for p in backbone.parameters())
-    return LoadedModel(name, path, backbone, tokenizer, n, checkpoint_pooling(path) if local else None)
+    return LoadedModel(name, path, backbone, tokenizer, checkpoint_pooling(path) if local else None)

@@ -35,7 +35,7 @@ from algorithms.registry import algorithm_class
 from algorithms.transformer_learner import EpisodicTransformer, episode_loss
 from tasks import (EncodingSettings, EpisodeEncoder, EpisodeShape, TokenCache, build_manifest, iter_episodes,
                    make_benchmark)
-from tasks.benchmark import SIDES
+from tasks.benchmark import SIDES, query_overlap
 from tasks.pools import check_leakage
 
 from . import __version__
@@ -188,7 +188,7 @@ class Runner:
                 "benchmark": bench.to_dict(), "episodes_fingerprint": manifest.fingerprint,
                 "protocol_fingerprint": protocol_fingerprint(cfg, bench),
                 "data_fingerprints": manifest.data, "data_dir": str(self.data_dir) if self.data_dir else None,
-                "pools": manifest.pools, "leakage_check": leakage,
+                "pools": manifest.pools, "leakage_check": leakage, "query_overlap": query_overlap(manifest.tasks),
                 "engine": self.engine.describe() if self.engine else {"engine": "torch"},
             })
 

@@ -18,13 +18,18 @@ def summarize(tasks: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (dataset, metric_name), df in tasks.groupby(["dataset", "metric_name"], sort=True):
         rows.append({"dataset": dataset, "metric_name": metric_name, **agg(df)})
-    rows.append({"dataset": "overall", "metric_name": "mean", **agg(tasks)})
+    overall = agg(tasks)
+    if tasks["metric_name"].nunique() > 1 or tasks["dataset"].nunique() > 1:
+        # a mean of unlike metrics (accuracy, entity F1, SQuAD F1) or datasets means nothing
+        overall.update(metric=float("nan"), metric_sd=float("nan"), metric_at_0=float("nan"))
+    rows.append({"dataset": "overall", "metric_name": "-", **overall})
     return pd.DataFrame(rows)
 
 
 def format_summary(tasks: pd.DataFrame, run_row: dict) -> str:
     table = summarize(tasks)
-    rows = [[r.dataset, r.metric_name, r.tasks, f"{r.metric_at_0:.3f}", f"{r.metric:.3f} ± {r.metric_sd:.3f}",
+    rows = [[r.dataset, r.metric_name, r.tasks, "-" if pd.isna(r.metric_at_0) else f"{r.metric_at_0:.3f}",
+             "-" if pd.isna(r.metric) else f"{r.metric:.3f} ± {r.metric_sd:.3f}",
              f"{r.ft_seconds:.2f}", f"{r.gpu_hours:.5f}",
              "-" if pd.isna(r.steps_to_target) else f"{r.steps_to_target:g}", r.reached]
             for r in table.itertuples()]

@@ -16,6 +16,7 @@ import json
 import os
 import zlib
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
@@ -170,15 +171,68 @@ def task_dataset(benchmark: BenchmarkSpec, side: str, index: int) -> str:
 
 def iter_episodes(benchmark: BenchmarkSpec, seed: int, side: str, data_dir: str | os.PathLike | None = None,
                   start: int = 0, stop: int | None = None) -> Iterator[Episode]:
-    """Episodes ``start..stop`` of one side, sampled lazily (a generator)."""
+    """Episodes ``start..stop`` of one side, sampled lazily (a generator).
+
+    Meta-test query sets are drawn disjoint across tasks while the pool allows: each task's
+    query examples leave the pool for the later tasks of its dataset, and a task that no longer
+    fits falls back to the whole pool (the overlap is then recorded in the manifest). So task i
+    depends on tasks 0..i-1, and a slice replays them (sampling is cheap)."""
     stop = benchmark.count(side) if stop is None else stop
     v1 = benchmark.version == "1"  # the first protocol sampled from whole splits
-    for i in range(start, stop):
+    used: dict[str, np.ndarray] = {}
+    for i in range(0 if side == "meta-test" and not v1 else start, stop):
         name = task_dataset(benchmark, side, i)
         loaded = load_split(name, benchmark.split_for(side, name), data_dir)
-        allowed = None if v1 else benchmark.pool(side, name, data_dir).allowed
-        yield sample_episode(loaded, benchmark.shapes[loaded.spec.task_type],
-                             episode_rng(benchmark, seed, side, i), side=side, index=i, allowed=allowed)
+        shape = benchmark.shapes[loaded.spec.task_type]
+        if v1:
+            yield sample_episode(loaded, shape, episode_rng(benchmark, seed, side, i), side=side, index=i)
+            continue
+        allowed = benchmark.pool(side, name, data_dir).allowed
+        if side != "meta-test":
+            ep = sample_episode(loaded, shape, episode_rng(benchmark, seed, side, i), side=side, index=i,
+                                allowed=allowed)
+        else:
+            taken = used.setdefault(name, np.zeros(len(allowed), dtype=bool))
+            try:
+                ep = sample_episode(loaded, shape, episode_rng(benchmark, seed, side, i), side=side, index=i,
+                                    allowed=allowed & ~taken)
+            except DataError:  # the pool is exhausted: this task may reuse earlier tasks' queries
+                ep = sample_episode(loaded, shape, episode_rng(benchmark, seed, side, i), side=side, index=i,
+                                    allowed=allowed)
+            taken[_row_numbers(loaded, ep.query_ids)] = True
+        if i >= start:
+            yield ep
+
+
+@lru_cache(maxsize=64)
+def _row_of_id(loaded) -> dict[str, int]:
+    from .episodes import _index
+
+    return {example_id: row for row, example_id in enumerate(_index(loaded).ids)}
+
+
+def _row_numbers(loaded, ids: list[str]) -> np.ndarray:
+    rows = _row_of_id(loaded)
+    return np.array([rows[i] for i in ids], dtype=np.int64)
+
+
+def query_overlap(tasks: list[dict]) -> dict[str, dict]:
+    """Per meta-test dataset: query examples, distinct ones, and tasks sharing a query with another
+    task (the effective number of independent tasks is smaller when this is not 0)."""
+    out: dict[str, dict] = {}
+    by_dataset: dict[str, list[dict]] = {}
+    for t in tasks:
+        if t["side"] == "meta-test":
+            by_dataset.setdefault(t["dataset"], []).append(t)
+    for name, ts in by_dataset.items():
+        counts: dict[str, int] = {}
+        for t in ts:
+            for q in set(t["query"]):
+                counts[q] = counts.get(q, 0) + 1
+        sharing = sum(1 for t in ts if any(counts[q] > 1 for q in t["query"]))
+        out[name] = {"tasks": len(ts), "queries": sum(len(t["query"]) for t in ts), "distinct": len(counts),
+                     "tasks_sharing_a_query": sharing}
+    return out
 
 
 @dataclass
@@ -199,7 +253,8 @@ class EpisodeManifest:
 
     def to_dict(self) -> dict:
         return {"benchmark": self.benchmark.to_dict(), "seed": self.seed, "data": self.data,
-                "fingerprint": self.fingerprint, "pools": self.pools, "tasks": self.tasks}
+                "fingerprint": self.fingerprint, "pools": self.pools, "query_overlap": query_overlap(self.tasks),
+                "tasks": self.tasks}
 
     def write(self, path: str | os.PathLike) -> Path:
         path = Path(path)

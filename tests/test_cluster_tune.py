@@ -127,3 +127,25 @@ def test_an_unknown_algorithm_stops_the_study_before_any_trial(tiny_models, tmp_
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "unknown algorithm 'reptil'; available:" in proc.stderr
     assert proc.stdout == "" and not (tmp_path / "typo").exists() and not (tmp_path / "ray").exists()
+
+
+def test_a_stale_current_cluster_file_does_not_capture_the_study(tiny_models, tmp_path):
+    """A `ray start` head that died without `ray stop` leaves its address in Ray's current-cluster
+    file; without --address the study must still start its own local Ray and finish."""
+    import socket
+    import tempfile
+
+    ray_tmp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths live under it
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]  # closed once the socket is
+    Path(ray_tmp, "ray").mkdir()
+    Path(ray_tmp, "ray", "ray_current_cluster").write_text(f"127.0.0.1:{closed_port}")
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    env["RAY_TMPDIR"] = ray_tmp
+    proc = subprocess.run(tune_args(tmp_path, "stale", tiny_models["bert"], "--algos", "baseline", n_test=2),
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "TERMINATED" in proc.stdout and f"{closed_port}" not in proc.stderr
+    runs, _ = load_results(tmp_path / "stale")
+    assert len(runs) == 1

@@ -73,7 +73,7 @@ def test_overview_in_headless_chromium(site, browser):
     assert ranks[HOSTILE] == 4
     assert HOSTILE in [r.find_element(By.CSS_SELECTOR, "td.algo").text for r in rows]  # shown as text
     plots = browser.find_elements(By.CSS_SELECTOR, ".plot")
-    assert len(plots) == 4
+    assert len(plots) == 5  # curves vs steps, seconds, compute; quality vs cost; p-values
     for plot in plots:
         assert plot.find_elements(By.CSS_SELECTOR, ".main-svg"), "a plot did not render"
     marks = browser.find_elements(By.CSS_SELECTOR, ".sig-better")

@@ -109,3 +109,68 @@ def test_break_even_is_extra_upfront_over_savings():
     assert costs.break_even(1e12, 1e10) == 100
     assert costs.break_even(-5.0, 1e10) == 0
     assert math.isinf(costs.break_even(1e12, 0.0)) and math.isinf(costs.break_even(1e12, -1.0))
+
+
+def test_planner_sizes_the_study_from_the_pilot(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from statsmodels.stats.power import TTestPower
+
+    from leaderboard import planner
+    from results_fixture import write_results
+
+    results = write_results(tmp_path / "r", seeds=(0,), hostile=False)
+    proc = subprocess.run([str(Path(sys.executable).parent / "suite"), "plan", "--results", str(results),
+                           "--effect", "0.01"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "tasks for 0.01 at 80%" in proc.stdout and "same" in proc.stdout
+    from leaderboard.site import load_site_data
+
+    data = load_site_data([str(results)])
+    table = planner.plan(data.tasks, data.runs, data.manifests, effect=0.01)
+    row = table[(table.candidate == "same") & (table.reference == "baseline") & (table.dataset == "ag_news")].iloc[0]
+    expected = TTestPower().solve_power(effect_size=0.01 / row.sd_diff, alpha=0.05, power=0.8)
+    assert row.tasks_needed == math.ceil(expected) and row.seeds_needed == 5
+    assert planner.tasks_needed(0.02, 0.04) < planner.tasks_needed(0.01, 0.04)
+
+
+def test_compare_prints_one_verdict_row_per_dataset_and_the_study_has_both_references(tmp_path):
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from results_fixture import DATASETS, write_results
+
+    results = write_results(tmp_path / "r", seeds=(0,), hostile=False, algos=["baseline", "multitask", "good"])
+    proc = subprocess.run([str(Path(sys.executable).parent / "suite"), "leaderboard", "compare", "--results",
+                           str(results)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    verdict_part, cost_part = proc.stdout.split("steps to the reference")
+    lines = verdict_part.splitlines()
+    for dataset in DATASETS:
+        rows = [line for line in lines if line.startswith(dataset) and " good " in line]
+        assert {r.split()[3] for r in rows} == {"baseline", "multitask"}, rows  # marked against both references
+        assert all(re.search(r"\bbetter\b", r) for r in rows)
+    assert "break-even tasks" in cost_part
+    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    study_algos = re.search(r"^STUDY_ALGOS \?= (.+)$", makefile, re.M).group(1).split()
+    assert {"baseline", "multitask"} <= set(study_algos) and "leaderboard compare" in makefile
+
+
+def test_curves_average_the_same_tasks_at_every_step():
+    """A task with a shorter budget is carried forward at its last value, so the mean curve does
+    not jump where one task's curve ends (the old plot spiked at step 3, then dropped)."""
+    from leaderboard import figures
+
+    df = frame({"a": np.array([0.9, 0.5])}, curves={"a": [([0, 1, 2, 3], [0.5, 0.7, 0.8, 0.9]),
+                                                           ([0, 1, 2, 4, 8], [0.1, 0.2, 0.3, 0.4, 0.5])]})
+    df["curve_seconds"] = df["curve_steps"].map(lambda s: [float(x) for x in s])
+    curves = figures.curve_table(df)
+    row = curves[curves["dataset"] == "ag_news"].set_index("step")
+    assert row.index.tolist() == [0, 1, 2, 3, 4, 8]
+    assert row.loc[3, "metric"] == pytest.approx((0.9 + 0.3) / 2)  # the long task carried from step 2
+    assert row.loc[8, "metric"] == pytest.approx((0.9 + 0.5) / 2)  # the short task carried from step 3
+    assert (row["n"] == 2).all() and (row["lo"] <= row["metric"]).all() and (row["hi"] >= row["metric"]).all()

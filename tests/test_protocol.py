@@ -202,3 +202,22 @@ def test_flops_count_the_forward_pass_and_the_traversed_backward(tiny_models):
     above = sum(p.numel() for p in top) + sum(p.numel() for p in model.backbone.pooler.parameters()) + n_head
     n_top = sum(p.numel() for p in top)
     assert flops_per_token(model, top) == 2 * n + 2 * above + 2 * n_top
+
+
+def test_meta_test_query_sets_are_disjoint_while_the_pool_allows_and_overlap_is_recorded(data_dir):
+    from tasks.benchmark import query_overlap
+    from tasks import EpisodeShape
+
+    shapes = {"classification": EpisodeShape(4, 8, 32)}
+    bench = make_benchmark("cross-dataset", datasets=["imdb", "ag_news", "yelp_review_full"], n_meta_train=0,
+                           n_meta_test=24, shapes=shapes)
+    manifest = build_manifest(bench, 0, data_dir)
+    overlap = query_overlap(manifest.tasks)
+    assert overlap["ag_news"]["tasks_sharing_a_query"] == 0  # 7,600 rows: 12 disjoint query sets
+    assert overlap["ag_news"]["distinct"] == overlap["ag_news"]["queries"] == 12 * 128
+    # Yelp's mirror test split (790 rows after de-duplication) cannot hold 12 disjoint query sets
+    assert overlap["yelp_review_full"]["tasks_sharing_a_query"] > 0
+    assert overlap["yelp_review_full"]["distinct"] < overlap["yelp_review_full"]["queries"]
+    whole = list(iter_episodes(bench, 0, "meta-test", data_dir))
+    part = list(iter_episodes(bench, 0, "meta-test", data_dir, start=10))
+    assert [e.query_ids for e in whole[10:]] == [e.query_ids for e in part]  # a slice replays the draw

@@ -1,0 +1,93 @@
+"""Sample-size planning from a pilot (FLEX-style design): how many meta-test tasks per dataset and
+how many seeds a question needs, and what that costs, before the compute is spent.
+
+From a pilot results folder, per model, dataset and candidate-reference pair:
+
+* the sd of the paired task differences (task level) and, with several pilot seeds, the sd of
+  the per-seed mean differences (seed level);
+* tasks needed: the n at which a two-sided paired t-test at ``alpha`` detects ``effect`` with
+  ``power`` (statsmodels' ``TTestPower``), divided by the share of distinct query examples when
+  the pilot's query sets overlapped across tasks (a task that shares its queries carries less
+  information: overlap-adjusted effective tasks = nominal x distinct / queries);
+* seeds needed for an algorithm-level claim: from the seed-level sd when the pilot has >= 2
+  seeds, never fewer than ``verdicts.MIN_SEEDS``;
+* cost: tasks x measured fine-tuning seconds per task for both algorithms, plus each
+  algorithm's measured meta-training and lr-selection seconds, times the seeds.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from . import stats, verdicts
+
+
+def tasks_needed(effect: float, sd: float, alpha: float = stats.ALPHA, power: float = verdicts.POWER) -> int:
+    from statsmodels.stats.power import TTestPower
+
+    if not (sd > 0 and effect > 0):
+        return 2
+    n = TTestPower().solve_power(effect_size=effect / sd, alpha=alpha, power=power, alternative="two-sided")
+    return max(2, math.ceil(n))
+
+
+def plan(tasks: pd.DataFrame, runs: pd.DataFrame, manifests: dict[str, dict], effect: float = 0.02,
+         alpha: float = stats.ALPHA, power: float = verdicts.POWER) -> pd.DataFrame:
+    tasks = stats.prepare(tasks)
+    per_run = runs.set_index("run_id") if len(runs) else pd.DataFrame()
+    rows = []
+    for (model, dataset), sub in tasks.groupby(["model", "dataset"], sort=True):
+        table = stats.wide(sub, "metric")
+        for ref in stats.references_in(sub):
+            for cand in sorted(c for c in table.columns if c != ref):
+                joined = table[[cand, ref]].dropna()
+                if len(joined) < 2:
+                    continue
+                d = (joined[cand] - joined[ref]).to_numpy(float)
+                seeds = joined.index.get_level_values("episodes_fingerprint").to_numpy()
+                share = _distinct_share(manifests, sub, dataset)
+                n_tasks = math.ceil(tasks_needed(effect, float(d.std(ddof=1)), alpha, power) / share)
+                seed_means = pd.Series(d).groupby(seeds).mean()
+                n_seeds = verdicts.MIN_SEEDS
+                if len(seed_means) >= 2:
+                    n_seeds = max(n_seeds, tasks_needed(effect, float(seed_means.std(ddof=1)), alpha, power))
+                ft = {a: float(sub[sub["algo"] == a]["ft_seconds"].mean()) for a in (cand, ref)}
+                upfront = {a: _upfront_seconds(per_run, sub[sub["algo"] == a]["run_id"].unique()) for a in (cand, ref)}
+                one_seed = n_tasks * (ft[cand] + ft[ref]) + upfront[cand] + upfront[ref]
+                rows.append({"model": model, "dataset": dataset, "candidate": cand, "reference": ref,
+                             "pilot_tasks": len(d), "pilot_seeds": len(seed_means), "sd_diff": float(d.std(ddof=1)),
+                             "distinct_share": share, "tasks_needed": n_tasks, "seeds_needed": n_seeds,
+                             "cpu_hours_one_seed": one_seed / 3600, "cpu_hours_all_seeds": one_seed * n_seeds / 3600})
+    return pd.DataFrame(rows)
+
+
+def _distinct_share(manifests: dict[str, dict], sub: pd.DataFrame, dataset: str) -> float:
+    shares = []
+    for run_id in sub["run_id"].unique():
+        o = (manifests.get(run_id, {}).get("query_overlap") or {}).get(dataset)
+        if o and o.get("queries"):
+            shares.append(o["distinct"] / o["queries"])
+    return float(min(shares)) if shares else 1.0
+
+
+def _upfront_seconds(per_run: pd.DataFrame, run_ids) -> float:
+    values = []
+    for r in run_ids:
+        if r in per_run.index:
+            row = per_run.loc[r]
+            values.append(sum(float(row[c]) for c in ("meta_wall_seconds", "selection_wall_seconds")
+                              if c in row and not pd.isna(row[c])))
+    return float(np.mean(values)) if values else 0.0
+
+
+def format_plan(table: pd.DataFrame, effect: float, power: float) -> str:
+    from suite.table import format_table
+
+    rows = [[r.dataset, r.candidate, r.reference, f"{r.pilot_tasks}/{r.pilot_seeds}", f"{r.sd_diff:.3f}",
+             f"{r.distinct_share:.2f}", r.tasks_needed, r.seeds_needed, f"{r.cpu_hours_one_seed:.2f}",
+             f"{r.cpu_hours_all_seeds:.2f}"] for r in table.itertuples()]
+    return format_table(["dataset", "candidate", "vs", "pilot tasks/seeds", "sd of diff", "distinct queries",
+                         f"tasks for {effect:g} at {power:.0%}", "seeds", "CPU-h (1 seed)", "CPU-h (all seeds)"],
+                        rows, "lllrrrrrrr")
