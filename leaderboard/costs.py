@@ -5,7 +5,9 @@ reference's final metric on that task. A curve reaches the target at the first e
 step whose metric is at least the target; the reference reaches its own target by
 definition (at the latest at its last step). A candidate that never reaches it is censored:
 its steps are set to one evaluation interval past the budget (``2 x budget`` on the log
-grid), never dropped, so a method cannot look cheap by failing on the hard tasks.
+grid), never dropped, so a method cannot look cheap by failing on the hard tasks. The paired
+steps (misses at 2 x budget) are compared with the Wilcoxon signed-rank test: a rank test is
+indifferent to how far above the budget a miss is placed, only that it is worse than any hit.
 
 Steps saved per task = reference steps-to-target - candidate steps-to-target; FLOPs saved =
 steps saved x the candidate's FLOPs per fine-tuning step. The up-front cost of a method is
@@ -20,6 +22,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from . import stats
 
@@ -31,6 +34,25 @@ def steps_to(curve_steps, curve_metric, target: float) -> float:
     return float(steps[hit[0]]) if len(hit) else 2.0 * float(steps[-1])
 
 
+def _steps_to_many(steps: pd.Series, metric: pd.Series, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`steps_to` for many tasks at once (tasks sharing a schedule are stacked): (steps, reached)."""
+    out = np.empty(len(target))
+    reached = np.zeros(len(target), dtype=bool)
+    keys = [tuple(s) for s in steps]
+    groups: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        groups.setdefault(k, []).append(i)
+    metric = list(metric)
+    for k, rows in groups.items():
+        m = np.array([metric[i] for i in rows], dtype=float)
+        hit = m >= target[rows, None] - 1e-12
+        got = hit.any(1)
+        grid = np.asarray(k, dtype=float)
+        out[rows] = np.where(got, grid[hit.argmax(1)], 2.0 * grid[-1])
+        reached[rows] = got
+    return out, reached
+
+
 def paired_steps(tasks: pd.DataFrame, candidate: str, reference: str) -> pd.DataFrame:
     """Per paired task: the reference's final metric (the target), both steps-to-target, and
     whether the candidate reached it."""
@@ -39,24 +61,26 @@ def paired_steps(tasks: pd.DataFrame, candidate: str, reference: str) -> pd.Data
     a = tasks[tasks["algo"] == candidate][cols]
     b = tasks[tasks["algo"] == reference][cols]
     joined = a.merge(b, on=keys, suffixes=("_c", "_r"))
-    rows = []
-    for r in joined.itertuples():
-        target = float(r.metric_r)
-        ref = steps_to(r.curve_steps_r, r.curve_metric_r, target)
-        cand = steps_to(r.curve_steps_c, r.curve_metric_c, target)
-        rows.append({"task_index": r.task_index, "target": target, "steps_reference": ref, "steps_candidate": cand,
-                     "reached": cand <= float(r.curve_steps_c[-1]),
-                     "flops_per_step": float(r.ft_flops_c) / max(int(r.ft_steps_c), 1), "run_id": r.run_id_c,
-                     "run_id_reference": r.run_id_r})
-    return pd.DataFrame(rows, columns=["task_index", "target", "steps_reference", "steps_candidate", "reached",
-                                       "flops_per_step", "run_id", "run_id_reference"])
+    columns = ["task_index", "target", "steps_reference", "steps_candidate", "reached", "flops_per_step", "run_id",
+               "run_id_reference"]
+    if joined.empty:
+        return pd.DataFrame(columns=columns)
+    target = joined["metric_r"].to_numpy(float)
+    ref, _ = _steps_to_many(joined["curve_steps_r"], joined["curve_metric_r"], target)
+    cand, reached = _steps_to_many(joined["curve_steps_c"], joined["curve_metric_c"], target)
+    return pd.DataFrame({"task_index": joined["task_index"].to_numpy(), "target": target, "steps_reference": ref,
+                         "steps_candidate": cand, "reached": reached,
+                         "flops_per_step": (joined["ft_flops_c"].fillna(0) /
+                                            joined["ft_steps_c"].clip(lower=1)).to_numpy(float),
+                         "run_id": joined["run_id_c"].to_numpy(), "run_id_reference": joined["run_id_r"].to_numpy()},
+                        columns=columns)
 
 
 def amortization(tasks: pd.DataFrame, runs: pd.DataFrame, references: list[str] | None = None) -> pd.DataFrame:
     """Per model, dataset, candidate and reference: reach rate, mean steps-to-target of both,
     FLOPs saved per task, and the break-even number of tasks."""
     tasks = stats.prepare(tasks)
-    meta = runs.set_index("run_id")
+    upfront = upfront_flops(runs)
     out = []
     for (model, dataset), sub in tasks.groupby(["model", "dataset"], sort=True):
         for ref in (references if references is not None else stats.references_in(sub)):
@@ -66,8 +90,11 @@ def amortization(tasks: pd.DataFrame, runs: pd.DataFrame, references: list[str] 
                     continue
                 saved_steps = float((p["steps_reference"] - p["steps_candidate"]).mean())
                 saved_flops = float(((p["steps_reference"] - p["steps_candidate"]) * p["flops_per_step"]).mean())
-                extra = _upfront(meta, p["run_id"].unique()) - _upfront(meta, p["run_id_reference"].unique())
+                extra = _mean_of(upfront, p["run_id"].unique()) - _mean_of(upfront, p["run_id_reference"].unique())
+                diff = (p["steps_reference"] - p["steps_candidate"]).to_numpy(float)
+                p_steps = float(sps.wilcoxon(diff).pvalue) if len(diff) >= 2 and np.any(diff != 0) else None
                 out.append({"model": model, "dataset": dataset, "candidate": cand, "reference": ref, "n": len(p),
+                            "p_steps": p_steps,
                             "reach_rate": float(p["reached"].mean()),
                             "steps_candidate": float(p["steps_candidate"].mean()),
                             "steps_reference": float(p["steps_reference"].mean()),
@@ -82,20 +109,19 @@ def break_even(extra_upfront: float, saved_per_task: float) -> float:
     return 0.0 if (extra_upfront <= 0 and saved_per_task == 0) else math.inf
 
 
-def _upfront(meta: pd.DataFrame, run_ids) -> float:
-    return float(np.mean([_meta_flops(meta, r) for r in run_ids])) if len(run_ids) else 0.0
-
-
-def _meta_flops(meta: pd.DataFrame, run_id: str) -> float:
-    if run_id not in meta.index:
-        return 0.0
-    row = meta.loc[run_id]
-    total = 0.0
+def upfront_flops(runs: pd.DataFrame) -> dict[str, float]:
+    """Per run: meta-training plus lr-selection FLOPs (what a method pays before its first task)."""
+    if runs.empty:
+        return {}
+    total = pd.Series(0.0, index=runs.index)
     for col in ("meta_flops", "selection_flops"):
-        value = row.get(col) if hasattr(row, "get") else None
-        if value is not None and not pd.isna(value):
-            total += float(value)
-    return total
+        if col in runs:
+            total += runs[col].fillna(0.0).astype(float)
+    return dict(zip(runs["run_id"], total))
+
+
+def _mean_of(values: dict[str, float], run_ids) -> float:
+    return float(np.mean([values.get(r, 0.0) for r in run_ids])) if len(run_ids) else 0.0
 
 
 def format_amortization(table: pd.DataFrame) -> str:
@@ -105,7 +131,9 @@ def format_amortization(table: pd.DataFrame) -> str:
         return "never" if not math.isfinite(x) else f"{x:.3g}"
 
     rows = [[r.dataset, r.candidate, r.reference, r.n, f"{r.reach_rate:.0%}", f"{r.steps_candidate:.1f}",
-             f"{r.steps_reference:.1f}", f"{r.saved_flops_per_task:.3g}", f"{r.extra_upfront_flops:.3g}",
+             f"{r.steps_reference:.1f}", "–" if r.p_steps is None or pd.isna(r.p_steps) else f"{r.p_steps:.3g}",
+             f"{r.saved_flops_per_task:.3g}", f"{r.extra_upfront_flops:.3g}",
              big(r.break_even_tasks)] for r in table.itertuples()]
     return format_table(["dataset", "candidate", "vs", "pairs", "reached", "steps (cand.)", "steps (ref.)",
-                         "FLOPs saved/task", "extra up-front FLOPs", "break-even tasks"], rows, "lllrrrrrrr")
+                         "p (steps)", "FLOPs saved/task", "extra up-front FLOPs", "break-even tasks"], rows,
+                        "lllrrrrrrrr")

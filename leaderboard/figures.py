@@ -24,13 +24,18 @@ def label(text: str) -> str:
 ALL = "__all__"  # the dataset key of curves pooled over datasets (the overview; descriptive only)
 
 
-def _on_grid(steps: list[tuple], values: list[np.ndarray], grid: np.ndarray) -> np.ndarray:
+def _on_grid(steps: list[tuple], values: list, grid: np.ndarray) -> np.ndarray:
     """Each task's curve on the common ``grid``, carried forward at its last value after its
-    budget ends (so every grid step averages the same tasks)."""
+    budget ends (so every grid step averages the same tasks). Tasks that share an evaluation
+    schedule (nearly all) are mapped together."""
     out = np.empty((len(values), len(grid)))
-    for i, (st, v) in enumerate(zip(steps, values)):
-        idx = np.clip(np.searchsorted(np.asarray(st), grid, side="right") - 1, 0, len(v) - 1)
-        out[i] = np.asarray(v, float)[idx]
+    groups: dict[tuple, list[int]] = {}
+    for i, st in enumerate(steps):
+        groups.setdefault(st, []).append(i)
+    for st, rows in groups.items():
+        idx = np.clip(np.searchsorted(np.asarray(st), grid, side="right") - 1, 0, len(st) - 1)
+        block = np.array([values[i] for i in rows], dtype=float)
+        out[rows] = block[:, idx]
     return out
 
 

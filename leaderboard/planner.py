@@ -63,6 +63,20 @@ def plan(tasks: pd.DataFrame, runs: pd.DataFrame, manifests: dict[str, dict], ef
     return pd.DataFrame(rows)
 
 
+def stated_plan(sd: float, effect: float, alpha: float, power: float, seconds_per_task: float = 0.0,
+                upfront_seconds: float = 0.0) -> pd.DataFrame:
+    """The same plan from stated numbers (no pilot): one candidate against one reference."""
+    if not sd > 0:
+        raise ValueError("--sd must be > 0")
+    n_tasks = tasks_needed(effect, sd, alpha, power)
+    one_seed = n_tasks * 2 * seconds_per_task + 2 * upfront_seconds
+    return pd.DataFrame([{"model": "-", "dataset": "(stated)", "candidate": "candidate", "reference": "reference",
+                          "pilot_tasks": 0, "pilot_seeds": 0, "sd_diff": sd, "distinct_share": 1.0,
+                          "tasks_needed": n_tasks, "seeds_needed": verdicts.MIN_SEEDS,
+                          "cpu_hours_one_seed": one_seed / 3600,
+                          "cpu_hours_all_seeds": one_seed * verdicts.MIN_SEEDS / 3600}])
+
+
 def _distinct_share(manifests: dict[str, dict], sub: pd.DataFrame, dataset: str) -> float:
     shares = []
     for run_id in sub["run_id"].unique():
@@ -89,5 +103,5 @@ def format_plan(table: pd.DataFrame, effect: float, power: float) -> str:
              f"{r.distinct_share:.2f}", r.tasks_needed, r.seeds_needed, f"{r.cpu_hours_one_seed:.2f}",
              f"{r.cpu_hours_all_seeds:.2f}"] for r in table.itertuples()]
     return format_table(["dataset", "candidate", "vs", "pilot tasks/seeds", "sd of diff", "distinct queries",
-                         f"tasks for {effect:g} at {power:.0%}", "seeds", "CPU-h (1 seed)", "CPU-h (all seeds)"],
+                         f"tasks for {effect:g} at {power:.0%}", "seeds", "hours (1 seed)", "hours (all seeds)"],
                         rows, "lllrrrrrrr")

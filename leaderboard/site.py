@@ -123,7 +123,7 @@ class SiteBuilder:
         vs_refs = {r: stats.against_baseline(sub, r, model=model, n_resamples=self.n_resamples) for r in refs}
         datasets = sorted(sub["dataset"].unique()) if with_datasets else []
         head = ["rank", "algorithm", "tasks", "metric (95% CI)"] + [esc(d) for d in datasets] + \
-               [f"vs {esc(r)}" for r in refs] + ["ft s / task", "GPU-h (ft)", "steps-to-target", "runs"]
+               [f"vs {esc(r)}" for r in refs] + ["FLOPs / task", "ft s / task (descriptive)", "GPU-h (ft)", "runs"]
         order = sorted(algos, key=lambda a: (ranks[a], a))
         scope = tuple(sorted(sub["dataset"].unique()))
         by_algo = {a: df for a, df in sub.groupby("algo")}
@@ -144,9 +144,9 @@ class SiteBuilder:
                 else:
                     cells.append("–")
             cells += [self.significance_mark(vs_refs[r], algo, r) for r in refs]
-            reached = df["steps_to_target"].dropna()
-            cells += [fmt(df["ft_seconds"].mean(), 2), fmt(df["ft_gpu_hours"].sum(), 5),
-                      f'{fmt(reached.median(), 1) if len(reached) else "–"} <span class="ci">({len(reached)}/{len(df)})</span>',
+            flops = df["ft_flops"].mean() if "ft_flops" in df else float("nan")
+            cells += ["–" if pd.isna(flops) else f"{flops:.3g}", fmt(df["ft_seconds"].mean(), 2),
+                      fmt(df["ft_gpu_hours"].sum(), 5),
                       " ".join(f'<a href="{"../" * depth}runs/{esc(slug(r))}.html">{i + 1}</a>' for i, r in
                                enumerate(sorted(df["run_id"].unique())))]
             rows.append("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells) + "</tr>")
@@ -240,15 +240,38 @@ class SiteBuilder:
                  f'{esc(", ".join(sorted(d.tasks["algo"].unique())))}. Ranks: algorithms whose difference in mean '
                  f'metric is not significant (paired t-test, Holm-Bonferroni, α=0.05) share a rank. Marks against '
                  f'the baseline: ▲ significantly better, ▼ significantly worse, n.s. not significant. '
-                 f'Resource comparisons use the Wilcoxon signed-rank test. CIs: percentile bootstrap, '
+                 f'Cost comparisons (FLOPs, tokens: load-independent) use the Wilcoxon signed-rank test; seconds and '
+                 f'GPU-hours are shown as measured and are descriptive (runs of different algorithms are not '
+                 f'interleaved, so machine load can differ). CIs: percentile bootstrap, '
                  f'{self.n_resamples} resamples. Each dataset page leads with per-dataset verdicts; the overview\'s '
                  f'mean over datasets mixes unlike metrics and is descriptive only.</p>'
                  f'<p class="note">{esc(QA_HEAD_NOTE)}</p><p class="note">{esc(CONTAMINATION_NOTE)}</p>'
                  + self.version_note())
         runs = "".join(f'<li><a href="runs/{esc(slug(r))}.html">{esc(r)}</a></li>' for r in sorted(d.runs["run_id"]))
         return self.page("Meta-learned fine-tuning leaderboard",
-                         intro + self.section(None, "") + self.amortization_table() + self.overlap_note() +
+                         intro + self.stratified_table() + self.section(None, "") + self.amortization_table() +
+                         self.overlap_note() +
                          f"<h2>Runs</h2><ul class=\"runs\">{runs}</ul>")
+
+    def stratified_table(self) -> str:
+        """The cross-dataset answer: per-dataset standardised effects, datasets as strata."""
+        table = verdicts.stratified_summary(self.core)
+        if table.empty:
+            return ""
+        head = ["model", "candidate", "vs", "datasets", "tasks", "standardised effect", "p (stratified)", "Holm p"]
+        rows = "".join("<tr>" + "".join([
+            f'<td class="l">{esc(r.model)}</td>', f'<td class="l algo">{esc(r.candidate)}</td>',
+            f'<td class="l">{esc(r.reference)}</td>', f"<td>{r.datasets}</td>", f"<td>{r.tasks}</td>",
+            f"<td>{r.effect:+.3f}</td>", f"<td>{r.p_value:.4f}</td>", f"<td>{r.p_holm:.4f}</td>"]) + "</tr>"
+            for r in table.itertuples())
+        return ("<h2>Across datasets (stratified)</h2>"
+                '<p class="note">Never a mean of unlike metrics: each dataset\'s paired differences are divided by '
+                "their root mean square (a unit-free effect), datasets count equally, and the p-value is a "
+                "permutation test flipping signs within datasets (strata). Per-dataset verdicts are on each "
+                "dataset's page. The ranked table below averages raw metrics across datasets and is descriptive "
+                "only.</p>"
+                '<table class="stratified"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) +
+                "</tr></thead><tbody>" + rows + "</tbody></table>")
 
     def amortization_table(self) -> str:
         """Steps-to-target from the stored curves (misses censored), reach rates, break-even tasks."""
@@ -256,7 +279,7 @@ class SiteBuilder:
         if table.empty:
             return ""
         head = ["model", "dataset", "candidate", "vs", "pairs", "reached", "steps (candidate)", "steps (reference)",
-                "FLOPs saved / task", "extra up-front FLOPs", "break-even tasks"]
+                "p (steps, Wilcoxon)", "FLOPs saved / task", "extra up-front FLOPs", "break-even tasks"]
         rows = []
         for r in table.itertuples():
             be = "never" if not np.isfinite(r.break_even_tasks) else f"{r.break_even_tasks:.3g}"
@@ -264,7 +287,8 @@ class SiteBuilder:
                 f'<td class="l">{esc(r.model)}</td>', f'<td class="l">{esc(r.dataset)}</td>',
                 f'<td class="l algo">{esc(r.candidate)}</td>', f'<td class="l">{esc(r.reference)}</td>',
                 f"<td>{r.n}</td>", f"<td>{r.reach_rate:.0%}</td>", f"<td>{fmt(r.steps_candidate, 1)}</td>",
-                f"<td>{fmt(r.steps_reference, 1)}</td>", f"<td>{r.saved_flops_per_task:.3g}</td>",
+                f"<td>{fmt(r.steps_reference, 1)}</td>", f"<td>{fmt(r.p_steps, 4)}</td>",
+                f"<td>{r.saved_flops_per_task:.3g}</td>",
                 f"<td>{r.extra_upfront_flops:.3g}</td>", f'<td class="break-even">{be}</td>']) + "</tr>")
         return ("<h2>Cost to the reference's quality, and when meta-training pays back</h2>"
                 '<p class="note">Target: the reference\'s final metric on the same task. Steps-to-target are read '

@@ -30,6 +30,7 @@ from . import stats
 DEFAULT_MARGIN = 0.02  # in the metric's units (accuracy, F1)
 POWER = 0.8
 MIN_SEEDS = 5
+EXACT_UP_TO = 400  # tasks; above, the stratified sign-flip test uses its normal limit
 
 
 @dataclass
@@ -165,3 +166,58 @@ def format_verdicts(table: pd.DataFrame) -> str:
     return format_table(["dataset", "metric", "candidate", "vs", "n", "mean diff [95% CI]", "Holm p",
                          f"TOST p (±{table['margin'].iloc[0] if len(table) else DEFAULT_MARGIN:g})", "MDE (80%)",
                          "verdict"], rows, "llllrrrrrl")
+
+
+# ---------------------------------------------------------------------------- across datasets
+def stratified_summary(tasks: pd.DataFrame, n_permutations: int = 9999, seed: int = 0) -> pd.DataFrame:
+    """One cross-dataset answer per candidate and reference that never averages unlike metrics:
+    each dataset's paired differences are standardised by their own root mean square (so
+    accuracy, entity F1 and SQuAD F1 become unit-free effects; the RMS, unlike the sd, does not
+    change when signs flip, which keeps the test exact), the summary is the mean of the
+    per-dataset mean effects (datasets weighted equally), and its p-value comes from a
+    permutation test that flips the signs of paired differences within each dataset (datasets
+    are strata; exact under the null of no difference, whatever the metrics' scales)."""
+    tasks = stats.prepare(tasks)
+    out = []
+    for model, sub in tasks.groupby("model", sort=True):
+        for ref in stats.references_in(sub):
+            for cand in sorted(a for a in sub["algo"].unique() if a != ref):
+                strata = []
+                for dataset, ds in sub.groupby("dataset", sort=True):
+                    table = stats.wide(ds, "metric")
+                    if cand in table and ref in table:
+                        d = (table[cand] - table[ref]).dropna().to_numpy(float)
+                        rms = float(np.sqrt(np.mean(d ** 2))) if len(d) else 0.0
+                        if len(d) >= 2 and rms > 0:
+                            strata.append(d / rms)
+                if not strata:
+                    continue
+                effect, p = stratified_sign_flip(strata, n_permutations, seed)
+                out.append({"model": model, "candidate": cand, "reference": ref, "datasets": len(strata),
+                            "tasks": int(sum(len(s) for s in strata)), "effect": effect, "p_value": p})
+    table = pd.DataFrame(out, columns=["model", "candidate", "reference", "datasets", "tasks", "effect", "p_value"])
+    table["p_holm"] = np.nan
+    for _, idx in table.groupby(["model", "reference"]).groups.items():
+        table.loc[idx, "p_holm"] = stats.holm(table.loc[idx, "p_value"].tolist())
+    return table
+
+
+def stratified_sign_flip(strata: list[np.ndarray], n_permutations: int = 9999, seed: int = 0) -> tuple[float, float]:
+    """(mean over strata of the mean standardised difference, two-sided permutation p). With more
+    than ``EXACT_UP_TO`` tasks the sign-flip distribution's normal limit is used (its variance is
+    known exactly: sum over strata of sum(s^2) / n^2, over strata^2), which keeps large
+    leaderboards fast."""
+    observed = float(np.mean([s.mean() for s in strata]))
+    if sum(len(s) for s in strata) > EXACT_UP_TO:
+        from scipy import stats as sps
+
+        var = sum(float((s ** 2).sum()) / len(s) ** 2 for s in strata) / len(strata) ** 2
+        return observed, float(2 * sps.norm.sf(abs(observed) / np.sqrt(var))) if var > 0 else 1.0
+    rng = np.random.default_rng(seed)
+    null = np.zeros(n_permutations)
+    for s in strata:
+        signs = rng.choice([-1.0, 1.0], size=(n_permutations, len(s)))
+        null += (signs * s).mean(1)
+    null /= len(strata)
+    p = (1 + int((np.abs(null) >= abs(observed) - 1e-12).sum())) / (n_permutations + 1)
+    return observed, float(p)

@@ -14,6 +14,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                                    "two-sided paired t-test needs to detect --effect with --power, and the hours it "
                                    "costs at the pilot's measured speed.")
     p.add_argument("--results", nargs="+", default=["results"], help="pilot results folders")
+    p.add_argument("--sd", type=float, default=None,
+                   help="instead of a pilot: the stated sd of paired task differences")
+    p.add_argument("--seconds-per-task", type=float, default=0.0,
+                   help="with --sd: fine-tuning seconds per task and algorithm")
+    p.add_argument("--upfront-seconds", type=float, default=0.0,
+                   help="with --sd: meta-training + lr selection seconds per algorithm and seed")
     p.add_argument("--effect", type=float, default=0.02, help="difference to detect, in the metric's units")
     p.add_argument("--power", type=float, default=0.8)
     p.add_argument("--alpha", type=float, default=0.05)
@@ -64,7 +70,7 @@ def cmd_build(args) -> int:
 
 def cmd_compare(args) -> int:
     from leaderboard.costs import amortization, format_amortization
-    from leaderboard.verdicts import format_verdicts, verdicts
+    from leaderboard.verdicts import format_verdicts, stratified_summary, verdicts
     from suite.results import load_results
 
     runs, tasks = load_results(*args.results)
@@ -79,6 +85,15 @@ def cmd_compare(args) -> int:
           "against one reference on one dataset; TOST: equivalence within the margin; MDE: the smallest "
           "difference this many tasks detects with 80% power. With one seed the claim is about these "
           "meta-trained initialisations, not the algorithms.")
+    summary = stratified_summary(tasks)
+    if len(summary) and summary["datasets"].max() > 1:
+        from suite.table import format_table
+
+        print("\nacross datasets (stratified: each dataset's paired differences divided by their RMS, datasets "
+              "weighted equally, sign-flip permutation within datasets; never a mean of unlike metrics):\n")
+        print(format_table(["candidate", "vs", "datasets", "tasks", "standardised effect", "p", "Holm p"],
+                           [[r.candidate, r.reference, r.datasets, r.tasks, f"{r.effect:+.3f}", f"{r.p_value:.4f}",
+                             f"{r.p_holm:.4f}"] for r in summary.itertuples()], "llrrrrr"))
     costs = amortization(tasks, runs)
     if not costs.empty:
         print("\nsteps to the reference's final metric on the same task (misses censored at 2 x budget), and the "
@@ -94,8 +109,14 @@ def cmd_plan(args) -> int:
 
     if not (0 < args.power < 1 and 0 < args.alpha < 1 and args.effect > 0):
         raise ValueError("--effect must be > 0 and --power, --alpha in (0, 1)")
-    data = load_site_data(args.results)
-    table = plan(data.tasks, data.runs, data.manifests, args.effect, args.alpha, args.power)
+    if args.sd is not None:
+        from leaderboard.planner import stated_plan
+
+        table = stated_plan(args.sd, args.effect, args.alpha, args.power, args.seconds_per_task,
+                            args.upfront_seconds)
+    else:
+        data = load_site_data(args.results)
+        table = plan(data.tasks, data.runs, data.manifests, args.effect, args.alpha, args.power)
     if table.empty:
         print("no candidate-reference pairs with 2 or more paired tasks: run a reference (baseline or multitask) "
               "and a candidate on the same episodes first")

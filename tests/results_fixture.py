@@ -53,3 +53,41 @@ def write_results(root: Path, n_tasks: int = 24, seeds=(0, 1), models=("minilm",
                                   "benchmark": "cross-dataset-v1", "episodes_fingerprint": fp, "n_tasks": n_tasks,
                                   "mean_metric": float(quality.mean()), "total_ft_seconds": float(cost.sum())})
     return root
+
+
+PLANTED = {  # candidate: (exact mean paired difference, sd of the differences)
+    "plants-better": (0.10, 0.02),
+    "plants-worse": (-0.10, 0.02),
+    "plants-equivalent": (0.0, 0.01),
+    "plants-inconclusive": (0.0, 0.20),
+    "plants-better-within-margin": (0.008, 0.005),
+}
+PLANTED_VERDICTS = {"plants-better": "better", "plants-worse": "worse", "plants-equivalent": "equivalent within margin",
+                    "plants-inconclusive": "inconclusive (underpowered)",
+                    "plants-better-within-margin": "better (within margin)"}
+
+
+def write_planted_verdicts(root: Path, n_tasks: int = 40) -> Path:
+    """One dataset, a baseline and one candidate per verdict, each difference planted exactly."""
+    rng = np.random.default_rng(5)
+    base = rng.uniform(0.45, 0.55, n_tasks)
+    for algo, (shift, sd) in [("baseline", (0.0, 0.0))] + list(PLANTED.items()):
+        noise = rng.normal(0, sd, n_tasks) if sd else np.zeros(n_tasks)
+        quality = base + noise - noise.mean() + shift
+        run_id = f"{algo}-minilm-s0"
+        folder = RunFolder(root, run_id)
+        for i in range(n_tasks):
+            q = float(quality[i])
+            folder.write_task(i, {
+                "run_id": run_id, "algo": algo, "model": "minilm", "seed": 0, "benchmark": "cross-dataset-v2",
+                "episodes_fingerprint": "fp0", "protocol_fingerprint": "p0", "eval_mode": "shared",
+                "task_index": i, "task_id": f"meta-test/{i:04d}/ag_news", "dataset": "ag_news",
+                "task_type": "classification", "metric_name": "accuracy", "metric": q, "metric_at_0": q / 2,
+                "exact_match": None, "ft_steps": 8, "ft_seconds": 1.0, "ft_cpu_seconds": 1.0, "ft_gpu_seconds": 0.0,
+                "ft_gpu_hours": 0.0, "ft_peak_rss_mb": 900.0, "ft_peak_cuda_mb": 0.0, "ft_tokens": 1000,
+                "ft_flops": 1e9, "curve_steps": [0, 8], "curve_metric": [q / 2, q], "curve_seconds": [0.0, 1.0]})
+        atomic_write_json(folder.path / "manifest.json", {"run_id": run_id, "config": {"algo": algo}})
+        folder.write_run({"run_id": run_id, "algo": algo, "model": "minilm", "seed": 0,
+                          "benchmark": "cross-dataset-v2", "episodes_fingerprint": "fp0", "n_tasks": n_tasks,
+                          "mean_metric": float(quality.mean())})
+    return root

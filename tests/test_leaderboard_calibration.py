@@ -9,6 +9,7 @@ must be found in about 80% of replicates.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from leaderboard import verdicts
 
@@ -71,3 +72,36 @@ def test_wider_seed_shift_widens_the_seed_level_interval():
         verdicts._test(v, ua, ub)
         widths[seed_sd] = v.ci_high - v.ci_low
     assert widths[0.05] > 2 * widths[0.0]
+
+
+def test_cross_dataset_stratified_summary_is_calibrated():
+    """Three datasets with unlike metric scales (accuracy near 0.8, entity F1 near 0.3, SQuAD F1
+    near 0.1, different noise), one seed, A/A: the stratified sign-flip test rejects at 5%."""
+    rng = np.random.default_rng(4)
+    scales = [(0.8, 0.03), (0.3, 0.08), (0.1, 0.02)]
+    rejections = 0
+    for r in range(REPLICATES):
+        strata = []
+        for centre, noise in scales:
+            base = rng.normal(centre, 0.1, 12)
+            d = (base + rng.normal(0, noise, 12)) - (base + rng.normal(0, noise, 12))
+            strata.append(d / np.sqrt(np.mean(d ** 2)))
+        _, p = verdicts.stratified_sign_flip(strata, n_permutations=499, seed=r)
+        rejections += p < 0.05
+    assert abs(rejections / REPLICATES - 0.05) <= 0.02, rejections
+
+
+def test_the_normal_limit_of_the_sign_flip_test_matches_the_permutations():
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(6)
+    small = [rng.normal(0.15, 1, 130), rng.normal(0.1, 1, 130), rng.normal(0.0, 1, 130)]
+    assert sum(map(len, small)) <= verdicts.EXACT_UP_TO < sum(map(len, small)) + 20
+    exact = verdicts.stratified_sign_flip(small, n_permutations=20000)[1]
+    var = sum(float((s ** 2).sum()) / len(s) ** 2 for s in small) / len(small) ** 2
+    normal = 2 * sps.norm.sf(abs(np.mean([s.mean() for s in small])) / np.sqrt(var))
+    assert exact == pytest.approx(normal, abs=0.01)  # the permutations and their normal limit agree
+    large = small + [rng.normal(0.0, 1, 20)]  # over the threshold: the normal limit is used
+    assert verdicts.stratified_sign_flip(large)[1] == pytest.approx(
+        2 * sps.norm.sf(abs(np.mean([s.mean() for s in large])) /
+                        np.sqrt(sum(float((s ** 2).sum()) / len(s) ** 2 for s in large) / 16)))

@@ -179,3 +179,21 @@ def test_serve_answers_on_localhost(site):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_each_planted_verdict_shows_on_its_row(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from results_fixture import PLANTED_VERDICTS, write_planted_verdicts
+
+    results = write_planted_verdicts(tmp_path / "results")
+    out = tmp_path / "site"
+    proc = subprocess.run([SUITE, "leaderboard", "build", "--results", str(results), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    browser.get((out / "datasets" / "ag_news.html").as_uri())
+    rows = browser.find_elements(By.CSS_SELECTOR, "table.verdicts tbody tr")
+    shown = {r.find_element(By.CSS_SELECTOR, "td.algo").text: r.find_element(By.CSS_SELECTOR, "td.verdict").text
+             for r in rows}
+    assert shown == PLANTED_VERDICTS
+    assert console_errors(browser) == []

@@ -49,6 +49,10 @@ def test_holm_against_a_hand_computed_example():
     # sorted: 0.01*4=0.04, 0.02*3=0.06, 0.03*2=0.06 (monotone), 0.04*1=0.04 -> max(0.06, 0.04)=0.06
     assert holm([0.03, 0.01, 0.04, 0.02]) == pytest.approx([0.06, 0.04, 0.06, 0.06])
     assert holm([0.5, None, 0.9]) == [pytest.approx(1.0), None, pytest.approx(1.0)]
+    from statsmodels.stats.multitest import multipletests
+
+    p = np.random.default_rng(0).uniform(0, 0.2, 12)
+    assert holm(list(p)) == pytest.approx(list(multipletests(p, method="holm")[1]))  # the maintained one
 
 
 def test_bootstrap_equals_a_reference_loop_and_is_close_to_scipy():
