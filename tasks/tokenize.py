@@ -157,9 +157,22 @@ class EpisodeEncoder:
             out.append((list(ids), first_of_word))
         return out
 
+    def _questions(self, examples: list[dict]) -> list[str]:
+        """Questions cut so a window keeps room for more context than the stride (else the fast
+        tokenizer panics: 'stride must be strictly less than max_len'); only long questions with
+        a short max length are cut."""
+        st = self.settings
+        room = max(1, st.max_length - 4 - 2 * st.stride - 1)  # 4: [CLS] q [SEP] c [SEP] (RoBERTa: 4 too)
+        out = []
+        for ex in examples:
+            q = ex["question"].lstrip()
+            offsets = self.tokenizer(q, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            out.append(q[: offsets[room - 1][1]] if len(offsets) > room else q)
+        return out
+
     def _encode_qa(self, examples: list[dict]) -> list[list[dict]]:
         tok, st = self.tokenizer, self.settings
-        enc = tok([ex["question"].lstrip() for ex in examples], [ex["context"] for ex in examples],
+        enc = tok(self._questions(examples), [ex["context"] for ex in examples],
                   truncation="only_second", max_length=st.max_length,
                   stride=st.stride, return_overflowing_tokens=True, return_offsets_mapping=True)
         per_example: list[list[dict]] = [[] for _ in examples]
