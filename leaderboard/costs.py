@@ -76,6 +76,27 @@ def paired_steps(tasks: pd.DataFrame, candidate: str, reference: str) -> pd.Data
                         columns=columns)
 
 
+STEPS_MARGIN = 4  # steps: a cost difference smaller than this counts as no practical difference
+
+
+def steps_verdict(saved: np.ndarray, margin: float = STEPS_MARGIN, alpha: float = 0.05) -> tuple[str, float | None,
+                                                                                                    float | None]:
+    """(verdict, p of the Wilcoxon signed-rank test, p of its equivalence version) on steps saved
+    per task (reference - candidate, misses censored). Equivalence within +-margin steps: two
+    one-sided Wilcoxon tests of the shifted differences (the rank analogue of TOST)."""
+    if len(saved) < 2:
+        return "not tested", None, None
+    p = float(sps.wilcoxon(saved).pvalue) if np.any(saved != 0) else 1.0
+    lower = float(sps.wilcoxon(saved + margin, alternative="greater").pvalue) if np.any(saved + margin != 0) else 1.0
+    upper = float(sps.wilcoxon(saved - margin, alternative="less").pvalue) if np.any(saved - margin != 0) else 1.0
+    p_eq = max(lower, upper)
+    equivalent = p_eq < alpha
+    if p < alpha:
+        word = "fewer steps" if np.median(saved) > 0 else "more steps"
+        return (f"{word} (within margin)" if equivalent else word), p, p_eq
+    return ("equivalent within margin" if equivalent else "inconclusive"), p, p_eq
+
+
 def amortization(tasks: pd.DataFrame, runs: pd.DataFrame, references: list[str] | None = None) -> pd.DataFrame:
     """Per model, dataset, candidate and reference: reach rate, mean steps-to-target of both,
     FLOPs saved per task, and the break-even number of tasks."""
@@ -92,9 +113,9 @@ def amortization(tasks: pd.DataFrame, runs: pd.DataFrame, references: list[str] 
                 saved_flops = float(((p["steps_reference"] - p["steps_candidate"]) * p["flops_per_step"]).mean())
                 extra = _mean_of(upfront, p["run_id"].unique()) - _mean_of(upfront, p["run_id_reference"].unique())
                 diff = (p["steps_reference"] - p["steps_candidate"]).to_numpy(float)
-                p_steps = float(sps.wilcoxon(diff).pvalue) if len(diff) >= 2 and np.any(diff != 0) else None
+                verdict, p_steps, p_equivalent = steps_verdict(diff)
                 out.append({"model": model, "dataset": dataset, "candidate": cand, "reference": ref, "n": len(p),
-                            "p_steps": p_steps,
+                            "p_steps": p_steps, "p_steps_equivalence": p_equivalent, "steps_verdict": verdict,
                             "reach_rate": float(p["reached"].mean()),
                             "steps_candidate": float(p["steps_candidate"].mean()),
                             "steps_reference": float(p["steps_reference"].mean()),
@@ -132,8 +153,8 @@ def format_amortization(table: pd.DataFrame) -> str:
 
     rows = [[r.dataset, r.candidate, r.reference, r.n, f"{r.reach_rate:.0%}", f"{r.steps_candidate:.1f}",
              f"{r.steps_reference:.1f}", "–" if r.p_steps is None or pd.isna(r.p_steps) else f"{r.p_steps:.3g}",
-             f"{r.saved_flops_per_task:.3g}", f"{r.extra_upfront_flops:.3g}",
+             r.steps_verdict, f"{r.saved_flops_per_task:.3g}", f"{r.extra_upfront_flops:.3g}",
              big(r.break_even_tasks)] for r in table.itertuples()]
     return format_table(["dataset", "candidate", "vs", "pairs", "reached", "steps (cand.)", "steps (ref.)",
-                         "p (steps)", "FLOPs saved/task", "extra up-front FLOPs", "break-even tasks"], rows,
-                        "lllrrrrrrrr")
+                         "p (steps)", f"steps verdict (±{STEPS_MARGIN})", "FLOPs saved/task", "extra up-front FLOPs",
+                         "break-even tasks"], rows, "lllrrrrrlrrr")

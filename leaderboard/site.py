@@ -279,7 +279,8 @@ class SiteBuilder:
         if table.empty:
             return ""
         head = ["model", "dataset", "candidate", "vs", "pairs", "reached", "steps (candidate)", "steps (reference)",
-                "p (steps, Wilcoxon)", "FLOPs saved / task", "extra up-front FLOPs", "break-even tasks"]
+                "p (steps, Wilcoxon)", f"steps verdict (±{costs.STEPS_MARGIN})", "FLOPs saved / task",
+                "extra up-front FLOPs", "break-even tasks"]
         rows = []
         for r in table.itertuples():
             be = "never" if not np.isfinite(r.break_even_tasks) else f"{r.break_even_tasks:.3g}"
@@ -288,6 +289,7 @@ class SiteBuilder:
                 f'<td class="l algo">{esc(r.candidate)}</td>', f'<td class="l">{esc(r.reference)}</td>',
                 f"<td>{r.n}</td>", f"<td>{r.reach_rate:.0%}</td>", f"<td>{fmt(r.steps_candidate, 1)}</td>",
                 f"<td>{fmt(r.steps_reference, 1)}</td>", f"<td>{fmt(r.p_steps, 4)}</td>",
+                f'<td class="l">{esc(r.steps_verdict)}</td>',
                 f"<td>{r.saved_flops_per_task:.3g}</td>",
                 f"<td>{r.extra_upfront_flops:.3g}</td>", f'<td class="break-even">{be}</td>']) + "</tr>")
         return ("<h2>Cost to the reference's quality, and when meta-training pays back</h2>"

@@ -174,3 +174,18 @@ def test_curves_average_the_same_tasks_at_every_step():
     assert row.loc[3, "metric"] == pytest.approx((0.9 + 0.3) / 2)  # the long task carried from step 2
     assert row.loc[8, "metric"] == pytest.approx((0.9 + 0.5) / 2)  # the short task carried from step 3
     assert (row["n"] == 2).all() and (row["lo"] <= row["metric"]).all() and (row["hi"] >= row["metric"]).all()
+
+
+def test_steps_verdicts_use_a_declared_margin_in_steps():
+    rng = np.random.default_rng(8)
+    assert costs.steps_verdict(rng.normal(20, 3, 30))[0] == "fewer steps"
+    assert costs.steps_verdict(rng.normal(-20, 3, 30))[0] == "more steps"
+    assert costs.steps_verdict(rng.normal(0, 0.5, 30))[0] == "equivalent within margin"
+    assert costs.steps_verdict(np.array([32.0, -32.0, 16.0, -16.0]))[0] == "inconclusive"
+    from scipy import stats as sps
+
+    d = rng.normal(1, 1, 25)
+    _, p, p_eq = costs.steps_verdict(d, margin=4)
+    assert p == pytest.approx(sps.wilcoxon(d).pvalue)
+    assert p_eq == pytest.approx(max(sps.wilcoxon(d + 4, alternative="greater").pvalue,
+                                     sps.wilcoxon(d - 4, alternative="less").pvalue))
