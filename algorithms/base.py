@@ -31,10 +31,13 @@ LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
 @dataclass
 class Episode:
-    """A task: a support set to adapt on and a query set to judge the adaptation."""
+    """A task: a support set to adapt on and a query set to judge the adaptation. ``source``
+    names the dataset it was drawn from (filled by the runner; None when unknown), for methods
+    that treat sources separately (e.g. merging per-dataset fine-tunings)."""
 
     support: Any
     query: Any
+    source: str | None = None
 
 
 class NonFiniteLossError(FloatingPointError):

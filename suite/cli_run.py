@@ -48,6 +48,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--head-init", choices=("proto", "zero", "random"), default=None)
+    p.add_argument("--algo-arg", dest="algo_args", action="append", default=[], metavar="KEY=VALUE",
+                   help="a hyperparameter of the chosen algorithm's Config (repeatable; values as in TOML, "
+                        "e.g. --algo-arg lr_lr=1e-3 --algo-arg outer='\"interpolate\"' or outer=interpolate)")
     p.add_argument("--first-order", action="store_true", default=None, help="first-order fallback for maml/metasgd")
     p.add_argument("--freeze-embeddings", action="store_true", default=None, help="save memory on large models")
     p.add_argument("--gradient-checkpointing", action="store_true", default=None, help="save memory on large models")
@@ -91,6 +94,8 @@ def config_from_args(args):
         overrides["models"] = [m.strip() for m in args.model.split(",") if m.strip()]
     if args.datasets:
         overrides["datasets"] = [d.strip() for d in args.datasets.split(",") if d.strip()]
+    if args.algo_args:
+        overrides["algorithm"] = dict(parse_algo_args(args.algo_args))
     if args.finetune_lr_grid:
         try:
             overrides["finetune_lr_grid"] = [float(v) for v in args.finetune_lr_grid.split(",") if v.strip()]
@@ -102,6 +107,24 @@ def config_from_args(args):
     if ds:
         config.deepspeed = {**config.deepspeed, **ds}
     return config
+
+
+def parse_algo_args(items: list[str]) -> list[tuple[str, object]]:
+    """``KEY=VALUE`` pairs; a value is read as a TOML literal (numbers, booleans, quoted strings)
+    and otherwise kept as a plain string."""
+    import tomllib
+
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SuiteError(f"--algo-arg {item!r} is not KEY=VALUE, e.g. --algo-arg lr_lr=1e-3")
+        try:
+            parsed = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed = value
+        out.append((key.strip(), parsed))
+    return out
 
 
 def cmd_run(args) -> int:

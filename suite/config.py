@@ -181,8 +181,8 @@ def apply_overrides(config: RunConfig, values: dict, source: str) -> RunConfig:
         if key not in _FIELDS:
             raise SuiteError(f"{source}: unknown key {key!r}; valid keys: {', '.join(sorted(_FIELDS))}")
         value = _coerce(key, value, source)
-        if key == "budgets":
-            value = {**config.budgets, **value}
+        if key in ("budgets", "algorithm"):  # tables merge key by key: the command line adds to the file
+            value = {**getattr(config, key), **value}
         if key == "shapes":
             merged = {k: dict(v) for k, v in config.shapes.items()}
             for task_type, shape in value.items():

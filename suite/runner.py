@@ -241,7 +241,8 @@ class Runner:
                 ep = episodes[i]
                 yield AlgoEpisode(
                     [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.support, ep.num_labels, cfg.batch_size)],
-                    [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.query, ep.num_labels, cfg.batch_size)])
+                    [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.query, ep.num_labels, cfg.batch_size)],
+                    source=ep.dataset)
 
     def _meta_train(self, folder: RunFolder, learner, algo, encoder, episodes: list, seed: int):
         cfg = self.config

@@ -237,3 +237,35 @@ def test_an_internal_bug_keeps_its_traceback(tiny_models, tiny_config, tmp_path,
     monkeypatch.setattr(Runner, "run_all", broken)
     with pytest.raises(TypeError, match="a bug inside the runner"):
         cli.main(run_args(tiny_models["bert"], tiny_config(), tmp_path / "r", "baseline"))
+
+
+def test_algo_args_reach_the_algorithm_and_episodes_carry_their_source(tiny_models, tiny_config, tmp_path):
+    from algorithms import Algorithm, register_algorithm
+    from algorithms.base import MetaConfig
+    from suite.cli_run import parse_algo_args
+    from suite.config import resolve_config
+    from suite.runner import Runner, algorithm_kwargs
+
+    assert parse_algo_args(["lr_lr=1e-3", "outer=interpolate", "first_order=true"]) == [
+        ("lr_lr", 1e-3), ("outer", "interpolate"), ("first_order", True)]
+    config = resolve_config("quick", str(tiny_config()), {"algo": "metasgd",
+                                                        "algorithm": dict(parse_algo_args(["lr_lr=0.5"]))})
+    assert algorithm_kwargs(config)["lr_lr"] == 0.5
+    proc = suite(*run_args(tiny_models["bert"], tiny_config(), tmp_path / "bad", "reptile", "--algo-arg", "lr_lr=1"))
+    assert proc.returncode == 2 and "unknown hyperparameter(s) lr_lr for 'reptile'" in proc.stderr
+
+    seen = []
+
+    @register_algorithm("source-recorder")
+    class SourceRecorder(Algorithm):
+        """Records where each meta-training episode came from."""
+
+        Config = MetaConfig
+
+        def meta_train(self, model, episodes, loss_fn, steps=None, **kw):
+            seen.extend(ep.source for ep in episodes)
+            return super().meta_train(model, [], loss_fn)
+
+    config = resolve_config("quick", str(tiny_config()), {"algo": "source-recorder", "models": [str(tiny_models["bert"])]})
+    Runner(config, tmp_path / "r", progress=False).run_all()
+    assert seen and set(seen) == {"sst2", "conll2003"}
