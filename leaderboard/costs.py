@@ -27,15 +27,9 @@ from scipy import stats as sps
 from . import stats
 
 
-def steps_to(curve_steps, curve_metric, target: float) -> float:
-    """First evaluated step reaching ``target``; censored at 2 x budget when never."""
-    steps, metric = np.asarray(curve_steps, float), np.asarray(curve_metric, float)
-    hit = np.flatnonzero(metric >= target - 1e-12)
-    return float(steps[hit[0]]) if len(hit) else 2.0 * float(steps[-1])
-
-
 def _steps_to_many(steps: pd.Series, metric: pd.Series, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`steps_to` for many tasks at once (tasks sharing a schedule are stacked): (steps, reached)."""
+    """First evaluated step reaching each task's target, censored at 2 x budget when never;
+    tasks sharing a schedule are stacked. Returns (steps, reached)."""
     out = np.empty(len(target))
     reached = np.zeros(len(target), dtype=bool)
     keys = [tuple(s) for s in steps]

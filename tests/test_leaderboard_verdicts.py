@@ -52,8 +52,8 @@ def test_tost_and_t_equal_scipy_and_the_mde_equals_statsmodels_power():
 def test_each_verdict_is_reached_on_a_planted_effect(shift, sd, n, expected):
     rng = np.random.default_rng(7)
     b = rng.uniform(0.4, 0.6, n)
-    a = b + shift + rng.normal(0, sd, n) - 0  # planted
-    a = b + (a - b) - (a - b).mean() + shift  # exactly the planted mean
+    noise = rng.normal(0, sd, n)
+    a = b + noise - noise.mean() + shift  # exactly the planted mean
     v = verdicts.verdicts(frame({"baseline": b, "cand": a}), margin=0.02).iloc[0]
     assert v.verdict == expected, v.to_dict()
 
