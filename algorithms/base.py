@@ -123,6 +123,8 @@ class Algorithm:
     name = "algorithm"
     Config: type = AlgorithmConfig
     meta_learns = True  # False for the plain fine-tuning baseline
+    uses_outer_step = True  # False: meta-training is plain fine-tuning (merge, intermediate), no outer update
+    second_order = False  # True: the meta-gradient differentiates through inner-loop gradients
 
     def __init__(self, config: AlgorithmConfig | None = None):
         self.config = config if config is not None else self.Config()
@@ -155,6 +157,15 @@ class Algorithm:
     @classmethod
     def has_own_adaptation(cls) -> bool:
         return cls.own_adaptation is not Algorithm.own_adaptation
+
+    def meta_steps(self, n_episodes: int, meta_batch_size: int, n_sources: int = 1) -> int:
+        """How many updates ``meta_train`` takes on ``n_episodes`` (for progress bars)."""
+        return math.ceil(n_episodes / meta_batch_size) if n_episodes else 0
+
+    def adaptation_info(self) -> dict:
+        """What the last :meth:`adapt` chose that a result row should record (e.g. the
+        intermediate source); JSON-serialisable."""
+        return {}
 
     # ------------------------------------------------------------------ public API
     def meta_train(self, model: nn.Module, episodes: Iterable[Episode], loss_fn: LossFn,

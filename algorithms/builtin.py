@@ -70,6 +70,7 @@ class MAML(Algorithm):
     """MAML (Finn et al. 2017): second-order meta-gradient through the inner SGD steps."""
 
     Config = MAMLConfig
+    second_order = True  # unless config.first_order
 
     def inner_names(self, model: nn.Module) -> list[str]:
         return trainable_names(model)
@@ -109,6 +110,7 @@ class FOMAML(MAML):
     """First-order MAML: the meta-gradient is the query gradient at the adapted weights."""
 
     Config = FOMAMLConfig
+    second_order = False
 
 
 @register_algorithm("anil")

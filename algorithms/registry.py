@@ -32,7 +32,7 @@ def register_algorithm(name: str) -> Callable[[type], type]:
 
 def _load_builtins_and_plugins() -> None:
     global _plugins_loaded
-    from . import builtin  # noqa: F401  (registers the built-ins)
+    from . import builtin, transfer  # noqa: F401  (registers the built-ins)
     if _plugins_loaded:
         return
     _plugins_loaded = True

@@ -97,6 +97,13 @@ class EpisodicTransformer(nn.Module):
             return F.normalize(pooled, dim=-1) if self.pooling == "mean-normalized" else pooled
         return hidden[:, 0]
 
+    def embed(self, batch: dict) -> torch.Tensor:
+        """A sentence vector per example for any task type (masked mean of the last hidden
+        states), e.g. to compare a task's support set with source datasets."""
+        hidden = self.hidden_states(batch)
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+
     def features(self, batch: dict) -> torch.Tensor:
         """Per-example (classification) or per-token (NER, QA) encoder features."""
         hidden = self.hidden_states(batch)

@@ -35,7 +35,6 @@ from algorithms.outer import make_optimizer
 CONFIG_DIR = Path(__file__).resolve().parent / "deepspeed"
 if not torch.cuda.is_available():  # say so before anything imports deepspeed, rather than have it warn
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
-FIRST_ORDER = ("baseline", "multitask", "fomaml", "reptile")
 ZERO3_OK = ("baseline",)
 
 
@@ -72,15 +71,25 @@ class DeepSpeedSettings:
         return int(self.load().get("zero_optimization", {}).get("stage", 0))
 
 
+def first_order_algorithms() -> list[str]:
+    """Algorithms whose updates are ordinary backward passes (the class says so), plugins included."""
+    from algorithms import algorithm_class, list_algorithms
+
+    return [name for name in list_algorithms() if not algorithm_class(name).second_order]
+
+
 def check_supported(algo: str, settings: DeepSpeedSettings, first_order: bool = False) -> None:
-    if algo not in FIRST_ORDER:
-        if algo == "maml" and not first_order:
+    from algorithms import algorithm_class
+
+    supported = first_order_algorithms()
+    if algorithm_class(algo).second_order and not (algo == "maml" and first_order):
+        if algo == "maml":
             raise DeepSpeedUnsupported(
                 "second-order MAML cannot run under DeepSpeed: its meta-gradient differentiates through the inner "
                 "loop's gradients, which ZeRO reduces in backward hooks without a graph; use --algo fomaml or "
                 "reptile with --engine deepspeed, or maml with --engine torch")
         raise DeepSpeedUnsupported(f"{algo} is not supported with --engine deepspeed (it needs gradients through "
-                                   f"the inner loop); supported: {', '.join(FIRST_ORDER)}; or use --engine torch")
+                                   f"the inner loop); supported: {', '.join(supported)}; or use --engine torch")
     if settings.stage == 3 and algo not in ZERO3_OK:
         raise DeepSpeedUnsupported(f"ZeRO-3 partitions the weights that {algo}'s functional inner loop needs whole; "
                                    f"use --zero 2 (or 0/1) for {algo}; ZeRO-3 serves the baseline")

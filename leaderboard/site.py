@@ -61,21 +61,22 @@ def fmt(x, digits: int = 3) -> str:
 @dataclass
 class SiteData:
     runs: pd.DataFrame
-    tasks: pd.DataFrame
+    tasks: pd.DataFrame  # rows that are ranked and tested
     manifests: dict[str, dict]
+    oracles: pd.DataFrame | None = None  # hindsight rows: bounds, shown apart, never ranked
 
 
 def load_site_data(dirs: list[str]) -> SiteData:
     runs, tasks = load_results(*dirs)
     if tasks.empty:
         raise ValueError(f"no complete runs under {', '.join(map(str, dirs))}; run `suite run` first")
-    tasks = stats.prepare(tasks)
+    tasks, oracles = stats.split_oracles(stats.prepare(tasks))
     manifests = {}
     for d in dirs:
         for path in list(Path(d).glob("*/manifest.json")) + ([Path(d) / "manifest.json"] if (Path(d) / "manifest.json").is_file() else []):
             m = json.loads(path.read_text())
             manifests[m.get("run_id", path.parent.name)] = m
-    return SiteData(runs, tasks, manifests)
+    return SiteData(runs, tasks, manifests, oracles)
 
 
 class SiteBuilder:
@@ -250,7 +251,7 @@ class SiteBuilder:
         runs = "".join(f'<li><a href="runs/{esc(slug(r))}.html">{esc(r)}</a></li>' for r in sorted(d.runs["run_id"]))
         return self.page("Meta-learned fine-tuning leaderboard",
                          intro + self.stratified_table() + self.section(None, "") + self.amortization_table() +
-                         self.overlap_note() +
+                         self.regret_table() + self.overlap_note() +
                          f"<h2>Runs</h2><ul class=\"runs\">{runs}</ul>")
 
     def stratified_table(self) -> str:
@@ -300,6 +301,28 @@ class SiteBuilder:
                 "task; \"never\" when it saves nothing.</p>"
                 '<table class="amortization"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) +
                 "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+    def regret_table(self) -> str:
+        """Selectors against their hindsight oracle: the price of choosing without the query set."""
+        oracles = self.data.oracles
+        if oracles is None or oracles.empty:
+            return ""
+        table = stats.selector_regret(pd.concat([self.data.tasks, oracles]))
+        if table.empty:
+            return ""
+        head = ["model", "dataset", "selector", "tasks", "oracle metric", "selected metric", "regret",
+                "regret % of oracle", "picked the oracle's source"]
+        rows = "".join("<tr>" + "".join([
+            f'<td class="l">{esc(r.model)}</td>', f'<td class="l">{esc(r.dataset)}</td>',
+            f'<td class="l algo">{esc(r.algo)}</td>', f"<td>{r.n}</td>", f"<td>{r.oracle_metric:.3f}</td>",
+            f"<td>{r.selected_metric:.3f}</td>", f"<td>{r.regret:+.3f}</td>", f"<td>{r.regret_pct:.1f}</td>",
+            f"<td>{r.picked_oracle_source:.0%}</td>"]) + "</tr>" for r in table.itertuples())
+        return ("<h2>Source selection against the hindsight oracle (bound, not ranked)</h2>"
+                '<p class="note">The oracle fine-tunes from every source and keeps the best on the query set it is '
+                "scored on, so it is an upper bound for a selector that sees only the support set; it is never "
+                "ranked or tested with the methods. Regret: oracle minus selected metric on the same tasks.</p>"
+                '<table class="regret"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) +
+                "</tr></thead><tbody>" + rows + "</tbody></table>")
 
     def overlap_note(self) -> str:
         """Where meta-test query sets overlap across tasks, the tasks are not independent."""

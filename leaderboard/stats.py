@@ -22,6 +22,7 @@ from scipy import stats as sps
 PAIR_KEYS = ["model", "episodes_fingerprint", "protocol_fingerprint", "task_index"]
 REFERENCES = ("baseline", "multitask")  # pretrained weights; trained on the union of the meta-training tasks
 OWN_SUFFIX = " (own)"  # candidates evaluated with their own adaptation carry it in their name
+ORACLE_SUFFIX = " (oracle)"  # hindsight rows: an upper bound that saw the query set, never ranked
 PERFORMANCE = ("metric",)
 # Tested costs are load-independent (the same on a busy or an idle machine). Seconds and GPU-hours
 # are shown as measured but not tested: runs of different algorithms are not interleaved, so a
@@ -159,7 +160,54 @@ def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
     tasks["eval_mode"] = mode
     own = (mode == "own") & ~tasks["algo"].astype(str).str.endswith(OWN_SUFFIX)
     tasks.loc[own, "algo"] = tasks.loc[own, "algo"].astype(str) + OWN_SUFFIX
+    oracle = (mode == "hindsight") & ~tasks["algo"].astype(str).str.endswith(ORACLE_SUFFIX)
+    tasks.loc[oracle, "algo"] = tasks.loc[oracle, "algo"].astype(str) + ORACLE_SUFFIX
     return tasks
+
+
+def split_oracles(tasks: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows that may be ranked and tested, hindsight oracle rows): an oracle chose its start on
+    the query set it is scored on, so it bounds a selector and is never ranked with methods."""
+    tasks = prepare(tasks)  # idempotent: labels hindsight rows "algo (oracle)"
+    oracle = tasks["algo"].astype(str).str.endswith(ORACLE_SUFFIX)
+    return tasks[~oracle], tasks[oracle]
+
+
+def _chosen_source(info) -> str | None:
+    import json
+
+    if not isinstance(info, str) or not info:
+        return None
+    return json.loads(info).get("source")
+
+
+def selector_regret(tasks: pd.DataFrame) -> pd.DataFrame:
+    """Per model, dataset and selecting algorithm: how far its chosen start falls below the
+    hindsight oracle's best start on the same tasks (regret, in metric units and as a percentage
+    of the oracle's metric, as Poth et al. 2021's Regret@1) and how often it chose the oracle's."""
+    tasks = prepare(tasks)
+    ranked, oracles = split_oracles(tasks)
+    rows = []
+    for label in sorted(oracles["algo"].unique()):
+        base = label[: -len(ORACLE_SUFFIX)]
+        keys = PAIR_KEYS + ["dataset"]
+        o = oracles[oracles["algo"] == label].set_index(keys)
+        c = ranked[ranked["algo"] == base].set_index(keys)
+        common = o.index.intersection(c.index)
+        if not len(common):
+            continue
+        o, c = o.loc[common], c.loc[common]
+        for (model, dataset), idx in pd.Series(range(len(common)), index=common).groupby(level=["model", "dataset"]):
+            ok, ck = o.iloc[idx.values], c.iloc[idx.values]
+            regret = ok["metric"].to_numpy() - ck["metric"].to_numpy()
+            best = ok["metric"].to_numpy()
+            same = [a == b for a, b in zip(ok["adapt_info"].map(_chosen_source), ck["adapt_info"].map(_chosen_source))]
+            rows.append({"model": model, "dataset": dataset, "algo": base, "n": len(regret),
+                         "oracle_metric": float(best.mean()), "selected_metric": float(ck["metric"].mean()),
+                         "regret": float(regret.mean()),
+                         "regret_pct": float(np.mean(np.where(best > 0, regret / np.where(best > 0, best, 1), 0)) * 100),
+                         "picked_oracle_source": float(np.mean(same))})
+    return pd.DataFrame(rows)
 
 
 def unpaired_reason(tasks: pd.DataFrame, a: str, b: str) -> str:

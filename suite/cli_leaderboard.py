@@ -73,9 +73,12 @@ def cmd_compare(args) -> int:
     from leaderboard.verdicts import format_verdicts, stratified_summary, verdicts
     from suite.results import load_results
 
-    runs, tasks = load_results(*args.results)
-    if tasks.empty:
+    from leaderboard.stats import selector_regret, split_oracles
+
+    runs, all_tasks = load_results(*args.results)
+    if all_tasks.empty:
         raise ValueError(f"no complete runs under {', '.join(args.results)}; run `suite run` first")
+    tasks, oracles = split_oracles(all_tasks)  # hindsight bounds are never compared as methods
     table = verdicts(tasks, margin=args.margin)
     if table.empty:
         print("no reference runs (baseline or multitask): nothing to compare against")
@@ -100,6 +103,16 @@ def cmd_compare(args) -> int:
               "number of downstream tasks after which the extra up-front cost (meta-training, lr selection) is "
               "paid back by the FLOPs saved per task:\n")
         print(format_amortization(costs))
+    regret = selector_regret(all_tasks) if len(oracles) else []
+    if len(regret):
+        from suite.table import format_table
+
+        print("\nsource selection against its hindsight oracle (an upper bound that saw the query set; not ranked):\n")
+        print(format_table(["model", "dataset", "selector", "tasks", "oracle", "selected", "regret", "regret %",
+                            "picked oracle's source"],
+                           [[r.model, r.dataset, r.algo, r.n, f"{r.oracle_metric:.3f}", f"{r.selected_metric:.3f}",
+                             f"{r.regret:+.3f}", f"{r.regret_pct:.1f}", f"{r.picked_oracle_source:.0%}"]
+                            for r in regret.itertuples()], "lllrrrrrr"))
     return 0
 
 

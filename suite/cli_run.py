@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .config import PRESETS, resolve_config
+from .config import EVAL_MODES, PRESETS, resolve_config
 from .errors import SuiteError
 
 
@@ -35,9 +35,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="validation tasks (held-out parts of the meta-training datasets) for choosing the lr")
     p.add_argument("--finetune-lr-grid", default=None,
                    help="comma-separated fine-tuning lrs; the best per task type on the validation tasks is used")
-    p.add_argument("--eval-mode", choices=("shared", "own"), default=None,
+    p.add_argument("--eval-mode", choices=EVAL_MODES, default=None,
                    help="shared: the same fine-tuning for every algorithm (primary); own: the algorithm's own "
-                        "adaptation (SGD at the inner lr; head only for anil; learned step sizes for metasgd)")
+                        "adaptation (SGD at the inner lr; head only for anil; learned step sizes for metasgd); "
+                        "hindsight: the oracle bound of intermediate (every source, best on the query set)")
     p.add_argument("--pooling", choices=("auto", "mean", "mean-normalized", "first", "last"), default=None,
                    help="sentence vector of the classification head (auto: what the checkpoint was trained with)")
     p.add_argument("--inner-lr", type=float, default=None)

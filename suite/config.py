@@ -20,6 +20,7 @@ from .errors import SuiteError
 PRESETS = ("quick", "study", "paper")
 SHAPE_KEYS = ("ways", "shots", "queries")
 TASK_TYPES = ("classification", "ner", "qa")
+EVAL_MODES = ("shared", "own", "hindsight")
 
 
 @dataclass
@@ -52,7 +53,9 @@ class RunConfig:
     finetune_epochs: int = 3
     ft_steps: int = 0  # > 0: this many steps for every task type (overrides budgets and epochs)
     budgets: dict[str, int] = field(default_factory=dict)  # fine-tuning steps per task type
-    eval_mode: str = "shared"  # "shared" (identical for all) or "own" (the algorithm's own adaptation)
+    # "shared" (identical for all), "own" (the algorithm's own adaptation) or "hindsight" (oracle bound of a
+    # selecting algorithm: every candidate start, best on the query set; never ranked)
+    eval_mode: str = "shared"
     evaluate_on: str = "meta-test"  # "meta-val": fine-tune and score the validation tasks (for tuning)
     pooling: str = "auto"  # sentence vector: auto (the model's own), mean, first or last token
     head_init: str = "proto"
@@ -117,8 +120,8 @@ class RunConfig:
         if self.evaluate_on == "meta-val" and len(self.finetune_lr_grid) > 1:
             bad("evaluate_on", "is meta-val: a learning-rate grid would be chosen on the tasks it is scored on; "
                 "give one finetune_lr per trial instead")
-        if self.eval_mode not in ("shared", "own"):
-            bad("eval_mode", f"must be shared or own, got {self.eval_mode!r}")
+        if self.eval_mode not in EVAL_MODES:
+            bad("eval_mode", f"must be one of {', '.join(EVAL_MODES)}, got {self.eval_mode!r}")
         if self.pooling not in ("auto", "mean", "mean-normalized", "first", "last"):
             bad("pooling", f"must be auto, mean, mean-normalized, first or last, got {self.pooling!r}")
         for task_type, shape in self.shapes.items():

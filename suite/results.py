@@ -43,8 +43,11 @@ TASK_COLUMNS = {
     "metric_at_0": "float in [0, 1]: the query metric before fine-tuning",
     "exact_match": "float in [0, 1] or null: SQuAD exact match (QA only)",
     "protocol_fingerprint": "string: what must match for two rows to pair (benchmark, budgets, lr grid, ...)",
-    "eval_mode": "string: 'shared' (the same fine-tuning for all) or 'own' (the algorithm's own adaptation)",
+    "eval_mode": "string: 'shared' (the same fine-tuning for all), 'own' (the algorithm's own adaptation) or "
+                 "'hindsight' (oracle bound: best of every candidate start on the query set)",
     "finetune_lr": "float or null: the fine-tuning lr used (chosen on validation tasks when a grid is given)",
+    "adapt_info": "string or null: JSON of what the algorithm chose for this task (e.g. the intermediate source "
+                  "and its similarities; in hindsight mode every source's final metric)",
     "ft_steps": "int: fine-tuning steps taken",
     "ft_seconds": "float, s: fine-tuning wall time (evaluation excluded)",
     "ft_cpu_seconds": "float, s: process CPU time of fine-tuning",

@@ -132,6 +132,9 @@ class Runner:
         if config.eval_mode == "own" and not algo.has_own_adaptation():
             raise SuiteError(f"algorithm {config.algo!r} has no own adaptation (it is a reference); "
                              f"evaluate it with eval_mode = 'shared'")
+        if config.eval_mode == "hindsight" and not callable(getattr(algo, "candidate_sources", None)):
+            raise SuiteError(f"eval_mode 'hindsight' needs an algorithm that chooses among candidate starts "
+                             f"(intermediate); {config.algo!r} has none")
 
     # ------------------------------------------------------------------ set-up
     def benchmark(self):
@@ -230,9 +233,13 @@ class Runner:
         return RunResult(run_id, folder.path, run_row, tasks)
 
     # ------------------------------------------------------------------ meta-training
-    def _meta_episodes(self, encoder, episodes: list, seed: int) -> Iterator[AlgoEpisode]:
+    def _shard_meta_episodes(self, algo) -> bool:
+        """Shard meta-training episodes across ranks only when an engine all-reduces outer updates;
+        per-source methods need every source's episodes on one rank."""
+        return self.world > 1 and self.engine is not None and algo.uses_outer_step
+
+    def _meta_episodes(self, encoder, episodes: list, seed: int, shard: bool = False) -> Iterator[AlgoEpisode]:
         cfg = self.config
-        shard = self.world > 1 and self.engine is not None
         for epoch in range(cfg.meta_epochs):
             order = np.random.default_rng([seed, epoch, 7]).permutation(len(episodes))
             if shard:  # equal shares, so every rank takes the same number of outer steps
@@ -254,15 +261,20 @@ class Runner:
             log.info("resumed the meta-learned init from %s", init)
             return Measurement(**state["measurement"]), state["stats"]
         n_episodes = len(episodes) * cfg.meta_epochs if algo.meta_learns else 0
-        if n_episodes and self.world > 1 and self.engine is not None:
+        if n_episodes and self._shard_meta_episodes(algo):
             n_episodes = (len(episodes) // self.world) * cfg.meta_epochs
-        total_steps = math.ceil(n_episodes / cfg.meta_batch_size) if n_episodes else 0
+        total_steps = algo.meta_steps(n_episodes, cfg.meta_batch_size, len({ep.dataset for ep in episodes}))
         bar = _bar(total_steps, f"meta-train {cfg.algo}", self.progress, unit="step")
-        engine = self.engine.outer_step(learner, algo) if (self.engine and algo.meta_learns) else None
+        engine = None
+        if self.engine and algo.meta_learns and algo.uses_outer_step:
+            engine = self.engine.outer_step(learner, algo)
+        elif self.engine and algo.meta_learns and self.world == 1:  # meta-training is plain fine-tuning
+            algo.step_factory = self.engine.finetune_step
         meter = Meter(self.device, flops_per_token(learner, meta_parameters(learner)), num_gpus=self.world)
         try:
             with meter:
-                stats = algo.meta_train(learner, self._meta_episodes(encoder, episodes, seed) if n_episodes else [],
+                stats = algo.meta_train(learner, self._meta_episodes(encoder, episodes, seed, self._shard_meta_episodes(algo))
+                                        if n_episodes else [],
                                         meter.count_loss(episode_loss), meta_batch_size=cfg.meta_batch_size,
                                         callbacks=[lambda info: (bar.update(1), bar.set_postfix(loss=f"{info['loss']:.3f}"))],
                                         engine=engine)
@@ -340,9 +352,31 @@ class Runner:
                        else None)
         return curve, meter.result, steps
 
+    def _hindsight(self, ep, learner, algo, encoder, lr: float, seed: int):
+        """The oracle bound of a selecting algorithm: fine-tune from every candidate start, keep
+        the best on the query set. Its cost is the sum over all candidates."""
+        results = {}
+        try:
+            for source in algo.candidate_sources():
+                algo.force_source = source
+                results[source] = self._finetune(ep, learner, algo, encoder, lr, seed, "shared")
+        finally:
+            algo.force_source = None
+        best = max(results, key=lambda s: results[s][0][-1][1])
+        total = Measurement()
+        for _, m, _ in results.values():
+            total = total.plus(m)
+        info = {"source": best, "final_metric": {s: float(r[0][-1][1]) for s, r in results.items()}}
+        curve, _, steps = results[best]
+        return curve, total, steps, info
+
     def _test_task(self, ep, learner, algo, encoder, lr: float, baseline_target: float | None, seed: int) -> dict:
         cfg = self.config
-        curve, measurement, steps = self._finetune(ep, learner, algo, encoder, lr, seed, cfg.eval_mode)
+        if cfg.eval_mode == "hindsight":
+            curve, measurement, steps, info = self._hindsight(ep, learner, algo, encoder, lr, seed)
+        else:
+            curve, measurement, steps = self._finetune(ep, learner, algo, encoder, lr, seed, cfg.eval_mode)
+            info = algo.adaptation_info()
         steps_k, metrics, seconds, em = zip(*curve)
         final = metrics[-1]
         if cfg.target == "baseline" and cfg.algo == "baseline":
@@ -357,7 +391,8 @@ class Runner:
             "metric_name": "accuracy" if ep.task_type == "classification" else "f1",
             "metric": float(final), "metric_at_0": float(metrics[0]),
             "exact_match": None if em[-1] is None else float(em[-1]),
-            "finetune_lr": float(lr) if cfg.eval_mode == "shared" else None,
+            "finetune_lr": float(lr) if cfg.eval_mode != "own" else None,
+            "adapt_info": json.dumps(info, sort_keys=True) if info else None,
             "ft_steps": steps, **_ft_columns(measurement),
             "curve_steps": list(steps_k), "curve_metric": [float(m) for m in metrics],
             "curve_seconds": [float(s) for s in seconds],

@@ -269,3 +269,37 @@ def test_algo_args_reach_the_algorithm_and_episodes_carry_their_source(tiny_mode
     config = resolve_config("quick", str(tiny_config()), {"algo": "source-recorder", "models": [str(tiny_models["bert"])]})
     Runner(config, tmp_path / "r", progress=False).run_all()
     assert seen and set(seen) == {"sst2", "conll2003"}
+
+
+def test_merge_intermediate_and_the_oracle_run_end_to_end_and_pair_with_the_baseline(tiny_models, tiny_config,
+                                                                                     tmp_path):
+    from leaderboard import stats
+    from leaderboard.verdicts import verdicts
+
+    out, cfg = tmp_path / "r", tiny_config(n_test=4, ft_steps=3)
+    for algo, extra in (("baseline", ()), ("merge", ("--algo-arg", "method=ties")), ("intermediate", ()),
+                        ("intermediate", ("--eval-mode", "hindsight"))):
+        proc = suite(*run_args(tiny_models["bert"], cfg, out, algo, *extra))
+        assert proc.returncode == 0, proc.stderr
+    runs, tasks = load_results(out)
+    by = runs.set_index(["algo", "eval_mode"])
+    # one fine-tuning step per meta-training episode, each source fine-tuned once (4 episodes: sst2, conll2003)
+    for algo in ("merge", "intermediate"):
+        assert by.loc[(algo, "shared"), "meta_steps"] == by.loc[(algo, "shared"), "meta_episodes"] == 4
+        assert by.loc[(algo, "shared"), "meta_flops"] > 0
+    inter = tasks[(tasks["algo"] == "intermediate") & (tasks["eval_mode"] == "shared")]
+    chosen = inter["adapt_info"].map(lambda s: json.loads(s)["source"])
+    assert set(chosen) <= {"sst2", "conll2003"}
+    oracle = tasks[tasks["eval_mode"] == "hindsight"]
+    finals = oracle["adapt_info"].map(lambda s: json.loads(s)["final_metric"])
+    assert (oracle["metric"].to_numpy() == [max(f.values()) for f in finals]).all()
+    assert (oracle["metric"].to_numpy() >= inter["metric"].to_numpy() - 1e-12).all()  # a bound, by construction
+    ranked, oracles = stats.split_oracles(tasks)
+    assert set(oracles["algo"]) == {"intermediate (oracle)"} and "intermediate (oracle)" not in set(ranked["algo"])
+    table = verdicts(ranked)
+    assert {"merge", "intermediate"} <= set(table["candidate"]) and (table["n"] == 2).all()
+    assert "oracle" not in " ".join(table["candidate"])
+    regret = stats.selector_regret(tasks)
+    assert len(regret) == 2 and (regret["regret"] >= 0).all()
+    proc = suite(*run_args(tiny_models["bert"], cfg, out, "reptile", "--eval-mode", "hindsight"))
+    assert proc.returncode == 2 and "needs an algorithm that chooses among candidate starts" in proc.stderr
