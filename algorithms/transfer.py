@@ -41,12 +41,18 @@ MERGE_METHODS = ("average", "task_arithmetic", "ties", "dare_linear", "dare_ties
 # ---------------------------------------------------------------------------------------------- shared step
 @dataclass
 class SourceConfig(AlgorithmConfig):
-    """How each source is fine-tuned: ``source_lr`` (Adam) for ``source_steps`` steps of one
+    """How each source is fine-tuned: ``source_lr`` (``source_optimizer``, Adam by default) for ``source_steps`` steps of one
     episode each (0: one pass over the source's episodes, so every algorithm sees the same
     meta-training examples once)."""
 
     source_lr: float = 5e-5
     source_steps: int = 0
+    source_optimizer: str = "adam"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.source_optimizer not in ("adam", "sgd"):
+            raise ValueError(f"source_optimizer must be 'adam' or 'sgd', got {self.source_optimizer!r}")
 
 
 def episode_objective(loss_fn: LossFn) -> Callable[[nn.Module, Episode], torch.Tensor]:
@@ -85,7 +91,7 @@ def load_trainable(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def finetune_per_source(model: nn.Module, groups: dict[str, list[Episode]], loss_fn: LossFn, *, steps: int,
-                        lr: float, step_factory: StepFactory | None = None,
+                        lr: float, optimizer: str = "adam", step_factory: StepFactory | None = None,
                         on_step: Callable[[str, int, float], None] | None = None) -> dict[str, dict[str, torch.Tensor]]:
     """Each source's fine-tuned weights (trainable parameters only), every copy from ``model``'s
     current weights with a fresh optimizer; ``model`` itself is left unchanged."""
@@ -99,7 +105,7 @@ def finetune_per_source(model: nn.Module, groups: dict[str, list[Episode]], loss
             if loss is not None and on_step is not None:
                 on_step(source, k, loss)
 
-        finetune(copy_, episodes, objective, n, lr=lr, optimizer="adam", params=meta_parameters(copy_),
+        finetune(copy_, episodes, objective, n, lr=lr, optimizer=optimizer, params=meta_parameters(copy_),
                  on_step=report, step_factory=step_factory)
         results[source] = trainable_state(copy_)
         del copy_
@@ -183,7 +189,7 @@ class SourceAlgorithm(Algorithm):
                 cb({"step": stats.steps, "loss": loss, "episodes": stats.episodes, "source": source})
 
         return finetune_per_source(model, groups, loss_fn, steps=self.config.source_steps, lr=self.config.source_lr,
-                                   step_factory=self.step_factory, on_step=on_step)
+                                   optimizer=self.config.source_optimizer, step_factory=self.step_factory, on_step=on_step)
 
 
 @register_algorithm("merge")

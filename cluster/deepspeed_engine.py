@@ -62,6 +62,10 @@ class DeepSpeedSettings:
         cfg.setdefault("train_micro_batch_size_per_gpu", 1)
         cfg.setdefault("gradient_accumulation_steps", 1)
         cfg["managed_gradient_accumulation"] = False  # meta_train and finetune own the boundary
+        # DeepSpeed (0.19) clips gradients at norm 1.0 unless told otherwise; --engine torch does not clip,
+        # and the two engines must apply the same update (measured: a Proto-head NER step's gradient
+        # norm is ~40, so the default shrank DeepSpeed's step ~40x)
+        cfg.setdefault("gradient_clipping", 0.0)
         cfg.setdefault("zero_force_ds_cpu_optimizer", False)
         cfg.setdefault("zero_allow_untested_optimizer", True)  # torch SGD for reptile interpolation
         return cfg
@@ -151,9 +155,13 @@ class DeepSpeedStep:
         client_optimizer = None
         if "optimizer" not in cfg:  # a torch optimizer: same update rule as --engine torch, nothing to compile
             client_optimizer = make_optimizer(optimizer, params, lr)
-        self.engine, self.optimizer, _, _ = deepspeed.initialize(
-            model=model, model_parameters=params if client_optimizer is None else None,
-            optimizer=client_optimizer, config=cfg)
+        # deepspeed.initialize draws from torch's RNG; without the fork, the dropout masks of every later
+        # step would differ from --engine torch's, so the two engines would not give the same numbers
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            self.engine, self.optimizer, _, _ = deepspeed.initialize(
+                model=model, model_parameters=params if client_optimizer is None else None,
+                optimizer=client_optimizer, config=cfg)
 
     def zero_grad(self) -> None:
         self.engine.zero_grad()
