@@ -1,21 +1,24 @@
 """Static leaderboard site: HTML + one copy of plotly.js, works from file:// with no network.
 
-Everything shown comes from result files that other people may submit, so every
-string goes through ``html.escape`` and all embedded JSON escapes ``<``, ``>`` and
-``&``.
+Everything shown comes from result files that other people may submit, so pages are
+rendered by Jinja2 templates (``leaderboard/templates``) with autoescape on: this module
+builds plain data (tables of :class:`Cell`), the templates turn it into HTML. The only
+markup that bypasses escaping is the plot snippet, whose embedded JSON escapes ``<``,
+``>`` and ``&`` (:func:`figures.figure_json`).
 """
 from __future__ import annotations
 
-import html
 import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup
 
 from suite.results import load_results
 
@@ -42,10 +45,6 @@ th{background:#f0f2f5}td.l,th.l{text-align:left}.ci{color:#6b7280;font-size:11px
 .plot{background:#fff;border:1px solid #dde1e6;margin:10px 0}.grid{display:grid;grid-template-columns:1fr 1fr;gap:12px}
 .note{color:#6b7280;font-size:12px}pre{background:#fff;border:1px solid #dde1e6;padding:10px;overflow:auto;font-size:12px}
 """
-
-
-def esc(value) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
 
 
 def slug(text: str) -> str:
@@ -79,6 +78,57 @@ def load_site_data(dirs: list[str]) -> SiteData:
     return SiteData(runs, tasks, manifests, oracles)
 
 
+@dataclass
+class Cell:
+    """One table cell: ``text`` (escaped), an optional CSS class, a span class with a tooltip
+    (e.g. a significance mark), a grey CI suffix, and links (label, href)."""
+
+    text: object = ""
+    cls: str = ""
+    span: str = ""
+    title: str = ""
+    ci: str = ""
+    links: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class Table:
+    cls: str
+    head: list[str]
+    rows: list[list[Cell]]
+    left_head: tuple[str, ...] = ()
+    attrs: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Section:
+    heading: str
+    notes: list[str]
+    table: Table
+
+
+@dataclass
+class ModelSection:
+    model: str
+    suffix: str
+    table: Table
+    plots: list[Markup]
+    comparisons: list[tuple[str, Table]]
+
+
+def left(text, cls: str = "l", **kw) -> Cell:
+    return Cell(text, cls=cls, **kw)
+
+
+def with_ci(value: str, lo, hi, digits: int = 3) -> Cell:
+    return Cell(value, ci=f"[{fmt(lo, digits)}, {fmt(hi, digits)}]")
+
+
+def templates() -> Environment:
+    return Environment(loader=PackageLoader("leaderboard", "templates"), autoescape=select_autoescape(default=True),
+                       trim_blocks=True, lstrip_blocks=True)
+
+
 class SiteBuilder:
     def __init__(self, data: SiteData, out: str | Path, baseline: str = "baseline", n_resamples: int = 1999):
         self.data, self.out, self.baseline, self.n_resamples = data, Path(out), baseline, n_resamples
@@ -89,6 +139,7 @@ class SiteBuilder:
         self.core = data.tasks.drop(columns=["curve_steps", "curve_metric", "curve_seconds"])
         self.curves = figures.curve_table(data.tasks, data.runs)
         self.datasets = sorted(self.core["dataset"].unique())
+        self.env = templates()
 
     def prefetch_cis(self, items: list[tuple[tuple, pd.Series]]) -> None:
         """Bootstrap CIs of means, batched; the overview and dataset pages share cells."""
@@ -97,21 +148,16 @@ class SiteBuilder:
             self._ci[key] = ci
 
     # ------------------------------------------------------------------ page scaffolding
-    def page(self, title: str, body: str, depth: int = 0, plots: bool = True) -> str:
-        up = "../" * depth
-        script = f'<script src="{up}assets/plotly.min.js"></script>' if plots else ""
-        nav = f'<a href="{up}index.html">Overview</a>' + "".join(
-            f'<a href="{up}datasets/{esc(slug(d))}.html">{esc(d)}</a>' for d in self.datasets)
-        return (f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
-                f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-                f"<link rel=\"stylesheet\" href=\"{up}assets/style.css\">{script}</head><body>"
-                f"<header><h1>{esc(title)}</h1><nav>{nav}</nav></header><main>{body}</main></body></html>")
+    def render(self, template: str, title: str, depth: int = 0, plots: bool = True, **context) -> str:
+        nav = [(d, f"{slug(d)}.html") for d in self.datasets]
+        return self.env.get_template(template).render(title=title, up="../" * depth, plots=plots, nav=nav, **context)
 
-    def plot(self, fig) -> str:
+    def plot(self, fig) -> Markup:
+        """Trusted markup: a fixed snippet around JSON that escapes <, > and &."""
         self._plot_id += 1
         pid = f"plot{self._plot_id}"
-        return (f'<div class="plot" id="{pid}"></div><script>(function(){{var f={figures.figure_json(fig)};'
-                f'Plotly.newPlot("{pid}",f.data,f.layout,{{responsive:true,displaylogo:false}});}})();</script>')
+        return Markup(f'<div class="plot" id="{pid}"></div><script>(function(){{var f={figures.figure_json(fig)};'
+                      f'Plotly.newPlot("{pid}",f.data,f.layout,{{responsive:true,displaylogo:false}});}})();</script>')
 
     # ------------------------------------------------------------------ tables
     def leaderboard_table(self, tasks: pd.DataFrame, model: str, with_datasets: bool, depth: int = 0):
@@ -123,8 +169,8 @@ class SiteBuilder:
         refs = stats.references_in(sub, self.baseline)
         vs_refs = {r: stats.against_baseline(sub, r, model=model, n_resamples=self.n_resamples) for r in refs}
         datasets = sorted(sub["dataset"].unique()) if with_datasets else []
-        head = ["rank", "algorithm", "tasks", "metric (95% CI)"] + [esc(d) for d in datasets] + \
-               [f"vs {esc(r)}" for r in refs] + ["FLOPs / task", "ft s / task (descriptive)", "GPU-h (ft)", "runs"]
+        head = ["rank", "algorithm", "tasks", "metric (95% CI)"] + datasets + [f"vs {r}" for r in refs] + \
+               ["FLOPs / task", "ft s / task (descriptive)", "GPU-h (ft)", "runs"]
         order = sorted(algos, key=lambda a: (ranks[a], a))
         scope = tuple(sorted(sub["dataset"].unique()))
         by_algo = {a: df for a, df in sub.groupby("algo")}
@@ -134,231 +180,180 @@ class SiteBuilder:
         rows = []
         for algo in order:
             df = by_algo[algo]
-            lo, hi = self._ci[(model, algo, scope)]
-            cells = [str(ranks[algo]), f'<td class="l algo">{esc(algo)}</td>', str(len(df)),
-                     f'{fmt(df["metric"].mean())} <span class="ci">[{fmt(lo)}, {fmt(hi)}]</span>']
+            cells = [Cell(ranks[algo]), left(algo, "l algo"), Cell(len(df)),
+                     with_ci(fmt(df["metric"].mean()), *self._ci[(model, algo, scope)])]
             for d in datasets:
                 x = df[df["dataset"] == d]["metric"]
-                if len(x):
-                    l2, h2 = self._ci[(model, algo, (d,))]
-                    cells.append(f'{fmt(x.mean())} <span class="ci">[{fmt(l2)}, {fmt(h2)}]</span>')
-                else:
-                    cells.append("–")
+                cells.append(with_ci(fmt(x.mean()), *self._ci[(model, algo, (d,))]) if len(x) else Cell("–"))
             cells += [self.significance_mark(vs_refs[r], algo, r) for r in refs]
             flops = df["ft_flops"].mean() if "ft_flops" in df else float("nan")
-            cells += ["–" if pd.isna(flops) else f"{flops:.3g}", fmt(df["ft_seconds"].mean(), 2),
-                      fmt(df["ft_gpu_hours"].sum(), 5),
-                      " ".join(f'<a href="{"../" * depth}runs/{esc(slug(r))}.html">{i + 1}</a>' for i, r in
-                               enumerate(sorted(df["run_id"].unique())))]
-            rows.append("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in cells) + "</tr>")
-        table = (f'<table class="leaderboard" data-model="{esc(model)}"><thead><tr>' +
-                 "".join(f'<th{" class=l" if h == "algorithm" else ""}>{h}</th>' for h in head) +
-                 "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+            cells += [Cell("–" if pd.isna(flops) else f"{flops:.3g}"), Cell(fmt(df["ft_seconds"].mean(), 2)),
+                      Cell(fmt(df["ft_gpu_hours"].sum(), 5)),
+                      Cell(links=[(str(i + 1), f'{"../" * depth}runs/{slug(r)}.html')
+                                  for i, r in enumerate(sorted(df["run_id"].unique()))])]
+            rows.append(cells)
+        table = Table("leaderboard", head, rows, left_head=("algorithm",), attrs={"data-model": model})
         return table, pairs, vs_refs, algos
 
-    def significance_mark(self, vs_base: pd.DataFrame, algo: str, reference: str) -> str:
+    def significance_mark(self, vs_base: pd.DataFrame, algo: str, reference: str) -> Cell:
         if algo == reference or vs_base.empty:
-            return "–"
+            return Cell("–")
         r = vs_base[(vs_base["measure"] == "metric") & (vs_base["a"] == algo)]
         if r.empty:
-            return "–"
+            return Cell("–")
         r = r.iloc[0]
         if r["p_holm"] is None or pd.isna(r["p_holm"]):
-            return f'<span class="ns" title="{esc(r["note"])}">not tested</span>'
+            return Cell("not tested", span="ns", title=str(r["note"]))
+        title = f"Holm p={r['p_holm']:.3g}"
         if r["significant"]:
-            better = r["mean_diff"] > 0
-            cls, sym = ("sig-better", "▲") if better else ("sig-worse", "▼")
-            return f'<span class="{cls}" title="Holm p={r["p_holm"]:.3g}">{sym} p={r["p_holm"]:.3g}</span>'
-        return f'<span class="ns" title="Holm p={r["p_holm"]:.3g}">n.s. p={r["p_holm"]:.3g}</span>'
+            cls, sym = ("sig-better", "▲") if r["mean_diff"] > 0 else ("sig-worse", "▼")
+            return Cell(f"{sym} p={r['p_holm']:.3g}", span=cls, title=title)
+        return Cell(f"n.s. p={r['p_holm']:.3g}", span="ns", title=title)
 
-    def verdict_table(self, dataset: str) -> str:
+    def verdict_table(self, dataset: str) -> Section | None:
         """The per-dataset verdicts (one metric, config-matched pairs, Holm, TOST, MDE)."""
         table = verdicts.verdicts(self.core[self.core["dataset"] == dataset])
         if table.empty:
-            return '<p class="note">No reference runs (baseline or multitask): no verdicts.</p>'
+            return None
         head = ["model", "candidate", "vs", "pairs", "mean diff [95% CI]", "Holm p", "TOST p", "MDE (80%)",
                 "verdict"]
-        rows = []
-        for r in table.itertuples():
-            rows.append("<tr>" + "".join([
-                f'<td class="l">{esc(r.model)}</td>', f'<td class="l algo">{esc(r.candidate)}</td>',
-                f'<td class="l">{esc(r.reference)}</td>', f"<td>{r.n}</td>",
-                f'<td>{fmt(r.mean_diff, 4)} <span class="ci">[{fmt(r.ci_low, 4)}, {fmt(r.ci_high, 4)}]</span></td>',
-                f"<td>{fmt(r.p_holm, 4)}</td>", f"<td>{fmt(r.p_equivalence, 4)}</td>", f"<td>{fmt(r.mde, 4)}</td>",
-                f'<td class="l verdict" title="{esc(r.note)}">{esc(r.verdict)}</td>']) + "</tr>")
+        rows = [[left(r.model), left(r.candidate, "l algo"), left(r.reference), Cell(r.n),
+                 with_ci(fmt(r.mean_diff, 4), r.ci_low, r.ci_high, 4), Cell(fmt(r.p_holm, 4)),
+                 Cell(fmt(r.p_equivalence, 4)), Cell(fmt(r.mde, 4)), left(r.verdict, "l verdict", title=r.note)]
+                for r in table.itertuples()]
         margin = table["margin"].iloc[0]
-        return (f'<p class="note">Verdicts on {esc(dataset)} ({esc(table["metric_name"].iloc[0])}): paired t-test, '
-                f'Holm over the candidates compared with one reference; equivalence: TOST within ±{margin:g}; '
-                f'MDE: the smallest difference these pairs detect with 80% power. "inconclusive (underpowered)": '
-                f'the study could not have detected a difference as small as the margin.</p>'
-                '<table class="verdicts"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) +
-                "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+        note = (f'Verdicts on {dataset} ({table["metric_name"].iloc[0]}): paired t-test, Holm over the candidates '
+                f"compared with one reference; equivalence: TOST within ±{margin:g}; MDE: the smallest difference "
+                f'these pairs detect with 80% power. "inconclusive (underpowered)": the study could not have '
+                f"detected a difference as small as the margin.")
+        return Section("Verdicts", [note], Table("verdicts", head, rows))
 
-    def comparisons_table(self, comp: pd.DataFrame) -> str:
-        if comp.empty:
-            return '<p class="note">No reference runs: nothing to compare against.</p>'
+    def comparisons_table(self, comp: pd.DataFrame) -> Table:
         head = ["measure", "algorithm", "vs", "test", "pairs", "mean diff (95% CI)", "statistic", "p", "Holm p",
                 "effect size", "note"]
-        rows = []
-        for r in comp.itertuples():
-            rows.append("<tr>" + "".join([
-                f'<td class="l">{esc(r.measure)}</td>', f'<td class="l">{esc(r.a)}</td>', f'<td class="l">{esc(r.b)}</td>',
-                f'<td class="l">{esc(r.test)}</td>', f"<td>{r.n}</td>",
-                f'<td>{fmt(r.mean_diff, 4)} <span class="ci">[{fmt(r.ci_low, 4)}, {fmt(r.ci_high, 4)}]</span></td>',
-                f"<td>{fmt(r.statistic, 3)}</td>", f"<td>{fmt(r.p_value, 4)}</td>", f"<td>{fmt(r.p_holm, 4)}</td>",
-                f'<td>{fmt(r.effect_size, 3)} <span class="ci">{esc(r.effect_name)}</span></td>',
-                f'<td class="l note">{esc(r.note)}</td>']) + "</tr>")
-        return ('<table class="comparisons"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) +
-                "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+        rows = [[left(r.measure), left(r.a), left(r.b), left(r.test), Cell(r.n),
+                 with_ci(fmt(r.mean_diff, 4), r.ci_low, r.ci_high, 4), Cell(fmt(r.statistic, 3)),
+                 Cell(fmt(r.p_value, 4)), Cell(fmt(r.p_holm, 4)), Cell(fmt(r.effect_size, 3), ci=r.effect_name),
+                 left(r.note, "l note")] for r in comp.itertuples()]
+        return Table("comparisons", head, rows)
 
-    # ------------------------------------------------------------------ pages
-    def section(self, dataset: str | None, title_suffix: str, depth: int = 0) -> str:
+    # ------------------------------------------------------------------ sections
+    def sections(self, dataset: str | None, title_suffix: str, depth: int = 0) -> list[ModelSection]:
         core = self.core if dataset is None else self.core[self.core["dataset"] == dataset]
-        parts = []
+        out = []
         for model in sorted(core["model"].unique()):
             sub = core[core["model"] == model]
             table, pairs, vs_refs, algos = self.leaderboard_table(core, model, dataset is None, depth)
-            parts.append(f"<h2>Model {esc(model)}{esc(title_suffix)}</h2>{table}")
-            parts.append('<div class="grid">' +
-                         self.plot(figures.learning_curves(self.curves, model, dataset, "steps",
-                                                           "Learning curve: metric vs fine-tuning steps")) +
-                         self.plot(figures.learning_curves(self.curves, model, dataset, "seconds",
-                                                           "Learning curve: metric vs seconds")) +
-                         self.plot(figures.learning_curves(self.curves, model, dataset, "compute",
-                                                           "Metric vs compute, meta-training amortized")) +
-                         self.plot(figures.quality_vs_cost(sub, "ft_seconds", "Quality vs fine-tuning cost")) +
-                         self.plot(figures.pvalue_matrix(pairs, algos, "metric", "Holm-adjusted p-values (paired t, metric)")) +
-                         "</div>")
-            for ref, comp in vs_refs.items():
-                parts.append(f"<h3>Against {esc(ref)} ({esc(model)})</h3>" + self.comparisons_table(comp))
-            if not vs_refs:
-                parts.append(self.comparisons_table(pd.DataFrame()))
-        return "".join(parts)
+            plots = [
+                self.plot(figures.learning_curves(self.curves, model, dataset, "steps",
+                                                  "Learning curve: metric vs fine-tuning steps")),
+                self.plot(figures.learning_curves(self.curves, model, dataset, "seconds",
+                                                  "Learning curve: metric vs seconds")),
+                self.plot(figures.learning_curves(self.curves, model, dataset, "compute",
+                                                  "Metric vs compute, meta-training amortized")),
+                self.plot(figures.quality_vs_cost(sub, "ft_seconds", "Quality vs fine-tuning cost")),
+                self.plot(figures.pvalue_matrix(pairs, algos, "metric", "Holm-adjusted p-values (paired t, metric)"))]
+            out.append(ModelSection(model, title_suffix, table, plots,
+                                    [(ref, self.comparisons_table(comp)) for ref, comp in vs_refs.items()]))
+        return out
 
-    def overview(self) -> str:
-        d = self.data
-        intro = (f'<p>{len(d.runs)} runs, {len(d.tasks)} task results, algorithms: '
-                 f'{esc(", ".join(sorted(d.tasks["algo"].unique())))}. Ranks: algorithms whose difference in mean '
-                 f'metric is not significant (paired t-test, Holm-Bonferroni, α=0.05) share a rank. Marks against '
-                 f'the baseline: ▲ significantly better, ▼ significantly worse, n.s. not significant. '
-                 f'Cost comparisons (FLOPs, tokens: load-independent) use the Wilcoxon signed-rank test; seconds and '
-                 f'GPU-hours are shown as measured and are descriptive (runs of different algorithms are not '
-                 f'interleaved, so machine load can differ). CIs: percentile bootstrap, '
-                 f'{self.n_resamples} resamples. Each dataset page leads with per-dataset verdicts; the overview\'s '
-                 f'mean over datasets mixes unlike metrics and is descriptive only.</p>'
-                 f'<p class="note">{esc(QA_HEAD_NOTE)}</p><p class="note">{esc(CONTAMINATION_NOTE)}</p>'
-                 + self.version_note())
-        runs = "".join(f'<li><a href="runs/{esc(slug(r))}.html">{esc(r)}</a></li>' for r in sorted(d.runs["run_id"]))
-        return self.page("Meta-learned fine-tuning leaderboard",
-                         intro + self.stratified_table() + self.section(None, "") + self.amortization_table() +
-                         self.regret_table() + self.overlap_note() +
-                         f"<h2>Runs</h2><ul class=\"runs\">{runs}</ul>")
-
-    def stratified_table(self) -> str:
+    def stratified_table(self) -> Section | None:
         """The cross-dataset answer: per-dataset standardised effects, datasets as strata."""
         table = verdicts.stratified_summary(self.core)
         if table.empty:
-            return ""
+            return None
         head = ["model", "candidate", "vs", "datasets", "tasks", "standardised effect", "p (stratified)", "Holm p"]
-        rows = "".join("<tr>" + "".join([
-            f'<td class="l">{esc(r.model)}</td>', f'<td class="l algo">{esc(r.candidate)}</td>',
-            f'<td class="l">{esc(r.reference)}</td>', f"<td>{r.datasets}</td>", f"<td>{r.tasks}</td>",
-            f"<td>{r.effect:+.3f}</td>", f"<td>{r.p_value:.4f}</td>", f"<td>{r.p_holm:.4f}</td>"]) + "</tr>"
-            for r in table.itertuples())
-        return ("<h2>Across datasets (stratified)</h2>"
-                '<p class="note">Never a mean of unlike metrics: each dataset\'s paired differences are divided by '
-                "their root mean square (a unit-free effect), datasets count equally, and the p-value is a "
-                "permutation test flipping signs within datasets (strata). Per-dataset verdicts are on each "
-                "dataset's page. The ranked table below averages raw metrics across datasets and is descriptive "
-                "only.</p>"
-                '<table class="stratified"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) +
-                "</tr></thead><tbody>" + rows + "</tbody></table>")
+        rows = [[left(r.model), left(r.candidate, "l algo"), left(r.reference), Cell(r.datasets), Cell(r.tasks),
+                 Cell(f"{r.effect:+.3f}"), Cell(f"{r.p_value:.4f}"), Cell(f"{r.p_holm:.4f}")]
+                for r in table.itertuples()]
+        note = ("Never a mean of unlike metrics: each dataset's paired differences are divided by their root mean "
+                "square (a unit-free effect), datasets count equally, and the p-value is a permutation test "
+                "flipping signs within datasets (strata). Per-dataset verdicts are on each dataset's page. The "
+                "ranked table below averages raw metrics across datasets and is descriptive only.")
+        return Section("Across datasets (stratified)", [note], Table("stratified", head, rows))
 
-    def amortization_table(self) -> str:
+    def amortization_table(self) -> Section | None:
         """Steps-to-target from the stored curves (misses censored), reach rates, break-even tasks."""
         table = costs.amortization(self.data.tasks, self.data.runs)
         if table.empty:
-            return ""
+            return None
         head = ["model", "dataset", "candidate", "vs", "pairs", "reached", "steps (candidate)", "steps (reference)",
                 "p (steps, Wilcoxon)", f"steps verdict (±{costs.STEPS_MARGIN})", "FLOPs saved / task",
                 "extra up-front FLOPs", "break-even tasks"]
         rows = []
         for r in table.itertuples():
             be = "never" if not np.isfinite(r.break_even_tasks) else f"{r.break_even_tasks:.3g}"
-            rows.append("<tr>" + "".join([
-                f'<td class="l">{esc(r.model)}</td>', f'<td class="l">{esc(r.dataset)}</td>',
-                f'<td class="l algo">{esc(r.candidate)}</td>', f'<td class="l">{esc(r.reference)}</td>',
-                f"<td>{r.n}</td>", f"<td>{r.reach_rate:.0%}</td>", f"<td>{fmt(r.steps_candidate, 1)}</td>",
-                f"<td>{fmt(r.steps_reference, 1)}</td>", f"<td>{fmt(r.p_steps, 4)}</td>",
-                f'<td class="l">{esc(r.steps_verdict)}</td>',
-                f"<td>{r.saved_flops_per_task:.3g}</td>",
-                f"<td>{r.extra_upfront_flops:.3g}</td>", f'<td class="break-even">{be}</td>']) + "</tr>")
-        return ("<h2>Cost to the reference's quality, and when meta-training pays back</h2>"
-                '<p class="note">Target: the reference\'s final metric on the same task. Steps-to-target are read '
-                "from the stored learning curves; a task whose curve never reaches the target is censored at twice "
-                "the budget (never dropped), and the reach rate is shown. Break-even: the candidate's extra "
-                "up-front FLOPs (meta-training and lr selection, minus the reference's) over the FLOPs it saves per "
-                "task; \"never\" when it saves nothing.</p>"
-                '<table class="amortization"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) +
-                "</tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+            rows.append([left(r.model), left(r.dataset), left(r.candidate, "l algo"), left(r.reference), Cell(r.n),
+                         Cell(f"{r.reach_rate:.0%}"), Cell(fmt(r.steps_candidate, 1)),
+                         Cell(fmt(r.steps_reference, 1)), Cell(fmt(r.p_steps, 4)), left(r.steps_verdict),
+                         Cell(f"{r.saved_flops_per_task:.3g}"), Cell(f"{r.extra_upfront_flops:.3g}"),
+                         Cell(be, "break-even")])
+        note = ("Target: the reference's final metric on the same task. Steps-to-target are read from the stored "
+                "learning curves; a task whose curve never reaches the target is censored at twice the budget "
+                "(never dropped), and the reach rate is shown. Break-even: the candidate's extra up-front FLOPs "
+                "(meta-training and lr selection, minus the reference's) over the FLOPs it saves per task; "
+                '"never" when it saves nothing.')
+        return Section("Cost to the reference's quality, and when meta-training pays back", [note],
+                       Table("amortization", head, rows))
 
-    def regret_table(self) -> str:
+    def regret_table(self) -> Section | None:
         """Selectors against their hindsight oracle: the price of choosing without the query set."""
         oracles = self.data.oracles
         if oracles is None or oracles.empty:
-            return ""
+            return None
         table = stats.selector_regret(pd.concat([self.data.tasks, oracles]))
         if table.empty:
-            return ""
+            return None
         head = ["model", "dataset", "selector", "tasks", "oracle metric", "selected metric", "regret",
                 "regret % of oracle", "picked the oracle's source"]
-        rows = "".join("<tr>" + "".join([
-            f'<td class="l">{esc(r.model)}</td>', f'<td class="l">{esc(r.dataset)}</td>',
-            f'<td class="l algo">{esc(r.algo)}</td>', f"<td>{r.n}</td>", f"<td>{r.oracle_metric:.3f}</td>",
-            f"<td>{r.selected_metric:.3f}</td>", f"<td>{r.regret:+.3f}</td>", f"<td>{r.regret_pct:.1f}</td>",
-            f"<td>{r.picked_oracle_source:.0%}</td>"]) + "</tr>" for r in table.itertuples())
-        return ("<h2>Source selection against the hindsight oracle (bound, not ranked)</h2>"
-                '<p class="note">The oracle fine-tunes from every source and keeps the best on the query set it is '
-                "scored on, so it is an upper bound for a selector that sees only the support set; it is never "
-                "ranked or tested with the methods. Regret: oracle minus selected metric on the same tasks.</p>"
-                '<table class="regret"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) +
-                "</tr></thead><tbody>" + rows + "</tbody></table>")
+        rows = [[left(r.model), left(r.dataset), left(r.algo, "l algo"), Cell(r.n), Cell(f"{r.oracle_metric:.3f}"),
+                 Cell(f"{r.selected_metric:.3f}"), Cell(f"{r.regret:+.3f}"), Cell(f"{r.regret_pct:.1f}"),
+                 Cell(f"{r.picked_oracle_source:.0%}")] for r in table.itertuples()]
+        note = ("The oracle fine-tunes from every source and keeps the best on the query set it is scored on, so it "
+                "is an upper bound for a selector that sees only the support set; it is never ranked or tested "
+                "with the methods. Regret: oracle minus selected metric on the same tasks.")
+        return Section("Source selection against the hindsight oracle (bound, not ranked)", [note],
+                       Table("regret", head, rows))
 
-    def overlap_note(self) -> str:
+    def overlap_items(self) -> list[str]:
         """Where meta-test query sets overlap across tasks, the tasks are not independent."""
         shared = {}
         for m in self.data.manifests.values():
             for dataset, o in (m.get("query_overlap") or {}).items():
                 if o.get("tasks_sharing_a_query"):
                     shared[dataset] = o
-        if not shared:
-            return ""
-        items = "".join(f"<li>{esc(d)}: {o['tasks_sharing_a_query']} of {o['tasks']} tasks share a query example "
-                        f"with another task ({o['distinct']} distinct of {o['queries']} queries)</li>"
-                        for d, o in sorted(shared.items()))
-        return (f'<p class="note overlap">Query sets overlap across tasks where the pool is too small for '
-                f'disjoint sets; there the effective number of independent tasks is smaller than shown:</p>'
-                f'<ul class="note">{items}</ul>')
+        return [f"{d}: {o['tasks_sharing_a_query']} of {o['tasks']} tasks share a query example with another task "
+                f"({o['distinct']} distinct of {o['queries']} queries)" for d, o in sorted(shared.items())]
 
     def version_note(self) -> str:
         keys = sorted(self.data.tasks["benchmark"].dropna().unique())
         if len(keys) < 2:
             return ""
-        return (f'<p class="note version">Results of {len(keys)} benchmark versions are present '
-                f'({esc(", ".join(keys))}); rows of different versions or protocols are never paired with each '
-                f'other (comparisons between them say "not paired").</p>')
+        return (f"Results of {len(keys)} benchmark versions are present ({', '.join(keys)}); rows of different "
+                f"versions or protocols are never paired with each other (comparisons between them say "
+                f'"not paired").')
+
+    # ------------------------------------------------------------------ pages
+    def overview(self) -> str:
+        d = self.data
+        return self.render(
+            "overview.html", "Meta-learned fine-tuning leaderboard",
+            runs=[(r, f"{slug(r)}.html") for r in sorted(d.runs["run_id"])], n_tasks=len(d.tasks),
+            algorithms=sorted(d.tasks["algo"].unique()), n_resamples=self.n_resamples,
+            notes=[QA_HEAD_NOTE, CONTAMINATION_NOTE], version_note=self.version_note(),
+            stratified=self.stratified_table(), sections=self.sections(None, ""),
+            amortization=self.amortization_table(), regret=self.regret_table(), overlap=self.overlap_items())
 
     def dataset_page(self, dataset: str) -> str:
-        body = "<h2>Verdicts</h2>" + self.verdict_table(dataset) + self.section(dataset, f" on {dataset}", depth=1)
-        return self.page(f"{dataset}", body, depth=1)
+        return self.render("dataset.html", dataset, depth=1, verdicts=self.verdict_table(dataset),
+                           sections=self.sections(dataset, f" on {dataset}", depth=1))
 
     def run_page(self, run_id: str) -> str:
         manifest = self.data.manifests.get(run_id, {})
         row = self._runs_by_id.get(run_id, {})
-        table = "".join(f'<tr><th class="l">{esc(k)}</th><td class="l">{esc(v)}</td></tr>' for k, v in row.items())
-        body = (f"<h2>Run {esc(run_id)}</h2><table>{table}</table><h2>Provenance</h2>"
-                f"<pre>{esc(json.dumps(manifest, indent=1, sort_keys=True, default=str))}</pre>")
-        return self.page(f"Run {run_id}", body, depth=1, plots=False)
+        return self.render("run.html", f"Run {run_id}", depth=1, plots=False, run_id=run_id,
+                           row=[(k, "" if v is None else v) for k, v in row.items()],
+                           provenance=json.dumps(manifest, indent=1, sort_keys=True, default=str))
 
     def build(self) -> Path:
         out = self.out

@@ -197,3 +197,45 @@ def test_each_planted_verdict_shows_on_its_row(browser, tmp_path):
              for r in rows}
     assert shown == PLANTED_VERDICTS
     assert console_errors(browser) == []
+
+
+def test_the_hindsight_oracle_is_shown_apart_and_never_ranked(browser, tmp_path):
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    from suite.results import RunFolder, load_results
+
+    results = write_results(tmp_path / "results", n_tasks=8, seeds=(0,), hostile=False)
+    _, tasks = load_results(results)
+    for mode, bump in (("shared", 0.0), ("hindsight", 0.05)):
+        rows = tasks[tasks["algo"] == "good"].copy()
+        run_id = f"intermediate-{mode}"
+        folder = RunFolder(results, run_id)
+        for row in rows.to_dict("records"):
+            chosen = "sst2" if (row["task_index"] // 4) % 2 else "imdb"  # per dataset: one hit, one miss
+            finals = {"imdb": row["metric"] + bump, "sst2": row["metric"]}
+            info = {"source": max(finals, key=finals.get), "final_metric": finals} if mode == "hindsight" \
+                else {"source": chosen}
+            row.update(run_id=run_id, algo="intermediate", eval_mode=mode, metric=max(finals.values()) if
+                       mode == "hindsight" else finals[chosen], adapt_info=json.dumps(info))
+            folder.write_task(int(row["task_index"]), row)
+        (folder.path / "manifest.json").write_text(json.dumps({"run_id": run_id}))
+        folder.write_run({"run_id": run_id, "algo": "intermediate", "model": "minilm", "seed": 0,
+                          "benchmark": "cross-dataset-v1", "episodes_fingerprint": "fp0", "n_tasks": len(rows),
+                          "eval_mode": mode})
+    out = tmp_path / "site"
+    proc = subprocess.run([SUITE, "leaderboard", "build", "--results", str(results), "--out", str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    browser.get((out / "index.html").as_uri())
+    ranked = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "table.leaderboard td.algo")]
+    assert "intermediate" in ranked and not any("oracle" in a for a in ranked)
+    for table in ("stratified", "amortization"):
+        assert not any("oracle" in c.text for c in browser.find_elements(By.CSS_SELECTOR, f"table.{table} td.algo"))
+    regret = browser.find_elements(By.CSS_SELECTOR, "table.regret tbody tr")
+    assert len(regret) == 4  # one row per dataset
+    cells = [td.text for td in regret[0].find_elements(By.TAG_NAME, "td")]
+    assert cells[2] == "intermediate" and float(cells[6]) > 0  # the selector missed the oracle's source half the time
+    assert cells[8] == "50%"
+    assert console_errors(browser) == []
