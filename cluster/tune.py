@@ -30,6 +30,7 @@ from suite.config import RunConfig, apply_overrides
 from suite.errors import SuiteError
 
 SEARCHABLE = {"inner_lr", "outer_lr", "finetune_lr", "inner_steps", "meta_batch_size", "head_init"}
+ALGORITHM_PREFIX = "algorithm."  # e.g. algorithm.method, algorithm.scale: the algorithm's own hyperparameters
 DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint", "grid")
 
 
@@ -39,8 +40,9 @@ def parse_search_space(spec: dict, source: str = "search space") -> dict[str, An
 
     space = {}
     for name, dist in spec.items():
-        if name not in SEARCHABLE:
-            raise SuiteError(f"{source}: {name!r} cannot be searched; searchable: {', '.join(sorted(SEARCHABLE))}")
+        if name not in SEARCHABLE and not (name.startswith(ALGORITHM_PREFIX) and len(name) > len(ALGORITHM_PREFIX)):
+            raise SuiteError(f"{source}: {name!r} cannot be searched; searchable: {', '.join(sorted(SEARCHABLE))}, "
+                             f"or any algorithm hyperparameter as {ALGORITHM_PREFIX}<name> (e.g. algorithm.scale)")
         if not isinstance(dist, dict) or dist.get("type") not in DISTRIBUTIONS:
             raise SuiteError(f"{source}: {name} needs type = one of {', '.join(DISTRIBUTIONS)}")
         kind = dist["type"]
@@ -88,6 +90,9 @@ class StudySpec:
         overrides = {"algo": params["algo"], "models": [params["model"]], "seeds": [int(params["seed"])],
                      "target": "best"}
         overrides.update({k: params[k] for k in SEARCHABLE if k in params})
+        algorithm = {k[len(ALGORITHM_PREFIX):]: v for k, v in params.items() if k.startswith(ALGORITHM_PREFIX)}
+        if algorithm:
+            overrides["algorithm"] = algorithm
         return apply_overrides(config, overrides, f"trial {params}").validate()
 
 

@@ -70,6 +70,7 @@ def load_site_data(dirs: list[str]) -> SiteData:
     if tasks.empty:
         raise ValueError(f"no complete runs under {', '.join(map(str, dirs))}; run `suite run` first")
     tasks, oracles = stats.split_oracles(stats.prepare(tasks))
+    tasks = stats.as_categories(tasks)
     manifests = {}
     for d in dirs:
         for path in list(Path(d).glob("*/manifest.json")) + ([Path(d) / "manifest.json"] if (Path(d) / "manifest.json").is_file() else []):

@@ -61,6 +61,7 @@ class Comparison:
 
 
 # ---------------------------------------------------------------------------- bootstrap
+BOOTSTRAP_UP_TO = 2000  # above: the normal limit of the bootstrap distribution of the mean
 def bootstrap_ci(values: Sequence[float], n_resamples: int = 9999, confidence: float = 0.95,
                  seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean. Resample indices are drawn as
@@ -81,6 +82,12 @@ def bootstrap_many(vectors: Sequence[Sequence[float]], n_resamples: int = 9999, 
     for i, x in enumerate(arrays):
         if len(x) == 1:
             out[i] = (float(x[0]), float(x[0]))
+        elif len(x) > BOOTSTRAP_UP_TO and n_resamples > 0:
+            # the bootstrap distribution of a mean of this many values is normal to within the
+            # resampling noise (test: limits agree within 3% of the width at n = 2,000); drawing
+            # n_resamples x n indices for 10,000-row vectors dominated a 100,000-row site build
+            half = sps.norm.ppf(1 - alpha) * x.std() / np.sqrt(len(x))
+            out[i] = (float(x.mean() - half), float(x.mean() + half))
         elif len(x) > 1 and n_resamples > 0:
             by_length.setdefault(len(x), []).append(i)
     for n, members in by_length.items():
@@ -163,6 +170,20 @@ def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
     tasks.loc[own, "algo"] = tasks.loc[own, "algo"].astype(str) + OWN_SUFFIX
     oracle = (mode == "hindsight") & ~tasks["algo"].astype(str).str.endswith(ORACLE_SUFFIX)
     tasks.loc[oracle, "algo"] = tasks.loc[oracle, "algo"].astype(str) + ORACLE_SUFFIX
+    return tasks
+
+
+KEY_COLUMNS = ("run_id", "algo", "model", "dataset", "benchmark", "episodes_fingerprint", "protocol_fingerprint",
+               "metric_name", "task_type", "eval_mode")
+
+
+def as_categories(tasks: pd.DataFrame) -> pd.DataFrame:
+    """Key columns as categoricals: grouping and pairing 100,000 rows is several times faster
+    than on Arrow-backed strings (measured by benchmarks/bench_leaderboard.py)."""
+    tasks = tasks.copy()
+    for col in KEY_COLUMNS:
+        if col in tasks:
+            tasks[col] = tasks[col].astype("category")
     return tasks
 
 
@@ -264,7 +285,9 @@ def compare(tasks: pd.DataFrame, pairs: Iterable[tuple[str, str]], measures: Seq
         family = [paired_test(va, vb, measure, a, b, n_resamples=0) for (va, vb), (a, b) in zip(values, pairs)]
         for c in family:
             if c.n == 0:
-                c.note = unpaired_reason(scoped, c.a, c.b)
+                recorded = [x for x in (c.a, c.b) if x in table.columns and table[x].notna().any()]
+                c.note = (unpaired_reason(scoped, c.a, c.b) if len(recorded) == 2 or measure == "metric" else
+                          f"no {measure} values recorded for {' and '.join(x for x in (c.a, c.b) if x not in recorded)}")
         for c, ci in zip(family, bootstrap_many([va - vb for va, vb in values], n_resamples)):
             if c.n:
                 c.ci_low, c.ci_high = ci

@@ -149,3 +149,20 @@ def test_a_stale_current_cluster_file_does_not_capture_the_study(tiny_models, tm
     assert "TERMINATED" in proc.stdout and f"{closed_port}" not in proc.stderr
     runs, _ = load_results(tmp_path / "stale")
     assert len(runs) == 1
+
+
+def test_merge_trials_search_its_own_hyperparameters(tiny_models, tmp_path):
+    """merge and intermediate are ordinary trials; algorithm.<name> searches an algorithm's options."""
+    search = tmp_path / "search.toml"
+    search.write_text('[search."algorithm.method"]\ntype = "grid"\nvalues = ["average", "ties"]\n')
+    proc = subprocess.run(tune_args(tmp_path, "merge", tiny_models["bert"], "--algos", "merge", "--seeds", "0",
+                                    "--search", str(search), "--max-concurrent", "2", ft_steps=2),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs, tasks = load_results(tmp_path / "merge")
+    assert len(runs) == 2 and runs["config_fingerprint"].nunique() == 2 and len(tasks) == 8
+    import json
+
+    methods = {json.loads((tmp_path / "merge" / r / "manifest.json").read_text())["config"]["algorithm"]["method"]
+               for r in runs["run_id"]}
+    assert methods == {"average", "ties"}

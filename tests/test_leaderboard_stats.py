@@ -67,6 +67,17 @@ def test_bootstrap_equals_a_reference_loop_and_is_close_to_scipy():
     assert hi2 == pytest.approx(ref.confidence_interval.high, abs=0.004)
 
 
+def test_large_vectors_use_the_normal_limit_of_the_bootstrap():
+    """Above BOOTSTRAP_UP_TO values the CI is mean +- z sd/sqrt(n); at the threshold it agrees with
+    the percentile bootstrap (skewed values, the harder case) within 3% of the interval's width."""
+    from leaderboard.stats import BOOTSTRAP_UP_TO, bootstrap_many
+
+    x = np.random.default_rng(1).exponential(1.0, BOOTSTRAP_UP_TO)
+    lo, hi = bootstrap_ci(x, n_resamples=4000)  # exactly at the threshold: resampled
+    (nlo, nhi), = bootstrap_many([np.concatenate([x, [x.mean()]])], n_resamples=4000)  # one above: normal
+    assert abs(nlo - lo) < 0.03 * (hi - lo) and abs(nhi - hi) < 0.03 * (hi - lo)
+
+
 @pytest.mark.parametrize("a,b,why", [
     ([], [], "no paired tasks"),
     ([0.5], [0.4], "fewer than 2 paired tasks"),
