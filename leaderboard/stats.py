@@ -168,6 +168,11 @@ def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
     tasks["eval_mode"] = mode
     own = (mode == "own") & ~tasks["algo"].astype(str).str.endswith(OWN_SUFFIX)
     tasks.loc[own, "algo"] = tasks.loc[own, "algo"].astype(str) + OWN_SUFFIX
+    if "peft" in tasks:  # adapters are another way to fine-tune the model: shown as their own model
+        peft = tasks["peft"].fillna("none").astype(str)
+        labelled = [m.endswith(f" + {p}") for m, p in zip(tasks["model"].astype(str), peft)]
+        adapted = (peft != "none") & ~pd.Series(labelled, index=tasks.index, dtype=bool)
+        tasks.loc[adapted, "model"] = tasks.loc[adapted, "model"].astype(str) + " + " + peft[adapted]
     oracle = (mode == "hindsight") & ~tasks["algo"].astype(str).str.endswith(ORACLE_SUFFIX)
     tasks.loc[oracle, "algo"] = tasks.loc[oracle, "algo"].astype(str) + ORACLE_SUFFIX
     return tasks

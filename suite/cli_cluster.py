@@ -21,6 +21,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--datasets", default=None, help="comma-separated subset of datasets")
     p.add_argument("--engine", choices=("torch", "deepspeed"), default=None)
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=None)
+    from suite.cli_run import add_peft_options
+
+    add_peft_options(p)
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0)
     p.add_argument("--workers-per-trial", type=int, default=1,
@@ -62,7 +65,9 @@ def cmd_tune(args) -> int:
     from suite.config import resolve_config
     from suite.table import format_table
 
-    overrides = {"protocol": args.protocol, "engine": args.engine}
+    from suite.cli_run import peft_overrides
+
+    overrides = {"protocol": args.protocol, "engine": args.engine, **peft_overrides(args)}
     if args.datasets:
         overrides["datasets"] = [d.strip() for d in args.datasets.split(",") if d.strip()]
     base = resolve_config(args.preset, args.config, overrides)

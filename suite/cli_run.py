@@ -49,6 +49,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--head-init", choices=("proto", "zero", "random"), default=None)
+    add_peft_options(p)
     p.add_argument("--algo-arg", dest="algo_args", action="append", default=[], metavar="KEY=VALUE",
                    help="a hyperparameter of the chosen algorithm's Config (repeatable; values as in TOML, "
                         "e.g. --algo-arg lr_lr=1e-3 --algo-arg outer='\"interpolate\"' or outer=interpolate)")
@@ -83,6 +84,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_algorithms)
 
 
+def add_peft_options(p: argparse.ArgumentParser) -> None:
+    """The adapter flags, shared by `suite run` and `suite tune`."""
+    g = p.add_argument_group("parameter-efficient fine-tuning (peft)")
+    g.add_argument("--peft", choices=("none", "lora", "ia3"), default=None,
+                   help="adapters on a frozen backbone; every algorithm then learns and fine-tunes the adapters "
+                        "and heads only (default: none, full fine-tuning)")
+    g.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 8)")
+    g.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 16)")
+    g.add_argument("--peft-targets", default=None,
+                   help="comma-separated module names to adapt (default: peft's choice for the architecture)")
+
+
+def peft_overrides(args) -> dict:
+    out = {k: getattr(args, k) for k in ("peft", "lora_r", "lora_alpha") if getattr(args, k, None) is not None}
+    if getattr(args, "peft_targets", None):
+        out["peft_targets"] = [t.strip() for t in args.peft_targets.split(",") if t.strip()]
+    return out
+
+
 OVERRIDES = ("algo", "protocol", "seeds", "n_meta_train", "n_meta_test", "n_meta_val", "eval_mode", "pooling",
              "meta_epochs", "ft_steps", "inner_lr",
              "inner_steps", "outer_lr", "meta_batch_size", "finetune_lr", "batch_size", "max_length", "head_init",
@@ -91,6 +111,7 @@ OVERRIDES = ("algo", "protocol", "seeds", "n_meta_train", "n_meta_test", "n_meta
 
 def config_from_args(args):
     overrides = {k: getattr(args, k, None) for k in OVERRIDES}
+    overrides.update(peft_overrides(args))
     if args.model:
         overrides["models"] = [m.strip() for m in args.model.split(",") if m.strip()]
     if args.datasets:

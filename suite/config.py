@@ -59,6 +59,10 @@ class RunConfig:
     evaluate_on: str = "meta-test"  # "meta-val": fine-tune and score the validation tasks (for tuning)
     pooling: str = "auto"  # sentence vector: auto (the model's own), mean, first or last token
     head_init: str = "proto"
+    peft: str = "none"  # "lora" or "ia3": adapters on a frozen backbone (suite/adapters.py)
+    lora_r: int = 8
+    lora_alpha: int = 16
+    peft_targets: list[str] = field(default_factory=list)  # empty: peft's default modules per architecture
     freeze_embeddings: bool = False
     gradient_checkpointing: bool = False
     target: str = "baseline"  # "baseline" or "best"
@@ -67,6 +71,11 @@ class RunConfig:
     device: str = "auto"
     engine: str = "torch"
     deepspeed: dict[str, typing.Any] = field(default_factory=dict)
+
+    def adapter_settings(self):
+        from .adapters import AdapterSettings
+
+        return AdapterSettings(self.peft, self.lora_r, self.lora_alpha, list(self.peft_targets))
 
     def validate(self, source: str = "config") -> "RunConfig":
         def bad(key, why):
@@ -122,6 +131,10 @@ class RunConfig:
                 "give one finetune_lr per trial instead")
         if self.eval_mode not in EVAL_MODES:
             bad("eval_mode", f"must be one of {', '.join(EVAL_MODES)}, got {self.eval_mode!r}")
+        try:
+            self.adapter_settings().validate()
+        except SuiteError as exc:
+            raise SuiteError(f"{source}: {exc}") from None
         if self.pooling not in ("auto", "mean", "mean-normalized", "first", "last"):
             bad("pooling", f"must be auto, mean, mean-normalized, first or last, got {self.pooling!r}")
         for task_type, shape in self.shapes.items():

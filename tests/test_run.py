@@ -303,3 +303,32 @@ def test_merge_intermediate_and_the_oracle_run_end_to_end_and_pair_with_the_base
     assert len(regret) == 2 and (regret["regret"] >= 0).all()
     proc = suite(*run_args(tiny_models["bert"], cfg, out, "reptile", "--eval-mode", "hindsight"))
     assert proc.returncode == 2 and "needs an algorithm that chooses among candidate starts" in proc.stderr
+
+
+def test_lora_runs_record_adapters_save_a_peft_start_and_never_pair_with_full_fine_tuning(tiny_models, tiny_config,
+                                                                                          tmp_path):
+    from leaderboard import stats
+
+    out, cfg = tmp_path / "r", tiny_config(n_test=2, ft_steps=2)
+    for algo, extra in (("baseline", ("--peft", "lora")), ("reptile", ("--peft", "lora", "--keep-init")),
+                        ("baseline", ())):
+        proc = suite(*run_args(tiny_models["bert"], cfg, out, algo, *extra))
+        assert proc.returncode == 0, proc.stderr
+    runs, tasks = load_results(out)
+    by = runs.set_index(["algo", "peft"])
+    assert by.loc[("reptile", "lora"), "trainable_parameters"] < by.loc[("baseline", "none"), "trainable_parameters"] / 10
+    reptile = runs[runs["algo"] == "reptile"]["run_id"].iloc[0]
+    assert (out / reptile / "adapter" / "adapter_config.json").is_file()
+    assert set(tasks["peft"]) == {"lora", "none"}
+    prepared = stats.prepare(tasks)
+    assert set(prepared["model"].map(lambda m: m.split("/")[-1])) == {"bert", "bert + lora"}
+    # adapters pair with adapters; full fine-tuning is another protocol, never paired with them
+    lora_base, full_base = (tasks[(tasks["algo"] == "baseline") & (tasks["peft"] == p)] for p in ("lora", "none"))
+    assert set(lora_base["protocol_fingerprint"]) & set(full_base["protocol_fingerprint"]) == set()
+    lora_model = next(m for m in prepared["model"].unique() if m.endswith("+ lora"))
+    a, b = stats.paired_values(prepared, "metric", "reptile", "baseline", model=lora_model)
+    assert len(a) == 2
+    proc = suite(*run_args(tiny_models["bert"], cfg, tmp_path / "bad", "baseline", "--peft", "lora",
+                           "--peft-targets", "nonexistent"))
+    assert proc.returncode == 2 and "name the modules with --peft-targets" in proc.stderr
+    assert proc.stderr.count("\n") == 1 and not (tmp_path / "bad").exists()
