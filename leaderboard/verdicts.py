@@ -87,12 +87,11 @@ def _test(v: Verdict, a: np.ndarray, b: np.ndarray) -> None:
 
 def unit_values(a: np.ndarray, b: np.ndarray, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray, str]:
     """The test's units: the paired tasks themselves with one seed, per-seed means with several."""
-    groups = pd.unique(seeds)
+    codes, groups = pd.factorize(seeds)  # in first-seen order, one pass (500 seeds x 10,000 tasks: ms)
     if len(groups) < 2:
         return a, b, "tasks"
-    means_a = np.array([a[seeds == g].mean() for g in groups])
-    means_b = np.array([b[seeds == g].mean() for g in groups])
-    return means_a, means_b, "seeds"
+    counts = np.bincount(codes)
+    return (np.bincount(codes, weights=a) / counts, np.bincount(codes, weights=b) / counts, "seeds")
 
 
 def decide(v: Verdict) -> str:
