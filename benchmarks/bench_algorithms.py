@@ -26,7 +26,7 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(algo_name: str, mode: str, repeats: int) -> dict:
+def worker(algo_name: str, mode: str, repeats: int, peft: str = "none") -> dict:
     import torch
 
     from algorithms import Episode, get_algorithm
@@ -42,7 +42,9 @@ def worker(algo_name: str, mode: str, repeats: int) -> dict:
                            shapes={"classification": EpisodeShape(4, 4, 4)})
     eps = [Episode(enc.batches("classification", e.support, 4, 16), enc.batches("classification", e.query, 4, 16))
            for e in iter_episodes(bench, 0, "meta-train")]
-    model = EpisodicTransformer(lm.backbone)
+    from suite.adapters import AdapterSettings, add_adapters
+
+    model = EpisodicTransformer(add_adapters(lm.backbone, AdapterSettings(peft)))
     kwargs = dict(lr=1e-4, meta_batch_size=1) if algo_name == "multitask" else \
         dict(inner_steps=INNER_STEPS, meta_batch_size=1)
     algo = get_algorithm(algo_name, **kwargs)
@@ -74,8 +76,8 @@ def worker(algo_name: str, mode: str, repeats: int) -> dict:
             "steps": len(plain_batches(eps[0]))}
 
 
-def measure(algo: str, mode: str, repeats: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--worker", algo, mode, str(repeats)], capture_output=True,
+def measure(algo: str, mode: str, repeats: int, peft: str = "none") -> dict:
+    out = subprocess.run([sys.executable, __file__, "--worker", algo, mode, str(repeats), peft], capture_output=True,
                          text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -85,14 +87,14 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--worker", nargs=3, metavar=("ALGO", "MODE", "REPEATS"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", nargs=4, metavar=("ALGO", "MODE", "REPEATS", "PEFT"), help=argparse.SUPPRESS)
     parser.add_argument("--algos", default=",".join(ALGOS))
     args = parser.parse_args()
     if args.worker:
         import torch
 
         torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
-        print(json.dumps(worker(args.worker[0], args.worker[1], int(args.worker[2]))))
+        print(json.dumps(worker(args.worker[0], args.worker[1], int(args.worker[2]), args.worker[3])))
         return
     results = {}
     for algo in args.algos.split(","):
