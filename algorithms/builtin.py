@@ -9,7 +9,7 @@ from torch import nn
 
 from .base import Algorithm, AlgorithmConfig, Episode, LossFn, MetaConfig, begin_episode, check_finite
 from .finetune import as_batches
-from .functional import double_backward_safe, inner_loop, query_loss
+from .functional import checkpointed_meta_gradient, double_backward_safe, inner_loop, query_loss
 from .outer import TorchOuterStep
 from .registry import register_algorithm
 
@@ -63,6 +63,10 @@ class Multitask(Algorithm):
 @dataclass
 class MAMLConfig(MetaConfig):
     first_order: bool = False
+    # second order only: keep the parameters between inner steps instead of every step's
+    # activations, recompute each step in the outer backward (memory flat in inner_steps, one
+    # more forward+backward per step); see algorithms.functional.checkpointed_meta_gradient
+    checkpoint_inner: bool = False
 
 
 @register_algorithm("maml")
@@ -87,6 +91,13 @@ class MAML(Algorithm):
         support, query = as_batches(episode.support), as_batches(episode.query)
         begin_episode(model, support)
         second_order = not self.config.first_order
+        if second_order and getattr(self.config, "checkpoint_inner", False) and not isinstance(self.inner_lr(model), dict):
+            with double_backward_safe(True):
+                loss, grads = checkpointed_meta_gradient(
+                    model, support, query, loss_fn, self.config.inner_steps, self.inner_lr(model),
+                    self.inner_names(model), on_loss=lambda k, l: check_finite(l, f"at inner step {k + 1}"))
+            params = dict(model.named_parameters())  # a surrogate whose gradient is the meta-gradient
+            return sum((params[n] * g).sum() for n, g in grads.items()), float(loss)
         with double_backward_safe(second_order):
             adapted = inner_loop(model, support, loss_fn, self.config.inner_steps, self.inner_lr(model),
                                  self.inner_names(model), create_graph=second_order,

@@ -84,3 +84,65 @@ def query_loss(model: nn.Module, params: Mapping[str, torch.Tensor], batches: Se
     """Mean loss over the query batches at ``params``."""
     losses = [functional_loss(model, params, b, loss_fn) for b in batches]
     return torch.stack(losses).mean()
+
+
+def _rng_state(device: torch.device | None) -> tuple:
+    cuda = torch.cuda.get_rng_state(device) if device is not None and device.type == "cuda" else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_rng_state(state: tuple, device: torch.device | None) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state(state[1], device)
+
+
+def checkpointed_meta_gradient(model: nn.Module, support: Sequence, query: Sequence, loss_fn: Callable, steps: int,
+                               lr: float, trainable: Sequence[str],
+                               on_loss: Callable[[int, torch.Tensor], None] | None = None
+                               ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Second-order MAML's meta-gradient with memory that does not grow with ``steps``
+    ("memory-efficient MAML": only the parameters between inner steps are kept).
+
+    Forward: ``steps`` SGD steps without a graph, keeping each step's parameters and the RNG
+    state its forward pass started from (dropout). Backward: v = dL_query/dtheta_k, then for
+    each step i from the last, v <- v - lr * H_i v, where H_i v is a Hessian-vector product of
+    the step's support loss at theta_i, recomputed with the same RNG state; v is then
+    dL_query/dtheta_0, the same meta-gradient as differentiating through the unrolled loop.
+    Returns (query loss, {name: meta-gradient}) for the trainable parameters.
+    """
+    params = dict(model.named_parameters())
+    names = [n for n in trainable if n in params]
+    device = next(iter(params.values())).device if params else None
+    thetas: list[dict[str, torch.Tensor]] = []
+    states = []
+    current = {n: params[n].detach() for n in names}
+    for k in range(steps):
+        thetas.append(current)
+        states.append(_rng_state(device))
+        leaf = {n: t.detach().requires_grad_() for n, t in current.items()}
+        loss = functional_loss(model, leaf, support[k % len(support)], loss_fn)
+        if on_loss is not None:
+            on_loss(k, loss)
+        grads = torch.autograd.grad(loss, [leaf[n] for n in names], allow_unused=True)
+        current = {n: (leaf[n] - lr * g if g is not None else leaf[n]).detach() for n, g in zip(names, grads)}
+    leaf = {n: t.detach().requires_grad_() for n, t in current.items()}
+    q = query_loss(model, leaf, query, loss_fn)
+    after = _rng_state(device)
+    v = [g if g is not None else torch.zeros_like(leaf[n])
+         for n, g in zip(names, torch.autograd.grad(q, [leaf[n] for n in names], allow_unused=True))]
+    for k in reversed(range(steps)):
+        _set_rng_state(states[k], device)
+        leaf = {n: t.detach().requires_grad_() for n, t in thetas[k].items()}
+        loss = functional_loss(model, leaf, support[k % len(support)], loss_fn)
+        grads = torch.autograd.grad(loss, [leaf[n] for n in names], create_graph=True, allow_unused=True)
+        used = [i for i, g in enumerate(grads) if g is not None]
+        if used:
+            hv = torch.autograd.grad([grads[i] for i in used], [leaf[names[i]] for i in used],
+                                     grad_outputs=[v[i] for i in used], allow_unused=True)
+            for i, h in zip(used, hv):
+                if h is not None:
+                    v[i] = v[i] - lr * h.detach()
+        del loss, grads
+    _set_rng_state(after, device)  # the random stream continues as if the loop had run once
+    return q.detach(), dict(zip(names, v))

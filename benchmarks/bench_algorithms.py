@@ -19,7 +19,8 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ALGOS = ["fomaml", "reptile", "maml", "anil", "metasgd", "multitask"]
-INNER_STEPS = 3
+INNER_STEPS = int(os.environ.get("BENCH_INNER_STEPS", "3"))
+EXTRA_ARGS = json.loads(os.environ.get("BENCH_ALGO_ARGS", "{}"))  # e.g. {"checkpoint_inner": true}
 
 
 def _rss_mb() -> float:
@@ -46,7 +47,7 @@ def worker(algo_name: str, mode: str, repeats: int, peft: str = "none") -> dict:
 
     model = EpisodicTransformer(add_adapters(lm.backbone, AdapterSettings(peft)))
     kwargs = dict(lr=1e-4, meta_batch_size=1) if algo_name == "multitask" else \
-        dict(inner_steps=INNER_STEPS, meta_batch_size=1)
+        dict(inner_steps=INNER_STEPS, meta_batch_size=1, **EXTRA_ARGS)
     algo = get_algorithm(algo_name, **kwargs)
 
     def plain_batches(ep):  # what the meta-step computes gradients on, as plain steps

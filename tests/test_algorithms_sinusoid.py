@@ -14,6 +14,8 @@ from sinusoid import episodes, mlp, mse, post_adaptation_loss, pretrain_jointly
 
 SETTINGS = {
     "maml": (dict(inner_lr=0.01, inner_steps=1, outer_lr=2e-3, meta_batch_size=5), 1000),
+    "maml-checkpointed": (dict(inner_lr=0.01, inner_steps=2, outer_lr=2e-3, meta_batch_size=5,
+                               checkpoint_inner=True), 1000),
     "fomaml": (dict(inner_lr=0.01, inner_steps=3, outer_lr=2e-3, meta_batch_size=5), 1000),
     "anil": (dict(inner_lr=0.05, inner_steps=3, outer_lr=2e-3, meta_batch_size=5), 1000),
     "metasgd": (dict(inner_lr=0.01, inner_steps=1, outer_lr=2e-3, meta_batch_size=5, lr_lr=1e-3), 1000),
@@ -32,7 +34,7 @@ def pretrained_loss():
 def test_meta_learner_adapts_far_better_than_joint_pretraining(name, pretrained_loss):
     torch.set_num_threads(1)
     kwargs, steps = SETTINGS[name]
-    algo, model = get_algorithm(name, **kwargs), mlp()
+    algo, model = get_algorithm(name.split("-")[0], **kwargs), mlp()
     algo.meta_train(model, episodes(steps * kwargs["meta_batch_size"], seed=0), mse)
     loss = post_adaptation_loss(algo, model)
     assert pretrained_loss > 1.5  # joint training learns roughly the mean function, zero
