@@ -14,7 +14,7 @@ from sinusoid import episodes, mlp, mse, post_adaptation_loss, pretrain_jointly
 
 SETTINGS = {
     "maml": (dict(inner_lr=0.01, inner_steps=1, outer_lr=2e-3, meta_batch_size=5), 1000),
-    "maml-checkpointed": (dict(inner_lr=0.01, inner_steps=2, outer_lr=2e-3, meta_batch_size=5,
+    "maml-checkpointed": (dict(inner_lr=0.01, inner_steps=1, outer_lr=2e-3, meta_batch_size=5,
                                checkpoint_inner=True), 1000),
     "fomaml": (dict(inner_lr=0.01, inner_steps=3, outer_lr=2e-3, meta_batch_size=5), 1000),
     "anil": (dict(inner_lr=0.05, inner_steps=3, outer_lr=2e-3, meta_batch_size=5), 1000),
