@@ -155,7 +155,11 @@ class RunConfig:
         return self.ft_steps or self.budgets.get(task_type) or self.finetune_epochs * support_batches
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:8]
+        d = self.to_dict()
+        if d.get("peft") == "none":  # without adapters, runs keep the ids they had before adapters existed
+            for key in ("peft", "lora_r", "lora_alpha", "peft_targets"):
+                d.pop(key, None)
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
