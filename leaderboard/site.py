@@ -69,7 +69,7 @@ def load_site_data(dirs: list[str]) -> SiteData:
     runs, tasks = load_results(*dirs)
     if tasks.empty:
         raise ValueError(f"no complete runs under {', '.join(map(str, dirs))}; run `suite run` first")
-    tasks, oracles = stats.split_oracles(stats.prepare(tasks))
+    tasks, oracles = stats.split_oracles(tasks)  # prepares (labels) the rows too
     tasks = stats.as_categories(tasks)
     manifests = {}
     for d in dirs:

@@ -210,7 +210,6 @@ def selector_regret(tasks: pd.DataFrame) -> pd.DataFrame:
     """Per model, dataset and selecting algorithm: how far its chosen start falls below the
     hindsight oracle's best start on the same tasks (regret, in metric units and as a percentage
     of the oracle's metric, as Poth et al. 2021's Regret@1) and how often it chose the oracle's."""
-    tasks = prepare(tasks)
     ranked, oracles = split_oracles(tasks)
     rows = []
     for label in sorted(oracles["algo"].unique()):

@@ -288,7 +288,8 @@ def _load_indexed(root: Path, folders: list[Path]) -> tuple[pd.DataFrame, pd.Dat
         except (OSError, ValueError, KeyError):
             fresh = []
             runs_parts, tasks_parts = [], []
-    todo = [complete[n] for n in complete if n not in set(fresh)]
+    fresh_set = set(fresh)
+    todo = [complete[n] for n in complete if n not in fresh_set]
     if todo:
         runs_parts.append(read_tables([f / "run.parquet" for f in todo], run_schema()))
         tasks_parts.append(read_tables([f / "tasks.parquet" for f in todo], task_schema()))
