@@ -23,6 +23,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
+from suite.errors import ConfigError, FailedRunError
+
 from .finetune import as_batches, finetune
 from .outer import OuterStep, TorchOuterStep
 
@@ -40,7 +42,7 @@ class Episode:
     source: str | None = None
 
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(FailedRunError, FloatingPointError):
     """A loss became NaN or infinite; the message says where."""
 
 
@@ -56,11 +58,11 @@ class AlgorithmConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name.endswith("_lr") and not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"{f.name} must be a positive number, got {value!r}")
+                raise ConfigError(f"{f.name} must be a positive number, got {value!r}")
             if f.name.endswith("_steps") and not (isinstance(value, int) and value >= 0):
-                raise ValueError(f"{f.name} must be a non-negative integer, got {value!r}")
+                raise ConfigError(f"{f.name} must be a non-negative integer, got {value!r}")
         if self.finetune_optimizer not in ("adam", "sgd"):
-            raise ValueError(f"finetune_optimizer must be 'adam' or 'sgd', got {self.finetune_optimizer!r}")
+            raise ConfigError(f"finetune_optimizer must be 'adam' or 'sgd', got {self.finetune_optimizer!r}")
 
 
 @dataclass
@@ -75,7 +77,7 @@ class MetaConfig(AlgorithmConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not (isinstance(self.meta_batch_size, int) and self.meta_batch_size >= 1):
-            raise ValueError(f"meta_batch_size must be an integer >= 1, got {self.meta_batch_size!r}")
+            raise ConfigError(f"meta_batch_size must be an integer >= 1, got {self.meta_batch_size!r}")
 
 
 @dataclass
@@ -210,7 +212,7 @@ class Algorithm:
         groups' step sizes; ``lr`` and ``optimizer`` do not apply). ``step_factory`` swaps
         torch's optimizer for another engine (see :func:`finetune`)."""
         if mode not in EVAL_MODES:
-            raise ValueError(f"unknown evaluation mode {mode!r}; choose one of {', '.join(EVAL_MODES)}")
+            raise ConfigError(f"unknown evaluation mode {mode!r}; choose one of {', '.join(EVAL_MODES)}")
         adapted = copy.deepcopy(model)
         batches = as_batches(support)
         begin_episode(adapted, batches)
@@ -218,7 +220,7 @@ class Algorithm:
         if mode == "own":
             groups = self.own_adaptation(adapted)
             if groups is None:
-                raise ValueError(f"algorithm {self.name!r} has no own adaptation; evaluate it in the shared mode")
+                raise ConfigError(f"algorithm {self.name!r} has no own adaptation; evaluate it in the shared mode")
             return finetune(adapted, batches, loss_fn, steps, lr=groups[0]["lr"], optimizer="sgd", params=groups,
                             on_step=on_step)
         return finetune(adapted, batches, loss_fn, steps,

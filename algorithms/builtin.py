@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from suite.errors import ConfigError
+
 from .base import Algorithm, AlgorithmConfig, Episode, LossFn, MetaConfig, begin_episode, check_finite
 from .finetune import as_batches
 from .functional import checkpointed_meta_gradient, double_backward_safe, inner_loop, query_loss
@@ -113,7 +115,7 @@ class FOMAMLConfig(MetaConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.first_order:
-            raise ValueError("fomaml is first-order by definition; use algorithm 'maml' for second order")
+            raise ConfigError("fomaml is first-order by definition; use algorithm 'maml' for second order")
 
 
 @register_algorithm("fomaml")
@@ -198,9 +200,9 @@ class ReptileConfig(MetaConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.outer not in ("adam", "interpolate"):
-            raise ValueError(f"reptile outer must be 'adam' or 'interpolate', got {self.outer!r}")
+            raise ConfigError(f"reptile outer must be 'adam' or 'interpolate', got {self.outer!r}")
         if not 0 < self.epsilon <= 1:
-            raise ValueError(f"reptile epsilon must be in (0, 1], got {self.epsilon}")
+            raise ConfigError(f"reptile epsilon must be in (0, 1], got {self.epsilon}")
 
 
 @register_algorithm("reptile")

@@ -7,13 +7,15 @@ from typing import Protocol, Sequence
 import torch
 from torch import nn
 
+from suite.errors import ConfigError
+
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
     if name == "adam":
         return torch.optim.Adam(params, lr=lr)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}; use 'adam' or 'sgd'")
+    raise ConfigError(f"unknown optimizer {name!r}; use 'adam' or 'sgd'")
 
 
 class OuterStep(Protocol):

@@ -10,12 +10,14 @@ import dataclasses
 from importlib.metadata import entry_points
 from typing import Any, Callable
 
+from suite.errors import ConfigError
+
 ENTRY_POINT_GROUP = "suite.algorithms"
 _REGISTRY: dict[str, type] = {}
 _plugins_loaded = False
 
 
-class AlgorithmError(ValueError):
+class AlgorithmError(ConfigError):
     """Unknown algorithm or hyperparameter; the message lists the valid ones."""
 
 

@@ -31,6 +31,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from suite.errors import ConfigError
+
 from .base import Algorithm, AlgorithmConfig, Episode, LossFn, MetaTrainStats, begin_episode, meta_parameters
 from .finetune import StepFactory, as_batches, finetune
 from .registry import register_algorithm
@@ -52,7 +54,7 @@ class SourceConfig(AlgorithmConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.source_optimizer not in ("adam", "sgd"):
-            raise ValueError(f"source_optimizer must be 'adam' or 'sgd', got {self.source_optimizer!r}")
+            raise ConfigError(f"source_optimizer must be 'adam' or 'sgd', got {self.source_optimizer!r}")
 
 
 def episode_objective(loss_fn: LossFn) -> Callable[[nn.Module, Episode], torch.Tensor]:
@@ -71,7 +73,7 @@ def group_by_source(episodes: Iterable[Episode]) -> dict[str, list[Episode]]:
     groups: dict[str, list[Episode]] = {}
     for ep in episodes:
         if ep.source is None:
-            raise ValueError("this algorithm fine-tunes per source dataset, but an episode has no source; "
+            raise ConfigError("this algorithm fine-tunes per source dataset, but an episode has no source; "
                              "build episodes with Episode(support, query, source=<dataset>)")
         groups.setdefault(str(ep.source), []).append(ep)
     return groups
@@ -133,7 +135,7 @@ def merge_task_vectors(vectors: Sequence[torch.Tensor], method: str, *, scale: f
         return merge_utils.dare_ties(list(vectors), weights, density)
     if method == "dare_linear":  # random drop-and-rescale, then the (weighted) mean
         return merge_utils.dare_linear(list(vectors), weights / n, density)
-    raise ValueError(f"unknown merge method {method!r}; choose one of {', '.join(MERGE_METHODS)}")
+    raise ConfigError(f"unknown merge method {method!r}; choose one of {', '.join(MERGE_METHODS)}")
 
 
 def merge_states(start: dict[str, torch.Tensor], finetuned: Sequence[dict[str, torch.Tensor]], method: str, *,
@@ -158,14 +160,14 @@ class MergeConfig(SourceConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.method not in MERGE_METHODS:
-            raise ValueError(f"merge method must be one of {', '.join(MERGE_METHODS)}, got {self.method!r}")
+            raise ConfigError(f"merge method must be one of {', '.join(MERGE_METHODS)}, got {self.method!r}")
         if self.method == "average" and self.scale != 1.0:
-            raise ValueError("scale does not apply to method 'average' (it is the mean); "
+            raise ConfigError("scale does not apply to method 'average' (it is the mean); "
                              "use method 'task_arithmetic' to scale the mean change")
         if not 0 < self.density <= 1:
-            raise ValueError(f"density must be in (0, 1], got {self.density}")
+            raise ConfigError(f"density must be in (0, 1], got {self.density}")
         if not (isinstance(self.rounds, int) and self.rounds >= 1):
-            raise ValueError(f"rounds must be an integer >= 1, got {self.rounds!r}")
+            raise ConfigError(f"rounds must be an integer >= 1, got {self.rounds!r}")
 
 
 class SourceAlgorithm(Algorithm):
@@ -227,7 +229,7 @@ def support_embedding(model: nn.Module, batches: Sequence) -> torch.Tensor:
     """Mean of the L2-normalised sentence embeddings of ``batches`` (the model's ``embed`` hook)."""
     embed = getattr(model, "embed", None)
     if not callable(embed):
-        raise ValueError(f"{type(model).__name__} has no embed(batch) hook; source selection needs sentence "
+        raise ConfigError(f"{type(model).__name__} has no embed(batch) hook; source selection needs sentence "
                          f"embeddings (EpisodicTransformer provides them)")
     was_training = model.training
     model.eval()
@@ -244,7 +246,7 @@ class IntermediateConfig(SourceConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if not (isinstance(self.selection_episodes, int) and self.selection_episodes >= 1):
-            raise ValueError(f"selection_episodes must be an integer >= 1, got {self.selection_episodes!r}")
+            raise ConfigError(f"selection_episodes must be an integer >= 1, got {self.selection_episodes!r}")
 
 
 @register_algorithm("intermediate")
@@ -280,7 +282,7 @@ class Intermediate(SourceAlgorithm):
     def select(self, model: nn.Module, support: Sequence) -> tuple[str, dict[str, float]]:
         """The source whose centroid is most similar to the support set's mean embedding."""
         if not self.sources:
-            raise ValueError("intermediate has no fine-tuned sources; call meta_train first")
+            raise ConfigError("intermediate has no fine-tuned sources; call meta_train first")
         target = support_embedding(model, as_batches(support))
         sims = {s: float(F.cosine_similarity(target, c.to(target), dim=0)) for s, c in self.centroids.items()}
         return max(sims, key=sims.get), sims
@@ -288,7 +290,7 @@ class Intermediate(SourceAlgorithm):
     def adapt(self, model: nn.Module, support: Any, loss_fn: LossFn, steps: int | None = None, **kw) -> nn.Module:
         if self.force_source is not None:
             if self.force_source not in self.sources:
-                raise ValueError(f"unknown source {self.force_source!r}; have {', '.join(self.sources)}")
+                raise ConfigError(f"unknown source {self.force_source!r}; have {', '.join(self.sources)}")
             chosen, sims = self.force_source, {}
         else:
             chosen, sims = self.select(model, support)

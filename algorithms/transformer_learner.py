@@ -23,6 +23,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from suite.errors import ConfigError
+
 IGNORE_INDEX = -100
 HEAD_INITS = ("proto", "zero", "random")
 POOLINGS = ("auto", "mean", "mean-normalized", "first", "last")
@@ -39,9 +41,9 @@ class EpisodicTransformer(nn.Module):
                  gradient_checkpointing: bool = False, pooling: str = "auto"):
         super().__init__()
         if head_init not in HEAD_INITS:
-            raise ValueError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
+            raise ConfigError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
         if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+            raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
         self.backbone = backbone
         self.head_init = head_init
         config = backbone.config

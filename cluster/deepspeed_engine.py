@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from algorithms.outer import make_optimizer
+from suite.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "deepspeed"
 if not torch.cuda.is_available():  # say so before anything imports deepspeed, rather than have it warn
@@ -38,7 +39,7 @@ if not torch.cuda.is_available():  # say so before anything imports deepspeed, r
 ZERO3_OK = ("baseline",)
 
 
-class DeepSpeedUnsupported(ValueError):
+class DeepSpeedUnsupported(ConfigError):
     """The requested algorithm / ZeRO combination cannot run under DeepSpeed."""
 
 
@@ -51,11 +52,11 @@ class DeepSpeedSettings:
     def load(self) -> dict:
         path = Path(self.config_file) if self.config_file else CONFIG_DIR / f"zero{self.zero}.json"
         if not path.is_file():
-            raise ValueError(f"DeepSpeed config {path} does not exist; see {CONFIG_DIR} for examples")
+            raise ConfigError(f"DeepSpeed config {path} does not exist; see {CONFIG_DIR} for examples")
         try:
             cfg = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise ValueError(f"DeepSpeed config {path} is not valid JSON: {exc}") from exc
+            raise ConfigError(f"DeepSpeed config {path} is not valid JSON: {exc}") from exc
         if not self.config_file:
             cfg["bf16"] = {"enabled": self.precision == "bf16"}
             cfg["fp16"] = {"enabled": self.precision == "fp16"}
@@ -199,11 +200,11 @@ def engine_from_config(config) -> DeepSpeedEngine:
     options = dict(config.deepspeed)
     unknown = set(options) - {"zero", "precision", "config_file"}
     if unknown:
-        raise ValueError(f"unknown deepspeed option(s) {', '.join(sorted(unknown))}; valid: zero, precision, config_file")
+        raise ConfigError(f"unknown deepspeed option(s) {', '.join(sorted(unknown))}; valid: zero, precision, config_file")
     settings = DeepSpeedSettings(**options)
     if settings.precision not in ("fp32", "bf16", "fp16"):
-        raise ValueError(f"deepspeed precision must be fp32, bf16 or fp16, got {settings.precision!r}")
+        raise ConfigError(f"deepspeed precision must be fp32, bf16 or fp16, got {settings.precision!r}")
     if settings.zero not in (0, 1, 2, 3):
-        raise ValueError(f"--zero must be 0, 1, 2 or 3, got {settings.zero}")
+        raise ConfigError(f"--zero must be 0, 1, 2 or 3, got {settings.zero}")
     check_supported(config.algo, settings, config.first_order)
     return DeepSpeedEngine(settings)

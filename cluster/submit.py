@@ -14,6 +14,8 @@ import shlex
 import time
 from pathlib import Path
 
+from suite.errors import UnreachableError
+
 EXCLUDES = [".venv", ".git", "results", "site", "artifacts", "__pycache__", "*.pyc", ".pytest_cache",
             "*.egg-info"]
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
@@ -29,7 +31,7 @@ def client(address: str):
         hint = ""
         if "401" in first or "auth" in first.lower() or "token" in first.lower():
             hint = "; set RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the cluster's token"
-        raise ConnectionError(f"cannot reach the Ray job server at {address}: {first}{hint}") from exc
+        raise UnreachableError(f"cannot reach the Ray job server at {address}: {first}{hint}") from exc
 
 
 def runtime_env(working_dir: str = ".", requirements: str | None = None, env_vars: dict | None = None) -> dict:

@@ -21,6 +21,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from suite.errors import ConfigError
+
 from . import stats, verdicts
 
 
@@ -67,7 +69,7 @@ def stated_plan(sd: float, effect: float, alpha: float, power: float, seconds_pe
                 upfront_seconds: float = 0.0) -> pd.DataFrame:
     """The same plan from stated numbers (no pilot): one candidate against one reference."""
     if not sd > 0:
-        raise ValueError("--sd must be > 0")
+        raise ConfigError("--sd must be > 0")
     n_tasks = tasks_needed(effect, sd, alpha, power)
     one_seed = n_tasks * 2 * seconds_per_task + 2 * upfront_seconds
     return pd.DataFrame([{"model": "-", "dataset": "(stated)", "candidate": "candidate", "reference": "reference",

@@ -12,8 +12,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from suite.errors import SuiteError
 
-class PublishError(RuntimeError):
+
+class PublishError(SuiteError, RuntimeError):
     pass
 
 

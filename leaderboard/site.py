@@ -20,6 +20,7 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
+from suite.errors import ConfigError
 from suite.results import load_results
 
 from . import costs, figures, stats, verdicts
@@ -68,7 +69,7 @@ class SiteData:
 def load_site_data(dirs: list[str]) -> SiteData:
     runs, tasks = load_results(*dirs)
     if tasks.empty:
-        raise ValueError(f"no complete runs under {', '.join(map(str, dirs))}; run `suite run` first")
+        raise ConfigError(f"no complete runs under {', '.join(map(str, dirs))}; run `suite run` first")
     tasks, oracles = stats.split_oracles(tasks)  # prepares (labels) the rows too
     tasks = stats.as_categories(tasks)
     manifests = {}

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from suite.errors import ConfigError
 from suite.results import RunFolder, atomic_write_json
 from tasks import list_datasets
 
@@ -33,7 +34,7 @@ NON_NEGATIVE = ("ft_seconds", "ft_gpu_hours", "ft_cpu_seconds", "ft_gpu_seconds"
 NAME_RE = r"^[A-Za-z0-9_.\-]+$"
 
 
-class SubmissionError(ValueError):
+class SubmissionError(ConfigError):
     pass
 
 

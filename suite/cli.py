@@ -1,7 +1,8 @@
 """The `suite` command: one parser, subcommands from small modules, one error policy.
 
-Bad input raises an error whose message names the problem and the fix; here it
-becomes one line on stderr and exit status 2 (1 for failures during a run).
+Bad input raises a `SuiteError` whose message names the problem and the fix; here it becomes
+one line on stderr and its exit status (2 for bad input, 1 for a run that failed). Nothing else
+is caught: a bug keeps its traceback.
 """
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ import os
 import sys
 
 from . import __version__
+from .errors import EXIT_RUN_FAILED, SuiteError
 
-EXIT_BAD_INPUT = 2
 QUIET_ENVIRONMENT = {
     "TRANSFORMERS_VERBOSITY": "error", "DATASETS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1", "PYTHONWARNINGS": "ignore",
@@ -54,17 +55,6 @@ def _configure_logging(verbosity: int) -> None:
             sys.modules["datasets"].logging.set_verbosity_error()
 
 
-def bad_input_errors() -> tuple[type[BaseException], ...]:
-    from algorithms.registry import AlgorithmError
-    from tasks import DataError, UnknownDatasetError
-
-    from .errors import SuiteError
-    from .results import ResultsError
-
-    return (SuiteError, DataError, UnknownDatasetError, AlgorithmError, ResultsError, ValueError,
-            FileNotFoundError, ConnectionError)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -78,12 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted; finished work is saved (rerun with --resume where the command supports it)",
               file=sys.stderr)
         return 130
-    except bad_input_errors() as exc:
+    except SuiteError as exc:  # only the suite's own errors: any other exception is a bug and keeps its traceback
         if args.verbose >= 2:
             raise
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"suite: error: {message}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        prefix = "run failed" if exc.exit_code == EXIT_RUN_FAILED else "error"
+        print(f"suite: {prefix}: {message}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .errors import ConfigError
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tune", help="a Ray Tune study over algorithms x models x seeds and hyperparameter spaces",
@@ -60,12 +62,10 @@ def cmd_tune(args) -> int:
     import os
     from pathlib import Path
 
-    from cluster.tune import (StudySpec, load_search_file, parse_search_space, run_study, schedule_order,
-                              summarize_study)
+    from cluster.tune import StudySpec, load_search_file, parse_search_space, run_study, schedule_order, summarize_study
+    from suite.cli_run import peft_overrides
     from suite.config import resolve_config
     from suite.table import format_table
-
-    from suite.cli_run import peft_overrides
 
     overrides = {"protocol": args.protocol, "engine": args.engine, **peft_overrides(args)}
     if args.datasets:
@@ -75,7 +75,7 @@ def cmd_tune(args) -> int:
         base.deepspeed = {**base.deepspeed, "zero": args.zero}
     algos = list(dict.fromkeys(a.strip() for a in args.algos.split(",") if a.strip()))
     if not algos:
-        raise ValueError("--algos is empty; name at least one algorithm (see `suite algorithms`)")
+        raise ConfigError("--algos is empty; name at least one algorithm (see `suite algorithms`)")
     data_dir = args.data_dir or os.environ.get("SUITE_DATA_DIR") or None
     search = load_search_file(args.search)
     parse_search_space(search, args.search or "search space")
@@ -110,7 +110,7 @@ def cmd_submit(args) -> int:
 
     address = args.address or os.environ.get("RAY_ADDRESS")
     if not address:
-        raise ValueError("no Ray job server given; pass --address http://HEAD:8265 (or set RAY_ADDRESS)")
+        raise ConfigError("no Ray job server given; pass --address http://HEAD:8265 (or set RAY_ADDRESS)")
     rest = list(args.rest)
     action = job_id = None
     if rest and rest[0] in ACTIONS:
@@ -125,7 +125,7 @@ def cmd_submit(args) -> int:
         return 0
     if action is not None:
         if not job_id:
-            raise ValueError(f"`suite submit {action}` needs a job id (see `suite submit list`)")
+            raise ConfigError(f"`suite submit {action}` needs a job id (see `suite submit list`)")
         c = jobs.client(address)
         if action == "status":
             print(str(c.get_job_status(job_id)).split(".")[-1])
@@ -135,7 +135,7 @@ def cmd_submit(args) -> int:
             print("stopped" if c.stop_job(job_id) else "not running")
         return 0
     if not entry:
-        raise ValueError("nothing to submit; give the command after --, e.g. suite submit --address URL -- suite tune")
+        raise ConfigError("nothing to submit; give the command after --, e.g. suite submit --address URL -- suite tune")
     job_id = jobs.submit(address, entry, args.working_dir, args.requirements, args.submission_id,
                          jobs.forwarded_env())
     print(f"submitted {job_id}", flush=True)

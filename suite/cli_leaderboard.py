@@ -6,6 +6,8 @@ import functools
 import http.server
 from pathlib import Path
 
+from .errors import ConfigError, SuiteError
+
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="from a pilot: tasks and seeds needed to detect an effect, and their cost",
@@ -70,14 +72,13 @@ def cmd_build(args) -> int:
 
 def cmd_compare(args) -> int:
     from leaderboard.costs import amortization, format_amortization
+    from leaderboard.stats import selector_regret, split_oracles
     from leaderboard.verdicts import format_verdicts, stratified_summary, verdicts
     from suite.results import load_results
 
-    from leaderboard.stats import selector_regret, split_oracles
-
     runs, all_tasks = load_results(*args.results)
     if all_tasks.empty:
-        raise ValueError(f"no complete runs under {', '.join(args.results)}; run `suite run` first")
+        raise ConfigError(f"no complete runs under {', '.join(args.results)}; run `suite run` first")
     tasks, oracles = split_oracles(all_tasks)  # hindsight bounds are never compared as methods
     table = verdicts(tasks, margin=args.margin)
     if table.empty:
@@ -121,7 +122,7 @@ def cmd_plan(args) -> int:
     from leaderboard.site import load_site_data
 
     if not (0 < args.power < 1 and 0 < args.alpha < 1 and args.effect > 0):
-        raise ValueError("--effect must be > 0 and --power, --alpha in (0, 1)")
+        raise ConfigError("--effect must be > 0 and --power, --alpha in (0, 1)")
     if args.sd is not None:
         from leaderboard.planner import stated_plan
 
@@ -146,7 +147,7 @@ def cmd_plan(args) -> int:
 def cmd_serve(args) -> int:
     site = Path(args.site)
     if not (site / "index.html").is_file():
-        raise FileNotFoundError(f"{site} has no index.html; run `suite leaderboard build --out {site}` first")
+        raise SuiteError(f"{site} has no index.html; run `suite leaderboard build --out {site}` first")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
     with http.server.ThreadingHTTPServer((args.host, args.port), handler) as server:
         print(f"serving {site} at http://{args.host}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
@@ -158,17 +159,14 @@ def cmd_serve(args) -> int:
 
 
 def cmd_publish(args) -> int:
-    from leaderboard.publish import PublishError, publish_folder, publish_gh_pages
+    from leaderboard.publish import publish_folder, publish_gh_pages
 
-    try:
-        if args.gh_pages:
-            commit = publish_gh_pages(args.site, args.repo, args.branch)
-            print(f"committed {args.site} to branch {args.branch} ({commit[:12]}); push it with "
-                  f"`git push origin {args.branch}`")
-        else:
-            print(f"wrote {publish_folder(args.site, args.to)}; push that folder to any static host")
-    except PublishError as exc:
-        raise ValueError(str(exc)) from exc
+    if args.gh_pages:
+        commit = publish_gh_pages(args.site, args.repo, args.branch)
+        print(f"committed {args.site} to branch {args.branch} ({commit[:12]}); push it with "
+              f"`git push origin {args.branch}`")
+    else:
+        print(f"wrote {publish_folder(args.site, args.to)}; push that folder to any static host")
     return 0
 
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from tasks import (DataError, build_manifest, check_disjoint, get_dataset_spec, iter_episodes, list_datasets,
-                   load_split, make_benchmark, resolve_data_dir)
+from tasks import (
+    DataError,
+    build_manifest,
+    check_disjoint,
+    get_dataset_spec,
+    iter_episodes,
+    list_datasets,
+    load_split,
+    make_benchmark,
+    resolve_data_dir,
+)
 from tasks.benchmark import PROTOCOLS, SIDES, episode_rng
-from tasks.pools import check_leakage
 from tasks.episodes import sample_episode
+from tasks.pools import check_leakage
 
 from .table import format_table
 

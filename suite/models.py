@@ -7,6 +7,7 @@ from pathlib import Path
 
 from .errors import SuiteError
 
+
 @dataclass
 class LoadedModel:
     name: str

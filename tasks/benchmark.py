@@ -22,6 +22,8 @@ from typing import Iterator
 
 import numpy as np
 
+from suite.errors import ConfigError
+
 from .episodes import Episode, EpisodeShape, sample_episode
 from .loading import DataError, load_split
 from .pools import Pool, make_pool, split_keys
@@ -56,22 +58,22 @@ class BenchmarkSpec:
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+            raise ConfigError(f"unknown protocol {self.protocol!r}; choose one of {', '.join(PROTOCOLS)}")
         for name in self.meta_train_datasets + self.meta_test_datasets:
             get_dataset_spec(name)  # unknown names fail with the list of known ones
         for name in self.meta_train_datasets:
             if get_dataset_spec(name).train_split is None:
-                raise ValueError(f"dataset {name!r} has no train split and cannot be a meta-training dataset")
+                raise ConfigError(f"dataset {name!r} has no train split and cannot be a meta-training dataset")
         if self.n_meta_train < 0 or self.n_meta_test < 1 or self.n_meta_val < 0:
-            raise ValueError("a benchmark needs n_meta_train >= 0, n_meta_val >= 0 and n_meta_test >= 1 tasks")
+            raise ConfigError("a benchmark needs n_meta_train >= 0, n_meta_val >= 0 and n_meta_test >= 1 tasks")
         if not 0 < self.val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+            raise ConfigError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.n_meta_val and not self.meta_train_datasets:
-            raise ValueError("validation tasks come from meta-training datasets, and this benchmark has none")
+            raise ConfigError("validation tasks come from meta-training datasets, and this benchmark has none")
         if self.n_meta_train and not self.meta_train_datasets:
-            raise ValueError("n_meta_train > 0 but no meta-training datasets are given")
+            raise ConfigError("n_meta_train > 0 but no meta-training datasets are given")
         if not self.meta_test_datasets:
-            raise ValueError("a benchmark needs at least one meta-testing dataset")
+            raise ConfigError("a benchmark needs at least one meta-testing dataset")
 
     @property
     def key(self) -> str:
@@ -115,7 +117,7 @@ def make_benchmark(protocol: str = "cross-dataset", *, datasets: list[str] | Non
                    shapes: dict[str, EpisodeShape] | None = None, val_fraction: float = 0.2) -> BenchmarkSpec:
     """The seed plan's benchmark for ``protocol``, optionally restricted to ``datasets``."""
     if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
+        raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if protocol == "cross-dataset":
         train, test = CROSS_DATASET_TRAIN, CROSS_DATASET_TEST
         if datasets:
@@ -123,7 +125,7 @@ def make_benchmark(protocol: str = "cross-dataset", *, datasets: list[str] | Non
             for d in datasets:
                 get_dataset_spec(d)
                 if d not in known:
-                    raise ValueError(f"dataset {d!r} has no side in the cross-dataset protocol; use --protocol in-dataset")
+                    raise ConfigError(f"dataset {d!r} has no side in the cross-dataset protocol; use --protocol in-dataset")
             train = tuple(d for d in train if d in datasets)
             test = tuple(d for d in test if d in datasets)
     else:

@@ -13,6 +13,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from suite.errors import ConfigError
+
 from .loading import DataError, LoadedSplit, example_ids
 
 
@@ -33,7 +35,7 @@ class EpisodeShape:
     def __post_init__(self) -> None:
         for name in ("ways", "shots", "queries"):
             if int(getattr(self, name)) < 1:
-                raise ValueError(f"episode shape: {name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"episode shape: {name} must be >= 1, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
+from suite.errors import SuiteError
+
 from .registry import get_dataset_spec
 from .spec import DatasetSpec
 
 DATA_DIR_ENV = "SUITE_DATA_DIR"
 
 
-class DataError(RuntimeError):
+class DataError(SuiteError, RuntimeError):
     """A dataset cannot be loaded or fails validation; the message says how to fix it."""
 
 

@@ -24,6 +24,8 @@ from typing import Iterable
 
 import numpy as np
 
+from suite.errors import ConfigError
+
 from .loading import DataError, LoadedSplit
 
 PARTS = ("all", "train", "val")
@@ -89,7 +91,7 @@ def make_pool(loaded: LoadedSplit, part: str = "all", val_fraction: float = 0.0,
     """The pool of ``loaded``: ``part`` is all rows, the training part or the validation part
     of a content-hash cut at ``val_fraction``; keys in ``exclude`` are dropped."""
     if part not in PARTS:
-        raise ValueError(f"unknown pool part {part!r}; choose one of {', '.join(PARTS)}")
+        raise ConfigError(f"unknown pool part {part!r}; choose one of {', '.join(PARTS)}")
     keys = split_keys(loaded)
     _, first = np.unique(keys, return_index=True)
     unique = np.zeros(len(keys), dtype=bool)

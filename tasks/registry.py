@@ -9,6 +9,8 @@ from __future__ import annotations
 from importlib.metadata import entry_points
 from typing import Callable, Iterable
 
+from suite.errors import ConfigError, NotFoundError
+
 from .spec import DatasetSpec
 
 ENTRY_POINT_GROUP = "suite.tasks"
@@ -16,9 +18,8 @@ _REGISTRY: dict[str, DatasetSpec] = {}
 _plugins_loaded = False
 
 
-class UnknownDatasetError(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; a user should not see the quotes
-        return str(self.args[0])
+class UnknownDatasetError(NotFoundError):
+    """No dataset of that name is registered."""
 
 
 def register_dataset(spec: DatasetSpec | Callable[[], DatasetSpec]) -> DatasetSpec | Callable[[], DatasetSpec]:
@@ -27,7 +28,7 @@ def register_dataset(spec: DatasetSpec | Callable[[], DatasetSpec]) -> DatasetSp
     if not isinstance(value, DatasetSpec):
         raise TypeError(f"register_dataset expects a DatasetSpec, got {type(value).__name__}")
     if value.name in _REGISTRY and _REGISTRY[value.name] != value:
-        raise ValueError(f"dataset {value.name!r} is already registered with a different spec")
+        raise ConfigError(f"dataset {value.name!r} is already registered with a different spec")
     _REGISTRY[value.name] = value
     return spec
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from suite.errors import ConfigError
+
 TaskType = Literal["classification", "ner", "qa"]
 TASK_TYPES: tuple[str, ...] = ("classification", "ner", "qa")
 METRICS = {"classification": "accuracy", "ner": "f1", "qa": "f1"}
@@ -44,16 +46,16 @@ class DatasetSpec:
 
     def __post_init__(self) -> None:
         if self.task_type not in TASK_TYPES:
-            raise ValueError(f"dataset {self.name!r}: task_type {self.task_type!r} is not one of {TASK_TYPES}")
+            raise ConfigError(f"dataset {self.name!r}: task_type {self.task_type!r} is not one of {TASK_TYPES}")
         if self.train_split is not None and self.train_split not in self.splits:
-            raise ValueError(f"dataset {self.name!r}: train_split {self.train_split!r} not in splits {self.splits}")
+            raise ConfigError(f"dataset {self.name!r}: train_split {self.train_split!r} not in splits {self.splits}")
         if self.eval_split not in self.splits:
-            raise ValueError(f"dataset {self.name!r}: eval_split {self.eval_split!r} not in splits {self.splits}")
+            raise ConfigError(f"dataset {self.name!r}: eval_split {self.eval_split!r} not in splits {self.splits}")
         required = {"classification": ("text", "label"), "ner": ("tokens", "tags"),
                     "qa": ("context", "question", "answers")}[self.task_type]
         missing = [c for c in required if c not in self.columns]
         if missing:
-            raise ValueError(f"dataset {self.name!r}: column mapping lacks {missing}")
+            raise ConfigError(f"dataset {self.name!r}: column mapping lacks {missing}")
         if not self.metric:
             object.__setattr__(self, "metric", METRICS[self.task_type])
 

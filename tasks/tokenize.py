@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from suite.errors import ConfigError
+
 IGNORE_INDEX = -100
 CACHE_ENV = "SUITE_CACHE_DIR"
 
@@ -30,10 +32,10 @@ def prepare_tokenizer(tokenizer):
     """Give tokenizers without a pad token (GPT-2) one: the end-of-text token."""
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
-            raise ValueError(f"tokenizer {tokenizer.name_or_path!r} has neither a pad nor an eos token")
+            raise ConfigError(f"tokenizer {tokenizer.name_or_path!r} has neither a pad nor an eos token")
         tokenizer.pad_token = tokenizer.eos_token
     if not getattr(tokenizer, "is_fast", True):
-        raise ValueError(f"tokenizer {tokenizer.name_or_path!r} is not a fast tokenizer; offsets are needed")
+        raise ConfigError(f"tokenizer {tokenizer.name_or_path!r} is not a fast tokenizer; offsets are needed")
     return tokenizer
 
 
@@ -56,9 +58,9 @@ class EncodingSettings:
 
     def __post_init__(self) -> None:
         if self.max_length < 16:
-            raise ValueError(f"max_length must be >= 16, got {self.max_length}")
+            raise ConfigError(f"max_length must be >= 16, got {self.max_length}")
         if not 0 <= self.stride <= self.max_length // 2:
-            raise ValueError(f"stride must be in [0, max_length/2], got {self.stride}")
+            raise ConfigError(f"stride must be in [0, max_length/2], got {self.stride}")
 
 
 def default_cache_dir() -> Path:
@@ -240,7 +242,7 @@ class EpisodeEncoder:
             batch["contexts"] = [ex["context"] for ex in examples]
             batch["answers"] = [ex["answers"]["text"] for ex in examples]
         else:
-            raise ValueError(f"unknown task type {task_type!r}")
+            raise ConfigError(f"unknown task type {task_type!r}")
         batch["task_type"] = task_type
         batch["num_labels"] = int(num_labels)
         return batch

@@ -226,16 +226,18 @@ def test_results_errors_and_a_too_long_max_length_are_one_line(tiny_models, tiny
     assert "exceeds the" in proc.stderr and not (tmp_path / "r").exists()
 
 
-def test_an_internal_bug_keeps_its_traceback(tiny_models, tiny_config, tmp_path, monkeypatch):
-    """Only bad input becomes one line and exit 2; a bug in the suite must surface as itself."""
+@pytest.mark.parametrize("bug", [TypeError, ValueError, FileNotFoundError])
+def test_an_internal_bug_keeps_its_traceback(bug, tiny_models, tiny_config, tmp_path, monkeypatch):
+    """Only `SuiteError` becomes one line and exit 2; a bug in the suite (a plain ValueError or
+    FileNotFoundError included) must surface as itself."""
     from suite import cli
     from suite.runner import Runner
 
     def broken(self):
-        raise TypeError("a bug inside the runner")
+        raise bug("a bug inside the runner")
 
     monkeypatch.setattr(Runner, "run_all", broken)
-    with pytest.raises(TypeError, match="a bug inside the runner"):
+    with pytest.raises(bug, match="a bug inside the runner"):
         cli.main(run_args(tiny_models["bert"], tiny_config(), tmp_path / "r", "baseline"))
 
 

@@ -1,0 +1,51 @@
+"""One error base: every exception the suite defines for users derives from `SuiteError`, which
+is what the CLI turns into one line and an exit code (and nothing else)."""
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+
+import pytest
+
+from suite.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, ConfigError, NotFoundError, SuiteError
+
+PACKAGES = ("suite", "algorithms", "tasks", "leaderboard", "cluster")
+
+
+def project_exception_classes() -> list[type]:
+    found = []
+    for package in PACKAGES:
+        for info in pkgutil.walk_packages(importlib.import_module(package).__path__, prefix=f"{package}."):
+            module = importlib.import_module(info.name)
+            for _, obj in inspect.getmembers(module, inspect.isclass):
+                if issubclass(obj, BaseException) and obj.__module__ == info.name:
+                    found.append(obj)
+    return found
+
+
+def test_every_project_exception_derives_from_the_one_base():
+    classes = project_exception_classes()
+    assert len(classes) >= 10  # the walk really found the project's errors
+    strays = [f"{c.__module__}.{c.__qualname__}" for c in classes if not issubclass(c, SuiteError)]
+    assert not strays, f"exceptions outside SuiteError: {strays}"
+
+
+def test_exit_codes_and_library_compatible_bases():
+    from algorithms import AlgorithmError, NonFiniteLossError
+    from suite.runner import RunFailed
+    from tasks import DataError, UnknownDatasetError
+
+    assert RunFailed("x").exit_code == NonFiniteLossError("x").exit_code == EXIT_RUN_FAILED
+    assert DataError("x").exit_code == AlgorithmError("x").exit_code == EXIT_BAD_INPUT
+    # library callers that caught the old built-in bases keep working
+    assert issubclass(AlgorithmError, ValueError) and issubclass(UnknownDatasetError, KeyError)
+    assert issubclass(NonFiniteLossError, FloatingPointError) and issubclass(DataError, RuntimeError)
+    assert str(NotFoundError("unknown dataset 'x'")) == "unknown dataset 'x'"  # no KeyError quotes
+
+
+def test_config_errors_are_value_errors_with_the_message():
+    from algorithms import get_algorithm
+
+    with pytest.raises(ConfigError, match="inner_lr must be a positive number"):
+        get_algorithm("maml", inner_lr=-1.0)
