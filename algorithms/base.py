@@ -127,6 +127,7 @@ class Algorithm:
     meta_learns = True  # False for the plain fine-tuning baseline
     uses_outer_step = True  # False: meta-training is plain fine-tuning (merge, intermediate), no outer update
     second_order = False  # True: the meta-gradient differentiates through inner-loop gradients
+    supports_zero3 = False  # True: meta-training never needs whole weights outside the engine's forward/backward
 
     def __init__(self, config: AlgorithmConfig | None = None):
         self.config = config if config is not None else self.Config()
@@ -146,7 +147,11 @@ class Algorithm:
 
     def outer_optimizer(self) -> tuple[str, float]:
         """(optimizer, learning rate) of the outer update, whichever engine applies it."""
-        return "adam", self.config.outer_lr
+        lr = getattr(self.config, "outer_lr", None)
+        if lr is None:  # a plugin's bug, not bad input: keep the traceback
+            raise TypeError(f"{type(self).__name__} meta-learns but its Config has no outer_lr; derive the Config "
+                            f"from MetaConfig or override outer_optimizer()")
+        return "adam", lr
 
     def make_outer_step(self, model: nn.Module) -> OuterStep:
         return TorchOuterStep(self.outer_parameters(model), *self.outer_optimizer())

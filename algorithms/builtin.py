@@ -38,6 +38,7 @@ class Baseline(Algorithm):
 
     Config = AlgorithmConfig
     meta_learns = False
+    supports_zero3 = True  # no meta-training: fine-tuning is the engine's own step
 
 
 @dataclass

@@ -1,63 +1,56 @@
 """Algorithm registry: built-ins by decorator, third-party plugins by entry point.
 
-Like lm-evaluation-harness, a plugin package declares
-``[project.entry-points."suite.algorithms"] name = "pkg.module:Class"`` and
-``get_algorithm(name)`` finds it without the suite importing the package by hand.
+A plugin package declares ``[project.entry-points."suite.algorithms"] name = "pkg.module:Class"``
+(an `Algorithm` subclass) and ``get_algorithm(name)`` finds it without any edit to the suite.
+The policy (order, duplicates, type check, "did you mean") is `suite.registry.Registry`'s.
 """
 from __future__ import annotations
 
 import dataclasses
-from importlib.metadata import entry_points
 from typing import Any, Callable
 
-from suite.errors import ConfigError
+from suite.errors import ConfigError, NotFoundError
+from suite.registry import Registry
+
+from .base import Algorithm
 
 ENTRY_POINT_GROUP = "suite.algorithms"
-_REGISTRY: dict[str, type] = {}
-_plugins_loaded = False
 
 
 class AlgorithmError(ConfigError):
     """Unknown algorithm or hyperparameter; the message lists the valid ones."""
 
 
+class UnknownAlgorithmError(AlgorithmError, NotFoundError):
+    """No algorithm of that name is registered."""
+
+
+ALGORITHMS: Registry[type[Algorithm]] = Registry(
+    "algorithm", base=Algorithm, group=ENTRY_POINT_GROUP, builtins=("algorithms.builtin", "algorithms.transfer"),
+    not_found=UnknownAlgorithmError)
+
+
 def register_algorithm(name: str) -> Callable[[type], type]:
-    """Class decorator: ``@register_algorithm("reptile")``."""
+    """Class decorator: ``@register_algorithm("reptile")``; the class's ``name`` becomes ``name``."""
     def deco(cls: type) -> type:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise AlgorithmError(f"algorithm {name!r} is already registered by {_REGISTRY[name].__module__}")
+        ALGORITHMS.register(name, cls)
         cls.name = name
-        _REGISTRY[name] = cls
         return cls
     return deco
 
 
-def _load_builtins_and_plugins() -> None:
-    global _plugins_loaded
-    from . import builtin, transfer  # noqa: F401  (registers the built-ins)
-    if _plugins_loaded:
-        return
-    _plugins_loaded = True
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in _REGISTRY:
-            continue
-        cls = ep.load()
-        register_algorithm(ep.name)(cls)
-
-
 def list_algorithms() -> list[str]:
-    _load_builtins_and_plugins()
-    return sorted(_REGISTRY)
+    return ALGORITHMS.names()
 
 
-def algorithm_class(name: str) -> type:
-    known = list_algorithms()
-    if name not in _REGISTRY:
-        raise AlgorithmError(f"unknown algorithm {name!r}; available: {', '.join(known)}")
-    return _REGISTRY[name]
+def algorithm_class(name: str) -> type[Algorithm]:
+    cls = ALGORITHMS.get(name)
+    if getattr(cls, "name", None) != name:  # registered from an entry point: rows carry the registered name
+        cls.name = name
+    return cls
 
 
-def get_algorithm(name: str, **hparams: Any):
+def get_algorithm(name: str, **hparams: Any) -> Algorithm:
     """An algorithm instance; unknown hyperparameters fail with the valid ones."""
     cls = algorithm_class(name)
     config_cls = cls.Config

@@ -36,9 +36,6 @@ from suite.errors import ConfigError
 CONFIG_DIR = Path(__file__).resolve().parent / "deepspeed"
 if not torch.cuda.is_available():  # say so before anything imports deepspeed, rather than have it warn
     os.environ.setdefault("DS_ACCELERATOR", "cpu")
-ZERO3_OK = ("baseline",)
-
-
 class DeepSpeedUnsupported(ConfigError):
     """The requested algorithm / ZeRO combination cannot run under DeepSpeed."""
 
@@ -84,7 +81,9 @@ def first_order_algorithms() -> list[str]:
 
 
 def check_supported(algo: str, settings: DeepSpeedSettings, first_order: bool = False) -> None:
-    from algorithms import algorithm_class
+    """Decided by the algorithm class's capabilities (`second_order`, `supports_zero3`), so a plugin
+    that declares itself first-order runs under DeepSpeed without any edit here."""
+    from algorithms import algorithm_class, list_algorithms
 
     supported = first_order_algorithms()
     if algorithm_class(algo).second_order and not (algo == "maml" and first_order):
@@ -95,9 +94,10 @@ def check_supported(algo: str, settings: DeepSpeedSettings, first_order: bool = 
                 "reptile with --engine deepspeed, or maml with --engine torch")
         raise DeepSpeedUnsupported(f"{algo} is not supported with --engine deepspeed (it needs gradients through "
                                    f"the inner loop); supported: {', '.join(supported)}; or use --engine torch")
-    if settings.stage == 3 and algo not in ZERO3_OK:
+    if settings.stage == 3 and not algorithm_class(algo).supports_zero3:
+        zero3 = [name for name in list_algorithms() if algorithm_class(name).supports_zero3]
         raise DeepSpeedUnsupported(f"ZeRO-3 partitions the weights that {algo}'s functional inner loop needs whole; "
-                                   f"use --zero 2 (or 0/1) for {algo}; ZeRO-3 serves the baseline")
+                                   f"use --zero 2 (or 0/1) for {algo}; ZeRO-3 serves {', '.join(zero3)}")
 
 
 _initialised = False

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,7 +21,7 @@ def test_builtins_are_registered():
 
 
 def test_unknown_algorithm_lists_the_valid_ones():
-    with pytest.raises(AlgorithmError, match="unknown algorithm 'reptil'; available: anil, baseline"):
+    with pytest.raises(AlgorithmError, match=r"unknown algorithm 'reptil' \(did you mean 'reptile'\?\); available: baseline, multitask"):
         get_algorithm("reptil")
 
 
@@ -77,18 +78,21 @@ PLUGIN = {
     """,
     "suite_plugin_demo/__init__.py": """
         from dataclasses import dataclass
-        from algorithms import Algorithm, AlgorithmConfig
+        import torch
+        from algorithms import Algorithm, MetaConfig, as_batches, begin_episode
         from tasks import DatasetSpec
 
         @dataclass
-        class Config(AlgorithmConfig):
+        class Config(MetaConfig):
             repeats: int = 2
 
         class SgdTwice(Algorithm):
             Config = Config
             def meta_loss(self, model, episode, loss_fn):
-                loss = loss_fn(model, episode.support) * self.config.repeats
-                return loss, float(loss)
+                support = as_batches(episode.support)
+                begin_episode(model, support)
+                loss = torch.stack([loss_fn(model, b) for b in support]).mean() * self.config.repeats
+                return loss, float(loss.detach())
 
         def imdb_tiny():
             return DatasetSpec(name="imdb_tiny", hub_id="stanfordnlp/imdb", task_type="classification",
@@ -98,7 +102,8 @@ PLUGIN = {
 }
 
 
-def test_third_party_plugin_installed_with_pip_is_found(tmp_path):
+def install_plugin(tmp_path) -> Path:
+    """pip-installs the demo plugin into a folder of its own; put it on PYTHONPATH to use it."""
     src = tmp_path / "src"
     for rel, text in PLUGIN.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -106,6 +111,11 @@ def test_third_party_plugin_installed_with_pip_is_found(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(src)], check=True, capture_output=True, timeout=300)
+    return target
+
+
+def test_third_party_plugin_installed_with_pip_is_found(tmp_path):
+    target = install_plugin(tmp_path)
     probe = textwrap.dedent("""
         from algorithms import get_algorithm, list_algorithms
         from tasks import list_datasets, get_dataset_spec

@@ -40,7 +40,7 @@ def test_tasks_episodes_writes_a_manifest(tmp_path):
 
 def test_bad_input_is_one_line_and_nonzero(tmp_path):
     out = run("tasks", "show", "imbd")
-    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "known datasets: imdb" in out.stderr
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "available: imdb" in out.stderr
     out = run("tasks", "list", "--data-dir", str(tmp_path / "nowhere"))
     assert out.returncode == 2 and "does not exist" in out.stderr and out.stdout == ""
     out = run("tasks", "show", "imdb", env={"SUITE_DATA_DIR": "", "HF_DATASETS_CACHE": str(tmp_path)})

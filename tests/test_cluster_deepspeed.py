@@ -15,11 +15,11 @@ from test_run import TINY
 SUITE = str(Path(sys.executable).parent / "suite")
 
 
-def run(tmp_path, model, *extra, extra_config: str = ""):
+def run(tmp_path, model, *extra, extra_config: str = "", env: dict | None = None):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(extra_config + TINY.format(n_test=4, ft_steps=5))
     return subprocess.run([SUITE, "run", "--model", str(model), "--config", str(cfg), "--no-progress", *extra],
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=600, env=env)
 
 
 # Reptile's interpolation is SGD on (init - adapted): unlike Adam, whose normalised step turns
@@ -66,6 +66,23 @@ def test_unsupported_combinations_are_refused_with_the_reason(tiny_models, tmp_p
     out = run(tmp_path, tiny_models["bert"], "--algo", "reptile", "--engine", "deepspeed", "--zero", "3",
               "--out", str(tmp_path / "x"))
     assert out.returncode == 2 and "ZeRO-3" in out.stderr
+
+
+def test_a_first_order_plugin_runs_under_deepspeed_without_an_edit_to_the_suite(tiny_models, tmp_path):
+    """The plugin (an entry point in a pip-installed test package) declares nothing but the base
+    class's default, first order; the engine reads that from the class, not from a list of names."""
+    from test_algorithms_contract import install_plugin
+
+    env = {**os.environ, "PYTHONPATH": str(install_plugin(tmp_path))}
+    out = run(tmp_path, tiny_models["bert"], "--algo", "sgd_twice", "--engine", "deepspeed", "--zero", "2",
+              "--out", str(tmp_path / "p"), env=env)
+    assert out.returncode == 0, out.stderr
+    runs, tasks = load_results(tmp_path / "p")
+    assert runs["algo"].iloc[0] == "sgd_twice" and runs["engine"].iloc[0] == "deepspeed" and len(tasks) == 4
+    assert runs["meta_steps"].iloc[0] > 0  # it really meta-trained through the engine
+    out = run(tmp_path, tiny_models["bert"], "--algo", "sgd_twice", "--engine", "deepspeed", "--zero", "3",
+              "--out", str(tmp_path / "z3"), env=env)
+    assert out.returncode == 2 and "ZeRO-3 serves baseline" in out.stderr
 
 
 @pytest.fixture

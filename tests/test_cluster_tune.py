@@ -125,7 +125,7 @@ def test_failed_trials_are_retried_and_reported(tiny_models, tmp_path):
 def test_an_unknown_algorithm_stops_the_study_before_any_trial(tiny_models, tmp_path):
     proc = subprocess.run(tune_args(tmp_path, "typo", tiny_models["bert"], "--algos", "baseline,reptil"),
                           capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 2 and "unknown algorithm 'reptil'; available:" in proc.stderr
+    assert proc.returncode == 2 and "unknown algorithm 'reptil' (did you mean 'reptile'?); available:" in proc.stderr
     assert proc.stdout == "" and not (tmp_path / "typo").exists() and not (tmp_path / "ray").exists()
 
 

@@ -146,7 +146,7 @@ def test_kill_9_during_meta_testing_then_resume_equals_an_uninterrupted_run(tiny
 def test_bad_input_fails_in_one_line_without_output(tiny_models, tiny_config, tmp_path):
     out = tmp_path / "r"
     proc = suite(*run_args(tiny_models["bert"], tiny_config(), out, "reptil"))
-    assert proc.returncode == 2 and "unknown algorithm 'reptil'; available:" in proc.stderr
+    assert proc.returncode == 2 and "unknown algorithm 'reptil' (did you mean 'reptile'?); available:" in proc.stderr
     assert proc.stderr.count("\n") == 1 and not out.exists()
     bad = tmp_path / "bad.toml"
     bad.write_text("inner_lr = 1e-3\nmeta_batch = 4\n")
