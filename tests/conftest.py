@@ -23,7 +23,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
-    from suite.tiny_models import ARCHITECTURES, build_tiny_model
+    from tiny_models import ARCHITECTURES, build_tiny_model
 
     root = tmp_path_factory.mktemp("tiny-models")
     return {arch: build_tiny_model(arch, root / arch) for arch in ARCHITECTURES}
