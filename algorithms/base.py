@@ -142,6 +142,12 @@ class Algorithm:
         this algorithm's meta-gradient; the reported loss is the task loss it stands for."""
         raise NotImplementedError
 
+    def meta_batch_loss(self, model: nn.Module, episodes: Sequence[Episode], loss_fn: LossFn
+                        ) -> tuple[torch.Tensor, float] | None:
+        """(sum of the tasks' objectives, sum of their reported losses) computed for the whole
+        meta-batch at once, or None to use :meth:`meta_loss` task by task (the default)."""
+        return None
+
     def outer_parameters(self, model: nn.Module) -> list[nn.Parameter]:
         return meta_parameters(model)
 
@@ -195,7 +201,13 @@ class Algorithm:
                 break
             outer.zero_grad()
             total = 0.0
-            for ep in batch_of_tasks:
+            together = self.meta_batch_loss(model, batch_of_tasks, loss_fn)
+            if together is not None:  # the meta-batch's tasks in one pass (e.g. vmap); checked once per step
+                objective, total = together
+                check_finite(objective, f"in meta-step {stats.steps + 1}")
+                outer.backward(objective / len(batch_of_tasks))
+                stats.episodes += len(batch_of_tasks)
+            for ep in batch_of_tasks if together is None else ():
                 objective, reported = self.meta_loss(model, ep, loss_fn)
                 check_finite(objective, f"in meta-step {stats.steps + 1} (episode {stats.episodes + 1})")
                 outer.backward(objective / len(batch_of_tasks))

@@ -11,7 +11,8 @@ from suite.errors import ConfigError
 
 from .base import Algorithm, AlgorithmConfig, Episode, LossFn, MetaConfig, begin_episode, check_finite
 from .finetune import as_batches
-from .functional import checkpointed_meta_gradient, double_backward_safe, inner_loop, query_loss
+from .functional import (batched_query_losses, checkpointed_meta_gradient, double_backward_safe, inner_loop,
+                         query_loss, stackable)
 from .outer import TorchOuterStep
 from .registry import register_algorithm
 
@@ -70,6 +71,10 @@ class MAMLConfig(MetaConfig):
     # activations, recompute each step in the outer backward (memory flat in inner_steps, one
     # more forward+backward per step); see algorithms.functional.checkpointed_meta_gradient
     checkpoint_inner: bool = False
+    # run the meta-batch's inner loops together under torch.func.vmap when the tasks' batches have
+    # one shape and the model keeps no per-episode state (no begin_episode hook, e.g. the sinusoid
+    # MLP); otherwise, and with learned step sizes, the tasks run one after another
+    batched_tasks: bool = False
 
 
 @register_algorithm("maml")
@@ -89,6 +94,24 @@ class MAML(Algorithm):
         """The inner loop's SGD for the whole budget, on the inner loop's parameters."""
         params = dict(model.named_parameters())
         return [{"params": [params[n] for n in self.inner_names(model)], "lr": self.config.inner_lr}]
+
+    def meta_batch_loss(self, model, episodes, loss_fn: LossFn):
+        if not getattr(self.config, "batched_tasks", False) or len(episodes) < 2:
+            return None
+        lr = self.inner_lr(model)
+        supports = [as_batches(ep.support) for ep in episodes]
+        queries = [as_batches(ep.query) for ep in episodes]
+        if (callable(getattr(model, "begin_episode", None)) or isinstance(lr, dict)
+                or not all(stackable([s[k] for s in supports]) for k in range(len(supports[0])))
+                or not all(stackable([q[k] for q in queries]) for k in range(len(queries[0])))
+                or len({len(s) for s in supports}) > 1 or len({len(q) for q in queries}) > 1):
+            return None
+        second_order = not self.config.first_order
+        with double_backward_safe(second_order):
+            losses = batched_query_losses(model, supports, queries, loss_fn, self.config.inner_steps, lr,
+                                          self.inner_names(model), create_graph=second_order)
+        objective = losses.sum()
+        return objective, float(objective.detach())
 
     def meta_loss(self, model, episode: Episode, loss_fn: LossFn):
         support, query = as_batches(episode.support), as_batches(episode.query)
@@ -112,6 +135,7 @@ class MAML(Algorithm):
 @dataclass
 class FOMAMLConfig(MetaConfig):
     first_order: bool = True
+    batched_tasks: bool = False  # as in MAMLConfig
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -19,15 +19,31 @@ from torch.func import functional_call
 
 
 class _LossModule(nn.Module):
-    """Wraps (model, loss_fn) so functional_call reaches every call the loss makes."""
+    """Wraps (model, loss_fn) so functional_call reaches every call the loss makes. One wrapper
+    per model, reused (building an nn.Module per inner step was measurable overhead)."""
 
-    def __init__(self, model: nn.Module, loss_fn: Callable):
+    def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.loss_fn = loss_fn
+        self.loss_fn: Callable | None = None
+        # tied weights (one tensor under two names) need functional_call's untying walk over every
+        # module on each call; most models have none, so it is paid only where it is needed
+        self.tied = (sum(1 for _ in model.named_parameters(remove_duplicate=False))
+                     != sum(1 for _ in model.named_parameters()))
 
     def forward(self, batch):
         return self.loss_fn(self.model, batch)
+
+
+def _wrapper(model: nn.Module, loss_fn: Callable) -> _LossModule:
+    """Kept in the model's ``__dict__`` (not a submodule: no parameters, no state_dict entry), so
+    ``copy.deepcopy(model)`` gets a wrapper of the copy and the pair is collected together."""
+    wrapped = model.__dict__.get("_functional_loss_wrapper")
+    if wrapped is None:
+        wrapped = _LossModule(model)
+        model.__dict__["_functional_loss_wrapper"] = wrapped
+    object.__setattr__(wrapped, "loss_fn", loss_fn)  # a plain attribute: skip nn.Module's __setattr__
+    return wrapped
 
 
 def double_backward_safe(enabled: bool = True):
@@ -44,8 +60,9 @@ def double_backward_safe(enabled: bool = True):
 
 def functional_loss(model: nn.Module, params: Mapping[str, torch.Tensor], batch, loss_fn: Callable) -> torch.Tensor:
     """``loss_fn(model, batch)`` evaluated with ``params`` in place of the model's parameters."""
-    wrapped = _LossModule(model, loss_fn)
-    return functional_call(wrapped, {f"model.{k}": v for k, v in params.items()}, (batch,), strict=False)
+    wrapped = _wrapper(model, loss_fn)
+    return functional_call(wrapped, {f"model.{k}": v for k, v in params.items()}, (batch,), strict=False,
+                           tie_weights=wrapped.tied)
 
 
 def inner_loop(model: nn.Module, batches: Sequence, loss_fn: Callable, steps: int,
@@ -146,3 +163,78 @@ def checkpointed_meta_gradient(model: nn.Module, support: Sequence, query: Seque
         del loss, grads
     _set_rng_state(after, device)  # the random stream continues as if the loop had run once
     return q.detach(), dict(zip(names, v))
+
+
+def stackable(batches: Sequence) -> bool:
+    """Whether batches (one per task) have one structure, equal non-tensor leaves and tensors of one
+    shape, so that they can be stacked along a new task dimension."""
+    from torch.utils._pytree import tree_flatten
+
+    flat = [tree_flatten(b) for b in batches]
+    leaves0, spec0 = flat[0]
+    for leaves, spec in flat[1:]:
+        if spec != spec0 or len(leaves) != len(leaves0):
+            return False
+        for a, b in zip(leaves0, leaves):
+            if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
+                return False
+            if isinstance(a, torch.Tensor) and (a.shape != b.shape or a.dtype != b.dtype):
+                return False
+            if not isinstance(a, torch.Tensor) and a != b:
+                return False
+    return True
+
+
+def _stack(batches: Sequence) -> tuple[list, Callable]:
+    """(stacked tensor leaves, rebuild(leaves) -> one task's batch) for equally shaped batches."""
+    from torch.utils._pytree import tree_flatten, tree_unflatten
+
+    flat = [tree_flatten(b)[0] for b in batches]
+    leaves0, spec = tree_flatten(batches[0])
+    is_tensor = [isinstance(x, torch.Tensor) for x in leaves0]
+    stacked = [torch.stack([f[i] for f in flat]) for i, t in enumerate(is_tensor) if t]
+
+    def rebuild(tensors: Sequence) -> object:
+        it = iter(tensors)
+        return tree_unflatten([next(it) if t else x for t, x in zip(is_tensor, leaves0)], spec)
+
+    return stacked, rebuild
+
+
+def batched_query_losses(model: nn.Module, supports: Sequence[Sequence], queries: Sequence[Sequence],
+                         loss_fn: Callable, steps: int, lr: float, trainable: Sequence[str], *,
+                         create_graph: bool = True) -> torch.Tensor:
+    """Every task's post-adaptation query loss, the tasks' inner loops run together under
+    ``torch.func.vmap`` instead of one after another (one task dimension on every batch tensor).
+
+    Needs tasks whose support (and query) batches stack (`stackable`) and a model without
+    per-episode state. Inner gradients come from ``torch.func.grad`` inside the vmap, so the
+    result is differentiable by ordinary autograd: ``.sum().backward()`` gives the sum of the tasks'
+    second-order meta-gradients (``create_graph=False``: the first-order ones). Dropout draws
+    different numbers per task (``randomness="different"``): the same distribution as the
+    sequential loop, not the same random stream.
+    """
+    from torch.func import grad, vmap
+
+    params = dict(model.named_parameters())
+    names = [n for n in trainable if n in params]
+    fixed = {n: t for n, t in params.items() if n not in names}
+    n_support, n_query = len(supports[0]), len(queries[0])
+    support_data = [_stack([s[k] for s in supports]) for k in range(n_support)]
+    query_data = [_stack([q[k] for q in queries]) for k in range(n_query)]
+
+    def support_loss(weights: dict, tensors: list, k: int) -> torch.Tensor:
+        return functional_loss(model, {**fixed, **weights}, support_data[k][1](tensors), loss_fn)
+
+    def one_task(support_tensors: list, query_tensors: list) -> torch.Tensor:
+        weights = {n: params[n] for n in names}
+        for k in range(steps):
+            g = grad(support_loss)(weights, support_tensors[k % n_support], k % n_support)
+            if not create_graph:
+                g = {n: t.detach() for n, t in g.items()}
+            weights = {n: weights[n] - lr * g[n] for n in names}
+        losses = [functional_loss(model, {**fixed, **weights}, query_data[j][1](query_tensors[j]), loss_fn)
+                  for j in range(n_query)]
+        return torch.stack(losses).mean()
+
+    return vmap(one_task, randomness="different")([d[0] for d in support_data], [d[0] for d in query_data])
