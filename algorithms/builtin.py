@@ -11,8 +11,14 @@ from suite.errors import ConfigError
 
 from .base import Algorithm, AlgorithmConfig, Episode, LossFn, MetaConfig, begin_episode, check_finite
 from .finetune import as_batches
-from .functional import (batched_query_losses, checkpointed_meta_gradient, double_backward_safe, inner_loop,
-                         query_loss, stackable)
+from .functional import (
+    batched_query_losses,
+    checkpointed_meta_gradient,
+    double_backward_safe,
+    inner_loop,
+    query_loss,
+    stackable,
+)
 from .outer import TorchOuterStep
 from .registry import register_algorithm
 
