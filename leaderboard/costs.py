@@ -27,9 +27,11 @@ from scipy import stats as sps
 from . import stats
 
 
-def _steps_to_many(steps: pd.Series, metric: pd.Series, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _steps_to_many(steps: pd.Series, metric: pd.Series, target: np.ndarray, sign: float = 1.0
+                   ) -> tuple[np.ndarray, np.ndarray]:
     """First evaluated step reaching each task's target, censored at 2 x budget when never;
-    tasks sharing a schedule are stacked. Returns (steps, reached)."""
+    tasks sharing a schedule are stacked. ``sign`` -1: the metric is smaller-is-better, so
+    reaching means going at or below the target. Returns (steps, reached)."""
     out = np.empty(len(target))
     reached = np.zeros(len(target), dtype=bool)
     keys = [tuple(s) for s in steps]
@@ -39,7 +41,7 @@ def _steps_to_many(steps: pd.Series, metric: pd.Series, target: np.ndarray) -> t
     metric = list(metric)
     for k, rows in groups.items():
         m = np.array([metric[i] for i in rows], dtype=float)
-        hit = m >= target[rows, None] - 1e-12
+        hit = sign * m >= sign * target[rows, None] - 1e-12
         got = hit.any(1)
         grid = np.asarray(k, dtype=float)
         out[rows] = np.where(got, grid[hit.argmax(1)], 2.0 * grid[-1])
@@ -60,8 +62,9 @@ def paired_steps(tasks: pd.DataFrame, candidate: str, reference: str) -> pd.Data
     if joined.empty:
         return pd.DataFrame(columns=columns)
     target = joined["metric_r"].to_numpy(float)
-    ref, _ = _steps_to_many(joined["curve_steps_r"], joined["curve_metric_r"], target)
-    cand, reached = _steps_to_many(joined["curve_steps_c"], joined["curve_metric_c"], target)
+    sign = stats.scope_sign(tasks[tasks["algo"] == candidate])
+    ref, _ = _steps_to_many(joined["curve_steps_r"], joined["curve_metric_r"], target, sign)
+    cand, reached = _steps_to_many(joined["curve_steps_c"], joined["curve_metric_c"], target, sign)
     return pd.DataFrame({"task_index": joined["task_index"].to_numpy(), "target": target, "steps_reference": ref,
                          "steps_candidate": cand, "reached": reached,
                          "flops_per_step": (joined["ft_flops_c"].fillna(0) /

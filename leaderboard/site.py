@@ -187,7 +187,7 @@ class SiteBuilder:
             for d in datasets:
                 x = df[df["dataset"] == d]["metric"]
                 cells.append(with_ci(fmt(x.mean()), *self._ci[(model, algo, (d,))]) if len(x) else Cell("–"))
-            cells += [self.significance_mark(vs_refs[r], algo, r) for r in refs]
+            cells += [self.significance_mark(vs_refs[r], algo, r, stats.scope_sign(sub)) for r in refs]
             flops = df["ft_flops"].mean() if "ft_flops" in df else float("nan")
             cells += [Cell("–" if pd.isna(flops) else f"{flops:.3g}"), Cell(fmt(df["ft_seconds"].mean(), 2)),
                       Cell(fmt(df["ft_gpu_hours"].sum(), 5)),
@@ -197,7 +197,8 @@ class SiteBuilder:
         table = Table("leaderboard", head, rows, left_head=("algorithm",), attrs={"data-model": model})
         return table, pairs, vs_refs, algos
 
-    def significance_mark(self, vs_base: pd.DataFrame, algo: str, reference: str) -> Cell:
+    def significance_mark(self, vs_base: pd.DataFrame, algo: str, reference: str, sign: float = 1.0) -> Cell:
+        """▲/▼ by the metric's direction (``sign`` -1: smaller is better)."""
         if algo == reference or vs_base.empty:
             return Cell("–")
         r = vs_base[(vs_base["measure"] == "metric") & (vs_base["a"] == algo)]
@@ -208,7 +209,8 @@ class SiteBuilder:
             return Cell("not tested", span="ns", title=str(r["note"]))
         title = f"Holm p={r['p_holm']:.3g}"
         if r["significant"]:
-            cls, sym = ("sig-better", "▲") if r["mean_diff"] > 0 else ("sig-worse", "▼")
+            better = r["mean_diff"] * sign > 0
+            cls, sym = ("sig-better", "▲") if better else ("sig-worse", "▼")
             return Cell(f"{sym} p={r['p_holm']:.3g}", span=cls, title=title)
         return Cell(f"n.s. p={r['p_holm']:.3g}", span="ns", title=title)
 

@@ -20,6 +20,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from tasks.metrics import metric_name_for
+
 PAIR_KEYS = ["model", "episodes_fingerprint", "protocol_fingerprint", "task_index"]
 REFERENCES = ("baseline", "multitask")  # pretrained weights; trained on the union of the meta-training tasks
 OWN_SUFFIX = " (own)"  # candidates evaluated with their own adaptation carry it in their name
@@ -175,7 +177,31 @@ def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
         tasks.loc[adapted, "model"] = tasks.loc[adapted, "model"].astype(str) + " + " + peft[adapted]
     oracle = (mode == "hindsight") & ~tasks["algo"].astype(str).str.endswith(ORACLE_SUFFIX)
     tasks.loc[oracle, "algo"] = tasks.loc[oracle, "algo"].astype(str) + ORACLE_SUFFIX
+    if "metric_name" in tasks:
+        names = tasks["metric_name"].astype(str)
+        if "task_type" in tasks:  # rows from before metrics were objects said "f1" for both F1s
+            legacy = names == "f1"
+            if legacy.any():
+                names = names.where(~legacy, [metric_name_for("f1", t) for t in tasks["task_type"].astype(str)])
+                tasks["metric_name"] = names
+        tasks["metric_sign"] = names.map({n: metric_sign(n) for n in names.unique()}).astype(float)
     return tasks
+
+
+def metric_sign(name: str) -> float:
+    """+1 where a larger value of the metric is better, -1 where smaller is; a metric not
+    registered here (a plugin that is not installed) counts as larger-is-better."""
+    from tasks.metrics import METRICS
+
+    return -1.0 if name in METRICS and not METRICS.get(name).higher_is_better else 1.0
+
+
+def scope_sign(tasks: pd.DataFrame) -> float:
+    """The direction of the metric shared by ``tasks`` (-1 only when every row's metric is
+    smaller-is-better)."""
+    if "metric_sign" not in tasks or tasks.empty:
+        return 1.0
+    return -1.0 if bool((tasks["metric_sign"] < 0).all()) else 1.0
 
 
 KEY_COLUMNS = ("run_id", "algo", "model", "dataset", "benchmark", "episodes_fingerprint", "protocol_fingerprint",
@@ -339,7 +365,13 @@ def tie_group_ranks(means: dict[str, float], significant: dict[frozenset, bool],
 
 
 def ranks_for(tasks: pd.DataFrame, pairs_table: pd.DataFrame, measure: str = "metric") -> dict[str, int]:
-    means = tasks.groupby("algo")[measure].mean().to_dict()
+    """Tie-group ranks by mean; for the metric, in each row's metric direction (a smaller-is-better
+    metric, e.g. an error rate, ranks its smallest mean first)."""
+    values = tasks[measure]
+    higher = HIGHER_IS_BETTER[measure]
+    if measure == "metric" and "metric_sign" in tasks:
+        values, higher = values * tasks["metric_sign"], True
+    means = values.groupby(tasks["algo"], observed=True).mean().to_dict()
     sub = pairs_table[pairs_table["measure"] == measure]
     significant = {frozenset((r.a, r.b)): bool(r.significant) for r in sub.itertuples()}
-    return tie_group_ranks(means, significant, HIGHER_IS_BETTER[measure])
+    return tie_group_ranks(means, significant, higher)

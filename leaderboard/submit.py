@@ -38,6 +38,14 @@ class SubmissionError(ConfigError):
     pass
 
 
+
+def _metric_bounds(row) -> tuple[float, float]:
+    """The range of the row's metric (registered metrics carry it; [0, 1] otherwise)."""
+    from tasks.metrics import METRICS, metric_name_for
+
+    name = metric_name_for(str(row.get("metric_name")), str(row.get("task_type")))
+    return METRICS.get(name).bounds if name in METRICS else (0.0, 1.0)
+
 def read_submission(path: str | Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
@@ -94,6 +102,7 @@ def validate(df: pd.DataFrame, source: str = "submission") -> None:
                 raise SubmissionError(f"{where}: field {field} {row[field]!r} may only hold letters, digits, '_', '.', '-'")
         if row["dataset"] not in known:
             raise SubmissionError(f"{where}: field dataset: unknown dataset {row['dataset']!r}; known: {', '.join(sorted(known))}")
+        low, high = _metric_bounds(row)
         for field in UNIT_INTERVAL + NON_NEGATIVE:
             if field not in row or row[field] is None:
                 continue
@@ -102,12 +111,13 @@ def validate(df: pd.DataFrame, source: str = "submission") -> None:
                 continue  # a null: e.g. no exact match outside QA, target never reached
             if not _is_number(v) or not math.isfinite(float(v)):
                 raise SubmissionError(f"{where}: field {field} is {v!r} (NaN or not a number)")
-            if field in UNIT_INTERVAL and not 0 <= float(v) <= 1:
-                raise SubmissionError(f"{where}: field {field} = {v} is outside [0, 1]")
+            if field in UNIT_INTERVAL and not low <= float(v) <= high:
+                raise SubmissionError(f"{where}: field {field} = {v} is outside [{low:g}, {high:g}], the range of "
+                                      f"metric {row.get('metric_name')!r}")
             if field in NON_NEGATIVE and float(v) < 0:
                 raise SubmissionError(f"{where}: field {field} = {v} is negative")
-        if any(not 0 <= float(x) <= 1 for x in row["curve_metric"]):
-            raise SubmissionError(f"{where}: field curve_metric has values outside [0, 1]")
+        if any(not low <= float(x) <= high for x in row["curve_metric"]):
+            raise SubmissionError(f"{where}: field curve_metric has values outside [{low:g}, {high:g}]")
         if not (len(row["curve_steps"]) == len(row["curve_metric"]) == len(row["curve_seconds"])):
             raise SubmissionError(f"{where}: fields curve_steps, curve_metric and curve_seconds differ in length")
     dup = df.duplicated(["run_id", "task_index"], keep="first")

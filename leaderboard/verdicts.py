@@ -55,6 +55,7 @@ class Verdict:
     n_seeds: int = 0
     verdict: str = "not tested"
     note: str = ""
+    higher_is_better: bool = True  # the metric's direction: "better" means larger, or smaller
 
 
 def minimum_detectable_effect(n: int, sd: float, alpha: float = stats.ALPHA, power: float = POWER) -> float:
@@ -103,7 +104,7 @@ def decide(v: Verdict) -> str:
         return f"inconclusive (fewer than {MIN_SEEDS} seeds)"
     equivalent = v.p_equivalence is not None and v.p_equivalence < stats.ALPHA
     if v.p_holm < stats.ALPHA:
-        word = "better" if v.mean_diff > 0 else "worse"
+        word = "better" if (v.mean_diff > 0) == v.higher_is_better else "worse"
         return f"{word} (within margin)" if equivalent else word
     if equivalent:
         return "equivalent within margin"
@@ -119,21 +120,21 @@ def verdicts(tasks: pd.DataFrame, references: list[str] | None = None, margin: f
         refs = references if references is not None else stats.references_in(sub)
         table = stats.wide(sub, "metric")
         metric_name = str(sub["metric_name"].iloc[0])
+        larger_better = (stats.scope_sign(sub) > 0) == higher_is_better
         for ref in refs:
             if ref not in table.columns:
                 continue
             family = []
             for cand in sorted(c for c in table.columns if c != ref):
-                v = Verdict(str(model), str(dataset), metric_name, cand, ref, 0, margin=margin)
+                v = Verdict(str(model), str(dataset), metric_name, cand, ref, 0, margin=margin,
+                            higher_is_better=larger_better)
                 joined = table[[cand, ref]].dropna() if cand in table and ref in table else pd.DataFrame()
                 if joined.empty:
                     v.note = stats.unpaired_reason(sub, cand, ref)
                 else:
                     a, b = joined[cand].to_numpy(float), joined[ref].to_numpy(float)
                     seeds = joined.index.get_level_values("episodes_fingerprint").to_numpy()
-                    if not higher_is_better:
-                        a, b = -a, -b
-                    a, b, v.unit = unit_values(a, b, seeds)
+                    a, b, v.unit = unit_values(a, b, seeds)  # tests and CIs on the metric as it is
                     v.n, v.n_seeds = len(a), len(pd.unique(seeds))
                     _test(v, a, b)
                     if v.unit == "tasks":
@@ -185,7 +186,8 @@ def stratified_summary(tasks: pd.DataFrame, n_permutations: int = 9999, seed: in
                 for dataset, ds in sub.groupby("dataset", sort=True):
                     table = stats.wide(ds, "metric")
                     if cand in table and ref in table:
-                        d = (table[cand] - table[ref]).dropna().to_numpy(float)
+                        # oriented: a positive effect is an improvement whatever the metric's direction
+                        d = stats.scope_sign(ds) * (table[cand] - table[ref]).dropna().to_numpy(float)
                         rms = float(np.sqrt(np.mean(d ** 2))) if len(d) else 0.0
                         if len(d) >= 2 and rms > 0:
                             strata.append(d / rms)

@@ -1,47 +1,30 @@
-"""Query-set evaluation of an adapted model with the task's metric (tasks.metrics)."""
+"""Query-set evaluation of an adapted model: the task type decodes predictions, the dataset's
+metric (a registered `tasks.metrics.Metric`) scores them."""
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
 
-from tasks.metrics import accuracy, decode_spans, entity_f1, squad_scores
-from tasks.tokenize import IGNORE_INDEX
+from tasks.metrics import Metric, get_metric
+from tasks.task_types import get_task_type
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, batches: Sequence[dict], label_names: Sequence[str]) -> dict[str, float]:
-    """``{"metric": ..., "exact_match": ...}``; metric is accuracy, entity F1 or SQuAD F1 in [0, 1]."""
+def evaluate(model: torch.nn.Module, batches: Sequence[dict], label_names: Sequence[str],
+             metric: str | Metric | None = None) -> dict[str, float | None]:
+    """``{"metric": ..., "exact_match": ...}``: ``metric`` (a name or object; default: the task
+    type's) on the query batches; ``exact_match`` is None unless the metric records it."""
     was_training = model.training
     model.eval()
     try:
-        task = batches[0]["task_type"]
-        if task == "classification":
-            preds, gold = [], []
-            for b in batches:
-                preds += model(b).argmax(-1).tolist()
-                gold += b["labels"].tolist()
-            return {"metric": accuracy(preds, gold), "exact_match": None}
-        if task == "ner":
-            gold_tags, pred_tags = [], []
-            for b in batches:
-                pred = model(b).argmax(-1).cpu()
-                labels = b["labels"].cpu()
-                for p_row, l_row in zip(pred, labels):
-                    keep = l_row != IGNORE_INDEX
-                    gold_tags.append([label_names[i] for i in l_row[keep].tolist()])
-                    pred_tags.append([label_names[i] for i in p_row[keep].tolist()])
-            return {"metric": entity_f1(gold_tags, pred_tags), "exact_match": None}
-        predictions, answers = [], []
-        for b in batches:
-            start, end = model(b)
-            predictions += decode_spans(start.float().cpu().numpy(), end.float().cpu().numpy(),
-                                        b["example_index"].tolist(), b["offsets"], b["contexts"])
-            answers += b["answers"]
-        scores = squad_scores(predictions, answers)
-        return {"metric": scores["f1"], "exact_match": scores["exact_match"]}
+        task_type = get_task_type(batches[0]["task_type"])
+        predictions, references = task_type.decode(model, batches, label_names)
     finally:
         model.train(was_training)
+    if not isinstance(metric, Metric):
+        metric = get_metric(metric or task_type.default_metric)
+    return {"exact_match": None, **metric.compute(predictions, references)}
 
 
 def eval_schedule(steps: int) -> list[int]:

@@ -40,9 +40,11 @@ TASK_COLUMNS = {
     "task_id": "string: meta-test/<index>/<dataset>",
     "dataset": "string: dataset name",
     "task_type": "string: classification, ner or qa",
-    "metric_name": "string: accuracy, f1 (entity-level) or f1 (SQuAD)",
-    "metric": "float in [0, 1]: the query metric after the last fine-tuning step",
-    "metric_at_0": "float in [0, 1]: the query metric before fine-tuning",
+    "metric_name": "string: the registered metric (accuracy, entity_f1, squad_f1; rows written before metrics "
+                   "were objects say f1 for both F1s, read as the task type's)",
+    "metric": "float in the metric's range ([0, 1] for the built-ins): the query metric after the last "
+              "fine-tuning step",
+    "metric_at_0": "float: the query metric before fine-tuning",
     "exact_match": "float in [0, 1] or null: SQuAD exact match (QA only)",
     "protocol_fingerprint": "string: what must match for two rows to pair (benchmark, budgets, lr grid, ...)",
     "eval_mode": "string: 'shared' (the same fine-tuning for all), 'own' (the algorithm's own adaptation) or "

@@ -38,10 +38,12 @@ from tasks import (
     EpisodeShape,
     TokenCache,
     build_manifest,
+    get_dataset_spec,
     iter_episodes,
     make_benchmark,
 )
 from tasks.benchmark import SIDES, query_overlap
+from tasks.metrics import Metric, get_metric
 from tasks.pools import check_leakage
 
 from . import __version__
@@ -146,9 +148,12 @@ class Runner:
     # ------------------------------------------------------------------ set-up
     def benchmark(self):
         shapes = {k: EpisodeShape(**v) for k, v in self.config.shapes.items()}
-        return make_benchmark(self.config.protocol, datasets=self.config.datasets or None,
+        bench = make_benchmark(self.config.protocol, datasets=self.config.datasets or None,
                               n_meta_train=self.config.n_meta_train, n_meta_test=self.config.n_meta_test,
                               n_meta_val=self.config.n_meta_val, shapes=shapes, val_fraction=self.config.val_fraction)
+        for dataset in bench.meta_test_datasets + bench.meta_train_datasets:
+            dataset_metric(dataset)  # an unknown metric name fails here, before anything is written
+        return bench
 
     def run_id(self, model: str, seed: int, bench) -> str:
         return f"{self.config.algo}-{model_slug(model)}-{bench.key}-seed{seed}-{self.config.fingerprint()}"
@@ -341,6 +346,7 @@ class Runner:
         query = [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.query, ep.num_labels, cfg.eval_batch_size)]
         steps = cfg.ft_budget(ep.task_type, len(support))
         schedule = set(eval_schedule(steps))
+        metric = dataset_metric(ep.dataset)
         meter = Meter(self.device)
         curve: list[tuple[int, float, float, float | None]] = []
 
@@ -352,7 +358,7 @@ class Runner:
                 meter.flops_per_token = flops_per_token(model, updated)
             if k in schedule:
                 with meter.pause():
-                    scores = evaluate(model, query, ep.label_names)
+                    scores = evaluate(model, query, ep.label_names, metric)
                 curve.append((k, scores["metric"], meter.elapsed(), scores["exact_match"]))
 
         with meter:
@@ -372,7 +378,8 @@ class Runner:
                 results[source] = self._finetune(ep, learner, algo, encoder, lr, seed, "shared")
         finally:
             algo.force_source = None
-        best = max(results, key=lambda s: results[s][0][-1][1])
+        metric = dataset_metric(ep.dataset)
+        best = max(results, key=lambda s: metric.oriented(results[s][0][-1][1]))
         total = Measurement()
         for _, m, _ in results.values():
             total = total.plus(m)
@@ -391,14 +398,18 @@ class Runner:
         final = metrics[-1]
         if cfg.target == "baseline" and cfg.algo == "baseline":
             baseline_target = final  # the baseline's own final metric is the target by definition
+        metric = dataset_metric(ep.dataset)
         if baseline_target is not None:
             target, source = baseline_target, "baseline"
-        else:
+        elif metric.higher_is_better:
             target, source = cfg.target_fraction * max(metrics), "best"
-        reached = next((i for i, m in enumerate(metrics) if m >= target - 1e-12), None)
+        else:  # lower is better (a loss, an error rate): within 1/fraction of the best
+            target, source = min(metrics) / cfg.target_fraction, "best"
+        reached = next((i for i, m in enumerate(metrics)
+                        if metric.oriented(m) >= metric.oriented(target) - 1e-12), None)
         return {
             "task_index": ep.index, "task_id": ep.task_id, "dataset": ep.dataset, "task_type": ep.task_type,
-            "metric_name": "accuracy" if ep.task_type == "classification" else "f1",
+            "metric_name": metric.name,
             "metric": float(final), "metric_at_0": float(metrics[0]),
             "exact_match": None if em[-1] is None else float(em[-1]),
             "finetune_lr": float(lr) if cfg.eval_mode != "own" else None,
@@ -485,6 +496,11 @@ def _ft_columns(m: Measurement) -> dict:
     return {"ft_seconds": m.wall_seconds, "ft_cpu_seconds": m.cpu_seconds, "ft_gpu_seconds": m.gpu_seconds,
             "ft_gpu_hours": m.gpu_hours, "ft_peak_rss_mb": m.peak_rss_mb, "ft_peak_cuda_mb": m.peak_cuda_mb,
             "ft_tokens": m.tokens, "ft_flops": m.flops}
+
+
+def dataset_metric(dataset: str) -> Metric:
+    """The registered metric a dataset's spec names (checked before a run starts)."""
+    return get_metric(get_dataset_spec(dataset).metric)
 
 
 def _oom_message(where: str) -> str:

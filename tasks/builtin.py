@@ -49,14 +49,14 @@ for _spec in (
         name="conll2003", hub_id="eriktks/conll2003", task_type="ner",
         label_names=CONLL_TAGS, columns={"tokens": "tokens", "tags": "ner_tags", "id": "id"},
         splits=("train", "validation", "test"), train_split="train", eval_split="test",
-        metric="f1", description="CoNLL-2003 English NER, BIO tags over PER/ORG/LOC/MISC.",
+        metric="entity_f1", description="CoNLL-2003 English NER, BIO tags over PER/ORG/LOC/MISC.",
         license="Reuters RCV1 terms of use",
     ),
     DatasetSpec(
         name="ontonotes5", hub_id="tner/ontonotes5", task_type="ner",
         label_names=ONTONOTES_TAGS, columns={"tokens": "tokens", "tags": "tags"},
         splits=("train", "validation", "test"), train_split="train", eval_split="test",
-        metric="f1", description="OntoNotes 5.0 English NER (CoNLL-2012 split), 18 entity types.",
+        metric="entity_f1", description="OntoNotes 5.0 English NER (CoNLL-2012 split), 18 entity types.",
         license="LDC user agreement (LDC2013T19)",
     ),
     DatasetSpec(

@@ -1,4 +1,5 @@
-"""Metrics: accuracy, entity-level F1 for BIO tags, SQuAD exact match and F1.
+"""Metrics: accuracy, entity-level F1 for BIO tags, SQuAD exact match and F1, as registered
+`Metric` objects (what evaluation computes and how the leaderboard reads it: direction, range).
 
 SQuAD scoring follows the official v1.1 evaluation script: lower-case, strip
 punctuation and the articles a/an/the, collapse whitespace; the score of a
@@ -11,9 +12,12 @@ from __future__ import annotations
 import collections
 import re
 import string
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
+
+from suite.registry import Registry
 
 _PUNCT = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -98,3 +102,52 @@ def decode_spans(start_logits: np.ndarray, end_logits: np.ndarray, example_index
                 if int(ex) not in best or score > best[int(ex)][0]:
                     best[int(ex)] = (score, contexts[int(ex)][offs[s][0]: offs[e][1]])
     return [best.get(i, (0.0, ""))[1].strip() for i in range(len(contexts))]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A query-set metric. ``compute(predictions, references)`` returns ``{"metric": value, ...}``
+    (extra keys, e.g. ``exact_match``, are recorded beside it); ``higher_is_better`` and
+    ``bounds`` tell the leaderboard how to rank, test and check values of this metric."""
+
+    name: str
+    compute: Callable[[Sequence, Sequence], dict[str, float | None]]
+    higher_is_better: bool = True
+    bounds: tuple[float, float] = (0.0, 1.0)
+    description: str = ""
+
+    def oriented(self, value: float) -> float:
+        """The value with "larger is better" for every metric (ranks and tests use it)."""
+        return value if self.higher_is_better else -value
+
+
+METRICS: Registry[Metric] = Registry("metric", base=Metric, group="suite.metrics", builtins=("tasks.metrics",))
+
+
+def register_metric(metric: Metric) -> Metric:
+    return METRICS.register(metric.name, metric)
+
+
+def get_metric(name: str) -> Metric:
+    return METRICS.get(name)
+
+
+LEGACY_NAMES = {("ner", "f1"): "entity_f1", ("qa", "f1"): "squad_f1"}  # rows written before metrics were objects
+
+
+def metric_name_for(name: str, task_type: str) -> str:
+    """The registered name of a row's metric (rows before v0.2 said "f1" for both F1s)."""
+    return LEGACY_NAMES.get((task_type, name), name)
+
+
+def _squad_f1(predictions, references):
+    scores = squad_scores(predictions, references)
+    return {"metric": scores["f1"], "exact_match": scores["exact_match"]}
+
+
+register_metric(Metric("accuracy", lambda p, r: {"metric": accuracy(p, r)},
+                       description="fraction of query examples whose predicted label is right"))
+register_metric(Metric("entity_f1", lambda p, r: {"metric": entity_f1(r, p)},
+                       description="entity-level micro F1 over BIO tags (seqeval, CoNLL)"))
+register_metric(Metric("squad_f1", _squad_f1, description="SQuAD v1.1 token F1 (max over gold answers); "
+                                                          "exact match recorded beside it"))

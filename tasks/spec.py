@@ -13,8 +13,7 @@ from typing import Literal
 from suite.errors import ConfigError
 
 TaskType = Literal["classification", "ner", "qa"]
-TASK_TYPES: tuple[str, ...] = ("classification", "ner", "qa")
-METRICS = {"classification": "accuracy", "ner": "f1", "qa": "f1"}
+TASK_TYPES: tuple[str, ...] = ("classification", "ner", "qa")  # the built-ins; plugins add `tasks.task_types`
 
 
 @dataclass(frozen=True)
@@ -45,19 +44,21 @@ class DatasetSpec:
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.task_type not in TASK_TYPES:
-            raise ConfigError(f"dataset {self.name!r}: task_type {self.task_type!r} is not one of {TASK_TYPES}")
+        from .task_types import TASK_TYPES as REGISTERED  # lazily: task types import torch
+
+        if self.task_type not in REGISTERED:
+            raise ConfigError(f"dataset {self.name!r}: task_type {self.task_type!r} is not one of "
+                              f"{', '.join(REGISTERED.names())}")
+        task_type = REGISTERED.get(self.task_type)
         if self.train_split is not None and self.train_split not in self.splits:
             raise ConfigError(f"dataset {self.name!r}: train_split {self.train_split!r} not in splits {self.splits}")
         if self.eval_split not in self.splits:
             raise ConfigError(f"dataset {self.name!r}: eval_split {self.eval_split!r} not in splits {self.splits}")
-        required = {"classification": ("text", "label"), "ner": ("tokens", "tags"),
-                    "qa": ("context", "question", "answers")}[self.task_type]
-        missing = [c for c in required if c not in self.columns]
+        missing = [c for c in task_type.columns if c not in self.columns]
         if missing:
             raise ConfigError(f"dataset {self.name!r}: column mapping lacks {missing}")
         if not self.metric:
-            object.__setattr__(self, "metric", METRICS[self.task_type])
+            object.__setattr__(self, "metric", task_type.default_metric)
 
     @property
     def num_labels(self) -> int:

@@ -67,8 +67,11 @@ PLANTED_VERDICTS = {"plants-better": "better", "plants-worse": "worse", "plants-
                     "plants-better-within-margin": "better (within margin)"}
 
 
-def write_planted_verdicts(root: Path, n_tasks: int = 40) -> Path:
-    """One dataset, a baseline and one candidate per verdict, each difference planted exactly."""
+def write_planted_verdicts(root: Path, n_tasks: int = 40, metric_name: str = "accuracy",
+                           as_error_rate: bool = False) -> Path:
+    """One dataset, a baseline and one candidate per verdict, each difference planted exactly.
+    ``as_error_rate``: every value is written as 1 - accuracy (a smaller-is-better metric), so
+    the same verdicts must come out."""
     rng = np.random.default_rng(5)
     base = rng.uniform(0.45, 0.55, n_tasks)
     for algo, (shift, sd) in [("baseline", (0.0, 0.0))] + list(PLANTED.items()):
@@ -77,12 +80,12 @@ def write_planted_verdicts(root: Path, n_tasks: int = 40) -> Path:
         run_id = f"{algo}-minilm-s0"
         folder = RunFolder(root, run_id)
         for i in range(n_tasks):
-            q = float(quality[i])
+            q = float(1 - quality[i]) if as_error_rate else float(quality[i])
             folder.write_task(i, {
                 "run_id": run_id, "algo": algo, "model": "minilm", "seed": 0, "benchmark": "cross-dataset-v2",
                 "episodes_fingerprint": "fp0", "protocol_fingerprint": "p0", "eval_mode": "shared",
                 "task_index": i, "task_id": f"meta-test/{i:04d}/ag_news", "dataset": "ag_news",
-                "task_type": "classification", "metric_name": "accuracy", "metric": q, "metric_at_0": q / 2,
+                "task_type": "classification", "metric_name": metric_name, "metric": q, "metric_at_0": q / 2,
                 "exact_match": None, "ft_steps": 8, "ft_seconds": 1.0, "ft_cpu_seconds": 1.0, "ft_gpu_seconds": 0.0,
                 "ft_gpu_hours": 0.0, "ft_peak_rss_mb": 900.0, "ft_peak_cuda_mb": 0.0, "ft_tokens": 1000,
                 "ft_flops": 1e9, "curve_steps": [0, 8], "curve_metric": [q / 2, q], "curve_seconds": [0.0, 1.0]})
