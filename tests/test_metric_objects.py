@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from results_fixture import PLANTED_VERDICTS, write_planted_verdicts
 
 from leaderboard import costs, stats, verdicts
-from results_fixture import PLANTED_VERDICTS, write_planted_verdicts
 from suite.errors import NotFoundError
 from suite.evaluate import evaluate
 from suite.results import load_results
