@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from . import stats
+from . import figures, stats
 
 
 def _steps_to_many(steps: pd.Series, metric: pd.Series, target: np.ndarray, sign: float = 1.0
@@ -34,13 +34,12 @@ def _steps_to_many(steps: pd.Series, metric: pd.Series, target: np.ndarray, sign
     reaching means going at or below the target. Returns (steps, reached)."""
     out = np.empty(len(target))
     reached = np.zeros(len(target), dtype=bool)
-    keys = [tuple(s) for s in steps]
     groups: dict[tuple, list[int]] = {}
-    for i, k in enumerate(keys):
+    for i, k in enumerate(figures.schedules(steps)):
         groups.setdefault(k, []).append(i)
     metric = list(metric)
     for k, rows in groups.items():
-        m = np.array([metric[i] for i in rows], dtype=float)
+        m = np.stack([np.asarray(metric[i], dtype=float) for i in rows])
         hit = sign * m >= sign * target[rows, None] - 1e-12
         got = hit.any(1)
         grid = np.asarray(k, dtype=float)
@@ -52,21 +51,26 @@ def _steps_to_many(steps: pd.Series, metric: pd.Series, target: np.ndarray, sign
 def paired_steps(tasks: pd.DataFrame, candidate: str, reference: str) -> pd.DataFrame:
     """Per paired task: the reference's final metric (the target), both steps-to-target, and
     whether the candidate reached it."""
+    return _paired_steps(tasks[tasks["algo"] == candidate], tasks[tasks["algo"] == reference],
+                         stats.scope_sign(tasks[tasks["algo"] == candidate]))
+
+
+STEP_COLUMNS = ["curve_steps", "curve_metric", "metric", "ft_flops", "ft_steps", "run_id"]
+
+
+def _paired_steps(cand: pd.DataFrame, ref: pd.DataFrame, sign: float) -> pd.DataFrame:
     keys = stats.PAIR_KEYS
-    cols = keys + ["curve_steps", "curve_metric", "metric", "ft_flops", "ft_steps", "run_id"]
-    a = tasks[tasks["algo"] == candidate][cols]
-    b = tasks[tasks["algo"] == reference][cols]
-    joined = a.merge(b, on=keys, suffixes=("_c", "_r"))
+    cols = keys + STEP_COLUMNS
+    joined = cand[cols].merge(ref[cols], on=keys, suffixes=("_c", "_r"))
     columns = ["task_index", "target", "steps_reference", "steps_candidate", "reached", "flops_per_step", "run_id",
                "run_id_reference"]
     if joined.empty:
         return pd.DataFrame(columns=columns)
     target = joined["metric_r"].to_numpy(float)
-    sign = stats.scope_sign(tasks[tasks["algo"] == candidate])
-    ref, _ = _steps_to_many(joined["curve_steps_r"], joined["curve_metric_r"], target, sign)
-    cand, reached = _steps_to_many(joined["curve_steps_c"], joined["curve_metric_c"], target, sign)
-    return pd.DataFrame({"task_index": joined["task_index"].to_numpy(), "target": target, "steps_reference": ref,
-                         "steps_candidate": cand, "reached": reached,
+    ref_steps, _ = _steps_to_many(joined["curve_steps_r"], joined["curve_metric_r"], target, sign)
+    cand_steps, reached = _steps_to_many(joined["curve_steps_c"], joined["curve_metric_c"], target, sign)
+    return pd.DataFrame({"task_index": joined["task_index"].to_numpy(), "target": target,
+                         "steps_reference": ref_steps, "steps_candidate": cand_steps, "reached": reached,
                          "flops_per_step": (joined["ft_flops_c"].fillna(0) /
                                             joined["ft_steps_c"].clip(lower=1)).to_numpy(float),
                          "run_id": joined["run_id_c"].to_numpy(), "run_id_reference": joined["run_id_r"].to_numpy()},
@@ -100,10 +104,14 @@ def amortization(tasks: pd.DataFrame, runs: pd.DataFrame, references: list[str] 
     tasks = stats.prepare(tasks)
     upfront = upfront_flops(runs)
     out = []
-    for (model, dataset), sub in tasks.groupby(["model", "dataset"], sort=True):
+    for (model, dataset), sub in tasks.groupby(["model", "dataset"], sort=True, observed=True):
+        by_algo = {str(a): df for a, df in sub.groupby("algo", sort=True, observed=True)}  # split once
+        sign = stats.scope_sign(sub)
         for ref in (references if references is not None else stats.references_in(sub)):
-            for cand in sorted(a for a in sub["algo"].unique() if a != ref):
-                p = paired_steps(sub, cand, ref)
+            for cand in sorted(a for a in by_algo if a != ref):
+                if ref not in by_algo:
+                    continue
+                p = _paired_steps(by_algo[cand], by_algo[ref], sign)
                 if p.empty:
                     continue
                 saved_steps = float((p["steps_reference"] - p["steps_candidate"]).mean())

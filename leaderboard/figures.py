@@ -24,6 +24,21 @@ def label(text: str) -> str:
 ALL = "__all__"  # the dataset key of curves pooled over datasets (the overview; descriptive only)
 
 
+def schedules(curve_steps: pd.Series) -> list[tuple]:
+    """Each row's evaluation schedule as a tuple; rows share a handful of schedules, so each
+    distinct one is converted once (keyed by its bytes)."""
+    seen: dict[bytes, tuple] = {}
+    out = []
+    for s in curve_steps:
+        a = np.asarray(s, dtype=np.int64)
+        key = a.tobytes()
+        t = seen.get(key)
+        if t is None:
+            t = seen[key] = tuple(int(x) for x in a)
+        out.append(t)
+    return out
+
+
 def _on_grid(steps: list[tuple], values: list, grid: np.ndarray) -> np.ndarray:
     """Each task's curve on the common ``grid``, carried forward at its last value after its
     budget ends (so every grid step averages the same tasks). Tasks that share an evaluation
@@ -53,11 +68,12 @@ def curve_table(tasks: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.Dat
                         if r.get(c) is not None and not pd.isna(r.get(c)))
             upfront[r["run_id"]] = total / max(int(r.get("n_tasks") or 1), 1)
     frames = []
+    tasks = tasks.assign(schedule=schedules(tasks["curve_steps"]))  # once, not per group and level
     for level in ("dataset", ALL):
         keys = ["model", "dataset", "algo"] if level == "dataset" else ["model", "algo"]
-        for key, sub in tasks.groupby(keys, sort=True):
+        for key, sub in tasks.groupby(keys, sort=True, observed=True):
             model, dataset, algo = key if level == "dataset" else (key[0], ALL, key[1])
-            steps = [tuple(int(x) for x in s) for s in sub["curve_steps"]]
+            steps = list(sub["schedule"])
             grid = np.array(sorted(set().union(*steps)))
             metric = _on_grid(steps, list(sub["curve_metric"]), grid)
             seconds = _on_grid(steps, list(sub["curve_seconds"]), grid)

@@ -179,15 +179,17 @@ def stratified_summary(tasks: pd.DataFrame, n_permutations: int = 9999, seed: in
     are strata; exact under the null of no difference, whatever the metrics' scales)."""
     tasks = stats.prepare(tasks)
     out = []
-    for model, sub in tasks.groupby("model", sort=True):
+    for model, sub in tasks.groupby("model", sort=True, observed=True):
+        # one paired table per dataset, shared by every (candidate, reference)
+        tables = [(stats.wide(ds, "metric"), stats.scope_sign(ds))
+                  for _, ds in sub.groupby("dataset", sort=True, observed=True)]
         for ref in stats.references_in(sub):
             for cand in sorted(a for a in sub["algo"].unique() if a != ref):
                 strata = []
-                for dataset, ds in sub.groupby("dataset", sort=True):
-                    table = stats.wide(ds, "metric")
+                for table, sign in tables:
                     if cand in table and ref in table:
                         # oriented: a positive effect is an improvement whatever the metric's direction
-                        d = stats.scope_sign(ds) * (table[cand] - table[ref]).dropna().to_numpy(float)
+                        d = sign * (table[cand] - table[ref]).dropna().to_numpy(float)
                         rms = float(np.sqrt(np.mean(d ** 2))) if len(d) else 0.0
                         if len(d) >= 2 and rms > 0:
                             strata.append(d / rms)
