@@ -4,7 +4,9 @@ Modelled on lm-evaluation-harness's registry: built-ins register by decorator wh
 is imported, third-party packages by an entry point that is loaded lazily, on the first lookup.
 One policy everywhere:
 
-- names list in registration order (built-ins in their module's order, then plugins);
+- names list built-ins first, in the order of the ``builtins`` modules and of their definitions
+  within a module (whichever module happened to be imported first), then everything else in
+  registration order;
 - registering a different object under a taken name is an error (re-registering the same
   object is a no-op, so a module imported twice or a package that also declares its own
   built-ins as entry points is harmless), for decorators and entry points alike;
@@ -46,6 +48,7 @@ class Registry(Generic[T]):
         self.builtins = builtins
         self._load_entry = load_entry
         self._entries: dict[str, T] = {}
+        self._order: dict[str, tuple[int, int]] = {}  # name -> (rank of its built-in module, sequence)
         self._loaded = False
 
     # -- registration ---------------------------------------------------------------------------
@@ -61,6 +64,10 @@ class Registry(Generic[T]):
         if current is not None and current is not obj and current != obj:
             raise ConfigError(f"{self.kind} {name!r} is already registered by {_origin(current)}; "
                               f"{_origin(obj)} must use another name")
+        if name not in self._entries:
+            module = getattr(obj, "__module__", None) if inspect.isclass(obj) else None
+            rank = self.builtins.index(module) if module in self.builtins else len(self.builtins)
+            self._order[name] = (rank, len(self._order))
         self._entries[name] = obj
         return obj
 
@@ -91,7 +98,7 @@ class Registry(Generic[T]):
 
     def names(self) -> list[str]:
         self._ensure_loaded()
-        return list(self._entries)
+        return sorted(self._entries, key=self._order.__getitem__)
 
     def get(self, name: str) -> T:
         self._ensure_loaded()
@@ -101,7 +108,7 @@ class Registry(Generic[T]):
             close = difflib.get_close_matches(name, list(self._entries), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise self.not_found(f"unknown {self.kind} {name!r}{hint}; available: "
-                                f"{', '.join(self._entries)}") from None
+                                f"{', '.join(self.names())}") from None
 
     def __contains__(self, name: object) -> bool:
         self._ensure_loaded()

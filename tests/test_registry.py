@@ -40,6 +40,13 @@ def test_algorithm_and_dataset_registries_share_the_policy():
     from tasks.registry import DATASETS, UnknownDatasetError
 
     assert list_algorithms()[0] == "baseline" and list_datasets()[0] == "imdb"  # built-ins in file order
+    # the order does not depend on which built-in module was imported first
+    import subprocess
+    import sys
+
+    probe = "import algorithms.transfer; from algorithms import list_algorithms; print(list_algorithms())"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == str(list_algorithms()) and list_algorithms()[-2:] == ["merge", "intermediate"]
     with pytest.raises(ConfigError, match="'reptile' is already registered by algorithms.builtin"):
         register_algorithm("reptile")(type("Impostor", (Algorithm,), {}))
     with pytest.raises(ConfigError, match="is not a subclass of algorithms.base.Algorithm"):
