@@ -161,7 +161,8 @@ def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
     benchmark key, so they never pair with v2 rows; an own-adaptation row is its own candidate,
     labelled ``algo (own)``, so it is never silently paired as if it were the shared mode.
     Idempotent and free the second time (the frame is marked), since every analysis calls it."""
-    if tasks.attrs.get(PREPARED):
+    if tasks.attrs.get(PREPARED) and {"protocol_fingerprint", "eval_mode"} <= set(tasks.columns) and \
+            ("metric_sign" in tasks or "metric_name" not in tasks):  # a column subset may carry the mark
         return tasks
     tasks = tasks.copy()
     if "protocol_fingerprint" not in tasks:

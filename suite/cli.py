@@ -12,7 +12,7 @@ import os
 import sys
 
 from . import __version__
-from .errors import EXIT_RUN_FAILED, SuiteError
+from .errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, SuiteError
 
 QUIET_ENVIRONMENT = {
     "TRANSFORMERS_VERBOSITY": "error", "DATASETS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
@@ -20,8 +20,16 @@ QUIET_ENVIRONMENT = {
 }
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors in one line (argparse prints the whole usage block first); subcommands
+    inherit the class."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="suite",
         description="Benchmark meta-learned fine-tuning (MAML, Reptile, ...) of language models against plain "
                     "fine-tuning: quality, time, memory and GPU-hours per task.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .cli_run import comma_list
 from .errors import ConfigError
 
 
@@ -11,8 +12,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tune", help="a Ray Tune study over algorithms x models x seeds and hyperparameter spaces",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--name", default="study", help="study name (its folder under --storage)")
-    p.add_argument("--algos", default="baseline,reptile", help="comma-separated algorithms (a grid)")
-    p.add_argument("--models", default=None, help="comma-separated models (a grid); default: the preset's")
+    p.add_argument("--algos", default="baseline,reptile", type=comma_list, help="comma-separated algorithms (a grid)")
+    p.add_argument("--models", default=None, type=comma_list, help="comma-separated models (a grid); default: the preset's")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (a grid)")
     p.add_argument("--search", default=None,
                    help="TOML file: [search.<param>] type = loguniform|uniform|randint|choice|grid and its range")
@@ -20,7 +21,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--preset", choices=("quick", "paper"), default="quick")
     p.add_argument("--config", default=None, help="TOML/YAML overriding the preset for every trial")
     p.add_argument("--benchmark", "--protocol", dest="protocol", choices=("cross-dataset", "in-dataset"), default=None)
-    p.add_argument("--datasets", default=None, help="comma-separated subset of datasets")
+    p.add_argument("--datasets", default=None, type=comma_list, help="comma-separated subset of datasets")
     p.add_argument("--engine", choices=("torch", "deepspeed"), default=None)
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=None)
     from suite.cli_run import add_peft_options
@@ -69,11 +70,11 @@ def cmd_tune(args) -> int:
 
     overrides = {"protocol": args.protocol, "engine": args.engine, **peft_overrides(args)}
     if args.datasets:
-        overrides["datasets"] = [d.strip() for d in args.datasets.split(",") if d.strip()]
+        overrides["datasets"] = args.datasets
     base = resolve_config(args.preset, args.config, overrides)
     if args.zero is not None:
         base.deepspeed = {**base.deepspeed, "zero": args.zero}
-    algos = list(dict.fromkeys(a.strip() for a in args.algos.split(",") if a.strip()))
+    algos = list(dict.fromkeys(args.algos))
     if not algos:
         raise ConfigError("--algos is empty; name at least one algorithm (see `suite algorithms`)")
     data_dir = args.data_dir or os.environ.get("SUITE_DATA_DIR") or None
@@ -81,7 +82,7 @@ def cmd_tune(args) -> int:
     parse_search_space(search, args.search or "search space")
     spec = StudySpec(
         name=args.name, algos=schedule_order(algos),
-        models=[m.strip() for m in args.models.split(",")] if args.models else list(base.models),
+        models=args.models or list(base.models),
         seeds=list(args.seeds), base=base.to_dict(), out=str(Path(args.out).resolve()),
         data_dir=str(Path(data_dir).resolve()) if data_dir else None, search=search,
         num_samples=args.num_samples, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,

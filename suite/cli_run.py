@@ -8,6 +8,17 @@ from .config import EVAL_MODES, PRESETS, resolve_config
 from .errors import SuiteError
 
 
+def comma_list(value: str) -> list[str]:
+    """argparse type of every comma-separated option: items stripped, empty items dropped."""
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def comma_floats(value: str) -> list[float]:
+    try:
+        return [float(v) for v in comma_list(value)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated numbers, got {value!r}") from None
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run", help="meta-train, fine-tune every meta-test task, meter the cost, store results",
@@ -16,14 +27,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                     "out come from the preset, then from --config.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--algo", default="reptile", help="algorithm (see `suite algorithms`)")
-    p.add_argument("--model", default=None,
+    p.add_argument("--model", default=None, type=comma_list,
                    help="comma-separated models: Hub ids, local folders, or 'minilm' (packaged, offline); "
                         "default: the preset's")
     p.add_argument("--preset", choices=PRESETS, default="quick", help="budget preset")
     p.add_argument("--config", default=None, help="TOML or YAML file overriding the preset (unknown keys are errors)")
     p.add_argument("--benchmark", "--protocol", dest="protocol", choices=("cross-dataset", "in-dataset"), default=None,
                    help="benchmark protocol (default: the preset's, cross-dataset)")
-    p.add_argument("--datasets", default=None, help="comma-separated subset of datasets")
+    p.add_argument("--datasets", default=None, type=comma_list, help="comma-separated subset of datasets")
     p.add_argument("--seed", dest="seeds", type=int, nargs="+", default=None, help="one or more seeds")
     p.add_argument("--meta-train-tasks", dest="n_meta_train", type=int, default=None)
     p.add_argument("--meta-test-tasks", dest="n_meta_test", type=int, default=None)
@@ -32,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="fine-tuning steps of every task (default: the preset's budget per task type)")
     p.add_argument("--val-tasks", dest="n_meta_val", type=int, default=None,
                    help="validation tasks (held-out parts of the meta-training datasets) for choosing the lr")
-    p.add_argument("--finetune-lr-grid", default=None,
+    p.add_argument("--finetune-lr-grid", default=None, type=comma_floats,
                    help="comma-separated fine-tuning lrs; the best per task type on the validation tasks is used")
     p.add_argument("--eval-mode", choices=EVAL_MODES, default=None,
                    help="shared: the same fine-tuning for every algorithm (primary); own: the algorithm's own "
@@ -91,14 +102,14 @@ def add_peft_options(p: argparse.ArgumentParser) -> None:
                         "and heads only (default: none, full fine-tuning)")
     g.add_argument("--lora-r", type=int, default=None, help="LoRA rank (default 8)")
     g.add_argument("--lora-alpha", type=int, default=None, help="LoRA alpha (default 16)")
-    g.add_argument("--peft-targets", default=None,
+    g.add_argument("--peft-targets", default=None, type=comma_list,
                    help="comma-separated module names to adapt (default: peft's choice for the architecture)")
 
 
 def peft_overrides(args) -> dict:
     out = {k: getattr(args, k) for k in ("peft", "lora_r", "lora_alpha") if getattr(args, k, None) is not None}
     if getattr(args, "peft_targets", None):
-        out["peft_targets"] = [t.strip() for t in args.peft_targets.split(",") if t.strip()]
+        out["peft_targets"] = args.peft_targets
     return out
 
 
@@ -112,16 +123,13 @@ def config_from_args(args):
     overrides = {k: getattr(args, k, None) for k in OVERRIDES}
     overrides.update(peft_overrides(args))
     if args.model:
-        overrides["models"] = [m.strip() for m in args.model.split(",") if m.strip()]
+        overrides["models"] = args.model
     if args.datasets:
-        overrides["datasets"] = [d.strip() for d in args.datasets.split(",") if d.strip()]
+        overrides["datasets"] = args.datasets
     if args.algo_args:
         overrides["algorithm"] = dict(parse_algo_args(args.algo_args))
     if args.finetune_lr_grid:
-        try:
-            overrides["finetune_lr_grid"] = [float(v) for v in args.finetune_lr_grid.split(",") if v.strip()]
-        except ValueError:
-            raise SuiteError(f"--finetune-lr-grid must be comma-separated numbers, got {args.finetune_lr_grid!r}")
+        overrides["finetune_lr_grid"] = args.finetune_lr_grid
     ds = {k: v for k, v in (("zero", args.zero), ("precision", args.precision),
                             ("config_file", args.deepspeed_config)) if v is not None}
     config = resolve_config(args.preset, args.config, overrides)

@@ -19,6 +19,7 @@ from tasks.benchmark import PROTOCOLS, SIDES, episode_rng
 from tasks.episodes import sample_episode
 from tasks.pools import check_leakage
 
+from .cli_run import comma_list
 from .table import format_table
 
 
@@ -60,7 +61,7 @@ def _data_dir(p: argparse.ArgumentParser) -> None:
 
 
 def _names(value: str | None) -> list[str]:
-    names = [n.strip() for n in value.split(",") if n.strip()] if value else list_datasets()
+    names = comma_list(value) if value else list_datasets()
     for n in names:
         get_dataset_spec(n)
     return names

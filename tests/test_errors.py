@@ -49,3 +49,18 @@ def test_config_errors_are_value_errors_with_the_message():
 
     with pytest.raises(ConfigError, match="inner_lr must be a positive number"):
         get_algorithm("maml", inner_lr=-1.0)
+
+
+def test_usage_errors_are_one_line_and_every_comma_list_drops_empty_items(capsys):
+    from suite import cli
+    from suite.cli_run import comma_list
+
+    assert comma_list(" a, ,b,") == ["a", "b"]
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["run", "--finetune-lr-grid", "1e-5,x"])
+    err = capsys.readouterr().err
+    assert exited.value.code == EXIT_BAD_INPUT and err.count("\n") == 1 and "comma-separated numbers" in err
+    args = cli.build_parser().parse_args(["tune", "--models", "a,,b", "--algos", "reptile,", "--datasets", "ag_news,"])
+    assert args.models == ["a", "b"] and args.algos == ["reptile"] and args.datasets == ["ag_news"]
+    args = cli.build_parser().parse_args(["run", "--model", "minilm,", "--finetune-lr-grid", "1e-5, 3e-5"])
+    assert args.model == ["minilm"] and args.finetune_lr_grid == [1e-5, 3e-5]
