@@ -35,7 +35,9 @@ def _steps_to_many(steps: pd.Series, metric: pd.Series, target: np.ndarray, sign
     out = np.empty(len(target))
     reached = np.zeros(len(target), dtype=bool)
     groups: dict[tuple, list[int]] = {}
-    for i, k in enumerate(figures.schedules(steps)):
+    steps = list(steps)
+    keys = steps if steps and isinstance(steps[0], tuple) else figures.schedules(steps)  # tuples: converted already
+    for i, k in enumerate(keys):
         groups.setdefault(k, []).append(i)
     metric = list(metric)
     for k, rows in groups.items():
@@ -61,14 +63,17 @@ STEP_COLUMNS = ["curve_steps", "curve_metric", "metric", "ft_flops", "ft_steps",
 def _paired_steps(cand: pd.DataFrame, ref: pd.DataFrame, sign: float) -> pd.DataFrame:
     keys = stats.PAIR_KEYS
     cols = keys + STEP_COLUMNS
+    if "schedule" in cand and "schedule" in ref:  # schedules as tuples, converted once by `amortization`
+        cols = [("schedule" if c == "curve_steps" else c) for c in cols]
     joined = cand[cols].merge(ref[cols], on=keys, suffixes=("_c", "_r"))
     columns = ["task_index", "target", "steps_reference", "steps_candidate", "reached", "flops_per_step", "run_id",
                "run_id_reference"]
     if joined.empty:
         return pd.DataFrame(columns=columns)
     target = joined["metric_r"].to_numpy(float)
-    ref_steps, _ = _steps_to_many(joined["curve_steps_r"], joined["curve_metric_r"], target, sign)
-    cand_steps, reached = _steps_to_many(joined["curve_steps_c"], joined["curve_metric_c"], target, sign)
+    steps = "schedule" if "schedule_r" in joined else "curve_steps"
+    ref_steps, _ = _steps_to_many(joined[f"{steps}_r"], joined["curve_metric_r"], target, sign)
+    cand_steps, reached = _steps_to_many(joined[f"{steps}_c"], joined["curve_metric_c"], target, sign)
     return pd.DataFrame({"task_index": joined["task_index"].to_numpy(), "target": target,
                          "steps_reference": ref_steps, "steps_candidate": cand_steps, "reached": reached,
                          "flops_per_step": (joined["ft_flops_c"].fillna(0) /
@@ -102,6 +107,7 @@ def amortization(tasks: pd.DataFrame, runs: pd.DataFrame, references: list[str] 
     """Per model, dataset, candidate and reference: reach rate, mean steps-to-target of both,
     FLOPs saved per task, and the break-even number of tasks."""
     tasks = stats.prepare(tasks)
+    tasks = tasks.assign(schedule=figures.schedules(tasks["curve_steps"]))  # once for every pair below
     upfront = upfront_flops(runs)
     out = []
     for (model, dataset), sub in tasks.groupby(["model", "dataset"], sort=True, observed=True):

@@ -128,12 +128,13 @@ def verdicts(tasks: pd.DataFrame, references: list[str] | None = None, margin: f
             for cand in sorted(c for c in table.columns if c != ref):
                 v = Verdict(str(model), str(dataset), metric_name, cand, ref, 0, margin=margin,
                             higher_is_better=larger_better)
-                joined = table[[cand, ref]].dropna() if cand in table and ref in table else pd.DataFrame()
-                if joined.empty:
+                a, b = stats.paired_values(sub, "metric", cand, ref, table=table)
+                if not len(a):
                     v.note = stats.unpaired_reason(sub, cand, ref)
                 else:
-                    a, b = joined[cand].to_numpy(float), joined[ref].to_numpy(float)
-                    seeds = joined.index.get_level_values("episodes_fingerprint").to_numpy()
+                    va, vb = table[cand].to_numpy(float), table[ref].to_numpy(float)
+                    seeds = table.index.get_level_values("episodes_fingerprint").to_numpy()[
+                        ~(np.isnan(va) | np.isnan(vb))]
                     a, b, v.unit = unit_values(a, b, seeds)  # tests and CIs on the metric as it is
                     v.n, v.n_seeds = len(a), len(pd.unique(seeds))
                     _test(v, a, b)
