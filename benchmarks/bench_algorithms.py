@@ -27,22 +27,30 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(algo_name: str, mode: str, repeats: int, peft: str = "none") -> dict:
+def minilm_episodes(n: int):
+    """(the packaged MiniLM, ``n`` 4-way 4-shot AG News episodes: one support batch of 16 x 64
+    tokens, one query batch), seeded; shared by the benchmarks that time MiniLM meta-steps."""
     import torch
 
-    from algorithms import Episode, get_algorithm
-    from algorithms.finetune import finetune
-    from algorithms.transformer_learner import EpisodicTransformer, episode_loss
+    from algorithms import Episode
     from suite.models import load_backbone
     from tasks import EncodingSettings, EpisodeEncoder, EpisodeShape, iter_episodes, make_benchmark
 
     torch.manual_seed(0)
     lm = load_backbone("minilm")
     enc = EpisodeEncoder(lm.tokenizer, EncodingSettings(64, 16))
-    bench = make_benchmark("in-dataset", datasets=["ag_news"], n_meta_train=repeats + 1, n_meta_test=1,
+    bench = make_benchmark("in-dataset", datasets=["ag_news"], n_meta_train=n, n_meta_test=1,
                            shapes={"classification": EpisodeShape(4, 4, 4)})
-    eps = [Episode(enc.batches("classification", e.support, 4, 16), enc.batches("classification", e.query, 4, 16))
-           for e in iter_episodes(bench, 0, "meta-train")]
+    return lm, [Episode(enc.batches("classification", e.support, 4, 16), enc.batches("classification", e.query, 4, 16))
+                for e in iter_episodes(bench, 0, "meta-train")]
+
+
+def worker(algo_name: str, mode: str, repeats: int, peft: str = "none") -> dict:
+    from algorithms import get_algorithm
+    from algorithms.finetune import finetune
+    from algorithms.transformer_learner import EpisodicTransformer, episode_loss
+
+    lm, eps = minilm_episodes(repeats + 1)
     from suite.adapters import AdapterSettings, add_adapters
 
     model = EpisodicTransformer(add_adapters(lm.backbone, AdapterSettings(peft)))

@@ -74,19 +74,12 @@ def sinusoid_worker(path: str, iterations: int, out: str) -> dict:
 
 def minilm_worker(path: str, repeats: int) -> dict:
     import torch
+    from bench_algorithms import minilm_episodes
 
-    from algorithms import Episode, get_algorithm
+    from algorithms import get_algorithm
     from algorithms.transformer_learner import EpisodicTransformer, episode_loss
-    from suite.models import load_backbone
-    from tasks import EncodingSettings, EpisodeEncoder, EpisodeShape, iter_episodes, make_benchmark
 
-    torch.manual_seed(0)
-    lm = load_backbone("minilm")
-    enc = EpisodeEncoder(lm.tokenizer, EncodingSettings(64, 16))
-    bench = make_benchmark("in-dataset", datasets=["ag_news"], n_meta_train=repeats + 1, n_meta_test=1,
-                           shapes={"classification": EpisodeShape(4, 4, 4)})
-    eps = [Episode(enc.batches("classification", e.support, 4, 16), enc.batches("classification", e.query, 4, 16))
-           for e in iter_episodes(bench, 0, "meta-train")]
+    lm, eps = minilm_episodes(repeats + 1)
     model = EpisodicTransformer(lm.backbone)
     algo = get_algorithm("maml", inner_lr=1e-3, inner_steps=5, outer_lr=1e-4, meta_batch_size=1)
     if path == "learn2learn":

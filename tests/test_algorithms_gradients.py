@@ -45,6 +45,19 @@ def manual_sgd(model, batch, steps, lr):
     return fast
 
 
+def assert_matches_central_differences(model, analytic, objective, eps=1e-6):
+    """Every coordinate of ``analytic`` (one tensor per parameter) equals the central difference
+    of ``objective()`` (float64)."""
+    for p, g in zip(model.parameters(), analytic):
+        flat = p.data.view(-1)
+        for i in range(flat.numel()):
+            old = float(flat[i])
+            flat[i] = old + eps; up = objective()
+            flat[i] = old - eps; down = objective()
+            flat[i] = old
+            assert g.view(-1)[i].item() == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-8)
+
+
 def test_maml_meta_gradient_matches_finite_differences():
     model, ep = small_net(), task()
     algo = get_algorithm("maml", inner_lr=0.1, inner_steps=3)
@@ -54,15 +67,7 @@ def test_maml_meta_gradient_matches_finite_differences():
         fast = manual_sgd(model, ep.support, 3, 0.1)
         return float(loss_fn(fast, ep.query).detach())
 
-    eps = 1e-6
-    for p, g in zip(model.parameters(), analytic):
-        flat = p.data.view(-1)
-        for i in range(flat.numel()):
-            old = float(flat[i])
-            flat[i] = old + eps; up = objective()
-            flat[i] = old - eps; down = objective()
-            flat[i] = old
-            assert g.view(-1)[i].item() == pytest.approx((up - down) / (2 * eps), rel=1e-5, abs=1e-8)
+    assert_matches_central_differences(model, analytic, objective)
 
 
 def test_maml_differs_from_its_first_order_approximation():
@@ -171,14 +176,7 @@ def test_checkpointed_maml_matches_finite_differences():
         fast = manual_sgd(model, ep.support, 3, 0.1)
         return float(loss_fn(fast, ep.query).detach())
 
-    for p, g in zip(model.parameters(), analytic):
-        flat = p.data.view(-1)
-        for i in range(flat.numel()):
-            old = float(flat[i])
-            flat[i] = old + 1e-6; up = objective()
-            flat[i] = old - 1e-6; down = objective()
-            flat[i] = old
-            assert g.view(-1)[i].item() == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-8)
+    assert_matches_central_differences(model, analytic, objective)
 
 
 def batched_meta_gradient(algo, model, episodes):
@@ -214,14 +212,7 @@ def test_batched_maml_matches_finite_differences():
     def objective():
         return sum(float(loss_fn(manual_sgd(model, ep.support, 3, 0.1), ep.query).detach()) for ep in episodes)
 
-    for p, g in zip(model.parameters(), analytic):
-        flat = p.data.view(-1)
-        for i in range(flat.numel()):
-            old = float(flat[i])
-            flat[i] = old + 1e-6; up = objective()
-            flat[i] = old - 1e-6; down = objective()
-            flat[i] = old
-            assert g.view(-1)[i].item() == pytest.approx((up - down) / 2e-6, rel=1e-5, abs=1e-8)
+    assert_matches_central_differences(model, analytic, objective)
 
 
 def test_batched_tasks_with_dropout_draw_per_task_masks():
