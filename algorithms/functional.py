@@ -61,8 +61,11 @@ def double_backward_safe(enabled: bool = True):
 def functional_loss(model: nn.Module, params: Mapping[str, torch.Tensor], batch, loss_fn: Callable) -> torch.Tensor:
     """``loss_fn(model, batch)`` evaluated with ``params`` in place of the model's parameters."""
     wrapped = _wrapper(model, loss_fn)
-    return functional_call(wrapped, {f"model.{k}": v for k, v in params.items()}, (batch,), strict=False,
-                           tie_weights=wrapped.tied)
+    try:
+        return functional_call(wrapped, {f"model.{k}": v for k, v in params.items()}, (batch,), strict=False,
+                               tie_weights=wrapped.tied)
+    finally:  # the model must not keep the loss function (a closure may hold tensors; it may not pickle)
+        object.__setattr__(wrapped, "loss_fn", None)
 
 
 def inner_loop(model: nn.Module, batches: Sequence, loss_fn: Callable, steps: int,

@@ -227,3 +227,16 @@ def test_batched_tasks_with_dropout_draw_per_task_masks():
     torch.manual_seed(2)
     g2 = batched_meta_gradient(algo, model, episodes)
     assert all(torch.isfinite(g).all() for g in g1) and any(not torch.allclose(a, b) for a, b in zip(g1, g2))
+
+
+def test_the_functional_loop_leaves_no_loss_function_on_the_model():
+    """The reused functional_call wrapper lives on the model; it must not keep the last loss
+    function (a closure may hold tensors, and a lambda would make the model unpicklable)."""
+    import pickle
+
+    model, ep = small_net(), task()
+    meta_gradient(get_algorithm("maml", inner_lr=0.1, inner_steps=2), model, ep)
+    wrapper = model.__dict__["_functional_loss_wrapper"]
+    assert wrapper.loss_fn is None and pickle.loads(pickle.dumps(model)) is not None
+    clone = copy.deepcopy(model)
+    assert clone.__dict__["_functional_loss_wrapper"].model is clone
