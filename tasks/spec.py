@@ -12,6 +12,8 @@ from typing import Literal
 
 from suite.errors import ConfigError
 
+from .task_types import TASK_TYPES as REGISTERED
+
 TaskType = Literal["classification", "ner", "qa"]
 TASK_TYPES: tuple[str, ...] = ("classification", "ner", "qa")  # the built-ins; plugins add `tasks.task_types`
 
@@ -44,8 +46,6 @@ class DatasetSpec:
     extra: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from .task_types import TASK_TYPES as REGISTERED  # lazily: task types import torch
-
         if self.task_type not in REGISTERED:
             raise ConfigError(f"dataset {self.name!r}: task_type {self.task_type!r} is not one of "
                               f"{', '.join(REGISTERED.names())}")
