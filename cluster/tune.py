@@ -34,6 +34,22 @@ ALGORITHM_PREFIX = "algorithm."  # e.g. algorithm.method, algorithm.scale: the a
 DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint", "grid")
 
 
+def check_algorithm_keys(spec: dict, algos: list[str], source: str = "search space") -> None:
+    """Every ``algorithm.<name>`` key must be a field of every searched algorithm's `Config`
+    dataclass: checked before Ray starts, not discovered when the trials fail."""
+    from algorithms import algorithm_class
+
+    for key in spec:
+        if not key.startswith(ALGORITHM_PREFIX):
+            continue
+        name = key[len(ALGORITHM_PREFIX):]
+        for algo in algos:
+            fields = sorted(f.name for f in dataclasses.fields(algorithm_class(algo).Config))
+            if name not in fields:
+                raise SuiteError(f"{source}: {key!r} is not a hyperparameter of {algo!r} (its Config has "
+                                 f"{', '.join(fields)}); search it in a study of the algorithms that have it")
+
+
 def parse_search_space(spec: dict, source: str = "search space") -> dict[str, Any]:
     """``{name: {type: loguniform, low: .., high: ..}}`` -> Ray Tune search space."""
     from ray import tune

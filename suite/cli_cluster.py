@@ -63,7 +63,15 @@ def cmd_tune(args) -> int:
     import os
     from pathlib import Path
 
-    from cluster.tune import StudySpec, load_search_file, parse_search_space, run_study, schedule_order, summarize_study
+    from cluster.tune import (
+        StudySpec,
+        check_algorithm_keys,
+        load_search_file,
+        parse_search_space,
+        run_study,
+        schedule_order,
+        summarize_study,
+    )
     from suite.cli_run import peft_overrides
     from suite.config import resolve_config
     from suite.table import format_table
@@ -80,6 +88,7 @@ def cmd_tune(args) -> int:
     data_dir = args.data_dir or os.environ.get("SUITE_DATA_DIR") or None
     search = load_search_file(args.search)
     parse_search_space(search, args.search or "search space")
+    check_algorithm_keys(search, algos, args.search or "search space")
     spec = StudySpec(
         name=args.name, algos=schedule_order(algos),
         models=args.models or list(base.models),

@@ -166,3 +166,13 @@ def test_merge_trials_search_its_own_hyperparameters(tiny_models, tmp_path):
     methods = {json.loads((tmp_path / "merge" / r / "manifest.json").read_text())["config"]["algorithm"]["method"]
                for r in runs["run_id"]}
     assert methods == {"average", "ties"}
+
+
+def test_an_algorithm_key_that_a_searched_algorithm_lacks_fails_before_ray_starts(tmp_path):
+    """algorithm.<name> keys are checked against each algorithm's Config dataclass up front."""
+    search = tmp_path / "search.toml"
+    search.write_text('[search."algorithm.method"]\ntype = "grid"\nvalues = ["average", "ties"]\n')
+    proc = subprocess.run([SUITE, "tune", "--algos", "baseline,merge", "--search", str(search), "--out",
+                           str(tmp_path / "t")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "'algorithm.method' is not a hyperparameter of 'baseline'" in proc.stderr and not (tmp_path / "t").exists()
