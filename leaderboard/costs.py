@@ -53,32 +53,36 @@ def _steps_to_many(steps: pd.Series, metric: pd.Series, target: np.ndarray, sign
 def paired_steps(tasks: pd.DataFrame, candidate: str, reference: str) -> pd.DataFrame:
     """Per paired task: the reference's final metric (the target), both steps-to-target, and
     whether the candidate reached it."""
-    return _paired_steps(tasks[tasks["algo"] == candidate], tasks[tasks["algo"] == reference],
-                         stats.scope_sign(tasks[tasks["algo"] == candidate]))
+    sign = stats.scope_sign(tasks[tasks["algo"] == candidate])
+    return _paired_steps(tasks[tasks["algo"] == candidate], reference_side(tasks[tasks["algo"] == reference], sign),
+                         sign)
 
 
-STEP_COLUMNS = ["curve_steps", "curve_metric", "metric", "ft_flops", "ft_steps", "run_id"]
+def reference_side(ref: pd.DataFrame, sign: float) -> pd.DataFrame:
+    """The reference's rows as targets: its final metric and the steps its own curve took to reach
+    it. Computed once per reference and shared by every candidate paired with it."""
+    steps = "schedule" if "schedule" in ref else "curve_steps"
+    target = ref["metric"].to_numpy(float)
+    own, _ = _steps_to_many(ref[steps], ref["curve_metric"], target, sign)
+    return ref[stats.PAIR_KEYS].reset_index(drop=True).assign(
+        target=target, steps_reference=own, run_id_reference=ref["run_id"].to_numpy())
 
 
-def _paired_steps(cand: pd.DataFrame, ref: pd.DataFrame, sign: float) -> pd.DataFrame:
-    keys = stats.PAIR_KEYS
-    cols = keys + STEP_COLUMNS
-    if "schedule" in cand and "schedule" in ref:  # schedules as tuples, converted once by `amortization`
-        cols = [("schedule" if c == "curve_steps" else c) for c in cols]
-    joined = cand[cols].merge(ref[cols], on=keys, suffixes=("_c", "_r"))
+def _paired_steps(cand: pd.DataFrame, ref_side: pd.DataFrame, sign: float) -> pd.DataFrame:
+    steps = "schedule" if "schedule" in cand else "curve_steps"  # tuples, converted once by `amortization`
+    cols = stats.PAIR_KEYS + [steps, "curve_metric", "ft_flops", "ft_steps", "run_id"]
+    joined = cand[cols].merge(ref_side, on=stats.PAIR_KEYS)
     columns = ["task_index", "target", "steps_reference", "steps_candidate", "reached", "flops_per_step", "run_id",
                "run_id_reference"]
     if joined.empty:
         return pd.DataFrame(columns=columns)
-    target = joined["metric_r"].to_numpy(float)
-    steps = "schedule" if "schedule_r" in joined else "curve_steps"
-    ref_steps, _ = _steps_to_many(joined[f"{steps}_r"], joined["curve_metric_r"], target, sign)
-    cand_steps, reached = _steps_to_many(joined[f"{steps}_c"], joined["curve_metric_c"], target, sign)
+    target = joined["target"].to_numpy(float)
+    cand_steps, reached = _steps_to_many(joined[steps], joined["curve_metric"], target, sign)
     return pd.DataFrame({"task_index": joined["task_index"].to_numpy(), "target": target,
-                         "steps_reference": ref_steps, "steps_candidate": cand_steps, "reached": reached,
-                         "flops_per_step": (joined["ft_flops_c"].fillna(0) /
-                                            joined["ft_steps_c"].clip(lower=1)).to_numpy(float),
-                         "run_id": joined["run_id_c"].to_numpy(), "run_id_reference": joined["run_id_r"].to_numpy()},
+                         "steps_reference": joined["steps_reference"].to_numpy(float),
+                         "steps_candidate": cand_steps, "reached": reached,
+                         "flops_per_step": (joined["ft_flops"].fillna(0) / joined["ft_steps"].clip(lower=1)).to_numpy(float),
+                         "run_id": joined["run_id"].to_numpy(), "run_id_reference": joined["run_id_reference"].to_numpy()},
                         columns=columns)
 
 
@@ -114,10 +118,11 @@ def amortization(tasks: pd.DataFrame, runs: pd.DataFrame, references: list[str] 
         by_algo = {str(a): df for a, df in sub.groupby("algo", sort=True, observed=True)}  # split once
         sign = stats.scope_sign(sub)
         for ref in (references if references is not None else stats.references_in(sub)):
+            if ref not in by_algo:
+                continue
+            ref_side = reference_side(by_algo[ref], sign)
             for cand in sorted(a for a in by_algo if a != ref):
-                if ref not in by_algo:
-                    continue
-                p = _paired_steps(by_algo[cand], by_algo[ref], sign)
+                p = _paired_steps(by_algo[cand], ref_side, sign)
                 if p.empty:
                     continue
                 saved_steps = float((p["steps_reference"] - p["steps_candidate"]).mean())
