@@ -162,7 +162,7 @@ def _mean_of(values: dict[str, float], run_ids) -> float:
 
 
 def format_amortization(table: pd.DataFrame) -> str:
-    from suite.table import format_table
+    from suite.table import format_table_by_model
 
     def big(x):
         return "never" if not math.isfinite(x) else f"{x:.3g}"
@@ -171,6 +171,7 @@ def format_amortization(table: pd.DataFrame) -> str:
              f"{r.steps_reference:.1f}", "–" if r.p_steps is None or pd.isna(r.p_steps) else f"{r.p_steps:.3g}",
              r.steps_verdict, f"{r.saved_flops_per_task:.3g}", f"{r.extra_upfront_flops:.3g}",
              big(r.break_even_tasks)] for r in table.itertuples()]
-    return format_table(["dataset", "candidate", "vs", "pairs", "reached", "steps (cand.)", "steps (ref.)",
+    return format_table_by_model(table["model"], ["dataset", "candidate", "vs", "pairs", "reached", "steps (cand.)",
+                                                  "steps (ref.)",
                          "p (steps)", f"steps verdict (±{STEPS_MARGIN})", "FLOPs saved/task", "extra up-front FLOPs",
                          "break-even tasks"], rows, "lllrrrrrlrrr")

@@ -151,7 +151,7 @@ def verdicts(tasks: pd.DataFrame, references: list[str] | None = None, margin: f
 
 def format_verdicts(table: pd.DataFrame) -> str:
     """The per-dataset comparison as a terminal table."""
-    from suite.table import format_table
+    from suite.table import format_table_by_model
 
     def f(x, d=3):
         return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:+.{d}f}" if d else str(x)
@@ -164,7 +164,8 @@ def format_verdicts(table: pd.DataFrame) -> str:
              "–" if r.mde is None or pd.isna(r.mde) or not np.isfinite(r.mde) else f"{r.mde:.3f}",
              r.verdict + (f" ({r.note})" if r.note and r.verdict == "not tested" else "")]
             for r in table.itertuples()]
-    return format_table(["dataset", "metric", "candidate", "vs", "n", "mean diff [95% CI]", "Holm p",
+    return format_table_by_model(table["model"] if len(table) else [],
+                                 ["dataset", "metric", "candidate", "vs", "n", "mean diff [95% CI]", "Holm p",
                          f"TOST p (±{table['margin'].iloc[0] if len(table) else DEFAULT_MARGIN:g})", "MDE (80%)",
                          "verdict"], rows, "llllrrrrrl")
 

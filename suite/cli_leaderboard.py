@@ -91,11 +91,12 @@ def cmd_compare(args) -> int:
           "meta-trained initialisations, not the algorithms.")
     summary = stratified_summary(tasks)
     if len(summary) and summary["datasets"].max() > 1:
-        from suite.table import format_table
+        from suite.table import format_table_by_model
 
         print("\nacross datasets (stratified: each dataset's paired differences divided by their RMS, datasets "
               "weighted equally, sign-flip permutation within datasets; never a mean of unlike metrics):\n")
-        print(format_table(["candidate", "vs", "datasets", "tasks", "standardised effect", "p", "Holm p"],
+        print(format_table_by_model(summary["model"], ["candidate", "vs", "datasets", "tasks", "standardised effect",
+                                                       "p", "Holm p"],
                            [[r.candidate, r.reference, r.datasets, r.tasks, f"{r.effect:+.3f}", f"{r.p_value:.4f}",
                              f"{r.p_holm:.4f}"] for r in summary.itertuples()], "llrrrrr"))
     costs = amortization(tasks, runs)

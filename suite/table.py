@@ -15,3 +15,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align
     out = [line(cells[0]), "  ".join("-" * w for w in widths)]
     out += [line(r) for r in cells[1:]]
     return "\n".join(out)
+
+
+def format_table_by_model(models: Sequence[object], headers: Sequence[str], rows: Sequence[Sequence[object]],
+                          align: str | None = None) -> str:
+    """`format_table` with a leading model column when the rows come from more than one model
+    (e.g. ``minilm`` and ``minilm + lora``), so rows of different models never look alike."""
+    models = [str(m) for m in models]
+    if len(set(models)) > 1:
+        headers, rows = ["model", *headers], [[m, *r] for m, r in zip(models, rows)]
+        align = "l" + (align or "l" * (len(headers) - 1))
+    return format_table(headers, rows, align)

@@ -189,3 +189,16 @@ def test_steps_verdicts_use_a_declared_margin_in_steps():
     assert p == pytest.approx(sps.wilcoxon(d).pvalue)
     assert p_eq == pytest.approx(max(sps.wilcoxon(d + 4, alternative="greater").pvalue,
                                      sps.wilcoxon(d - 4, alternative="less").pvalue))
+
+
+def test_terminal_tables_name_the_model_when_rows_come_from_several(tmp_path):
+    """Rows of "minilm" and "minilm + lora" must never look alike in `suite leaderboard compare`."""
+    from results_fixture import write_results
+    from suite.results import load_results
+
+    runs, tasks = load_results(write_results(tmp_path / "two", n_tasks=8, models=("minilm", "bert"), hostile=False))
+    two = verdicts.format_verdicts(verdicts.verdicts(tasks)).splitlines()
+    assert two[0].startswith("model") and any(line.startswith("bert ") for line in two[2:])
+    assert costs.format_amortization(costs.amortization(tasks, runs)).startswith("model")
+    one = tasks[tasks["model"] == "minilm"]
+    assert verdicts.format_verdicts(verdicts.verdicts(one)).startswith("dataset")
