@@ -53,9 +53,9 @@ def _steps_to_many(steps: pd.Series, metric: pd.Series, target: np.ndarray, sign
 def paired_steps(tasks: pd.DataFrame, candidate: str, reference: str) -> pd.DataFrame:
     """Per paired task: the reference's final metric (the target), both steps-to-target, and
     whether the candidate reached it."""
-    sign = stats.scope_sign(tasks[tasks["algo"] == candidate])
-    return _paired_steps(tasks[tasks["algo"] == candidate], reference_side(tasks[tasks["algo"] == reference], sign),
-                         sign)
+    cand = tasks[tasks["algo"] == candidate]
+    sign = stats.scope_sign(cand)
+    return _paired_steps(cand, reference_side(tasks[tasks["algo"] == reference], sign), sign)
 
 
 def reference_side(ref: pd.DataFrame, sign: float) -> pd.DataFrame:
