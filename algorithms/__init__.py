@@ -1,6 +1,6 @@
 """Algorithm plugins: baseline, multitask, maml, fomaml, reptile, anil, metasgd, merge, intermediate.
 
-    from algorithms import Episode, get_algorithm, list_algorithms, register_algorithm
+    from metaft.algorithms import Episode, get_algorithm, list_algorithms, register_algorithm
     algo = get_algorithm("maml", inner_lr=1e-3, inner_steps=5, outer_lr=1e-4, first_order=False)
     algo.meta_train(model, episodes, loss_fn, steps=1000)
     adapted = algo.adapt(model, support, loss_fn, steps=5)

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from suite.errors import ConfigError, FailedRunError
+from metaft.suite.errors import ConfigError, FailedRunError
 
 from .finetune import as_batches, finetune
 from .outer import OuterStep, TorchOuterStep

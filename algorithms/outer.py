@@ -7,7 +7,7 @@ from typing import Protocol, Sequence
 import torch
 from torch import nn
 
-from suite.errors import ConfigError
+from metaft.suite.errors import ConfigError
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:

@@ -1,6 +1,6 @@
 """Algorithm registry: built-ins by decorator, third-party plugins by entry point.
 
-A plugin package declares ``[project.entry-points."suite.algorithms"] name = "pkg.module:Class"``
+A plugin package declares ``[project.entry-points."metaft.algorithms"] name = "pkg.module:Class"``
 (an `Algorithm` subclass) and ``get_algorithm(name)`` finds it without any edit to the suite.
 The policy (order, duplicates, type check, "did you mean") is `suite.registry.Registry`'s.
 """
@@ -9,12 +9,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
-from suite.errors import ConfigError, NotFoundError
-from suite.registry import Registry
+from metaft.suite.errors import ConfigError, NotFoundError
+from metaft.suite.registry import Registry
 
 from .base import Algorithm
 
-ENTRY_POINT_GROUP = "suite.algorithms"
+ENTRY_POINT_GROUP = "metaft.algorithms"
+LEGACY_GROUP = "suite.algorithms"  # read with a migration warning
 
 
 class AlgorithmError(ConfigError):
@@ -26,7 +27,8 @@ class UnknownAlgorithmError(AlgorithmError, NotFoundError):
 
 
 ALGORITHMS: Registry[type[Algorithm]] = Registry(
-    "algorithm", base=Algorithm, group=ENTRY_POINT_GROUP, builtins=("algorithms.builtin", "algorithms.transfer"),
+    "algorithm", base=Algorithm, group=ENTRY_POINT_GROUP, legacy_groups=(LEGACY_GROUP,),
+    builtins=("metaft.algorithms.builtin", "metaft.algorithms.transfer"),
     not_found=UnknownAlgorithmError)
 
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from suite.errors import ConfigError
+from metaft.suite.errors import ConfigError
 
 IGNORE_INDEX = -100
 HEAD_INITS = ("proto", "zero", "random")

@@ -23,7 +23,7 @@ def best(algo: str, mode: str, peft: str, repeats: int) -> dict:
 
 
 def main() -> None:
-    from suite.table import format_table
+    from metaft.suite.table import format_table
 
     repeats = 3
     cells = {(mode, peft): best("maml", mode, peft, repeats) for peft in ("none", "lora") for mode in ("plain", "meta")}

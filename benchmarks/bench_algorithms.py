@@ -32,9 +32,9 @@ def minilm_episodes(n: int):
     tokens, one query batch), seeded; shared by the benchmarks that time MiniLM meta-steps."""
     import torch
 
-    from algorithms import Episode
-    from suite.models import load_backbone
-    from tasks import EncodingSettings, EpisodeEncoder, EpisodeShape, iter_episodes, make_benchmark
+    from metaft.algorithms import Episode
+    from metaft.suite.models import load_backbone
+    from metaft.tasks import EncodingSettings, EpisodeEncoder, EpisodeShape, iter_episodes, make_benchmark
 
     torch.manual_seed(0)
     lm = load_backbone("minilm")
@@ -46,12 +46,12 @@ def minilm_episodes(n: int):
 
 
 def worker(algo_name: str, mode: str, repeats: int, peft: str = "none") -> dict:
-    from algorithms import get_algorithm
-    from algorithms.finetune import finetune
-    from algorithms.transformer_learner import EpisodicTransformer, episode_loss
+    from metaft.algorithms import get_algorithm
+    from metaft.algorithms.finetune import finetune
+    from metaft.algorithms.transformer_learner import EpisodicTransformer, episode_loss
 
     lm, eps = minilm_episodes(repeats + 1)
-    from suite.adapters import AdapterSettings, add_adapters
+    from metaft.suite.adapters import AdapterSettings, add_adapters
 
     model = EpisodicTransformer(add_adapters(lm.backbone, AdapterSettings(peft)))
     kwargs = dict(lr=1e-4, meta_batch_size=1) if algo_name == "multitask" else \
@@ -92,7 +92,7 @@ def measure(algo: str, mode: str, repeats: int, peft: str = "none") -> dict:
 
 
 def main() -> None:
-    from suite.table import format_table
+    from metaft.suite.table import format_table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)

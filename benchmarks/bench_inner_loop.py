@@ -24,7 +24,7 @@ def cell(mode: str, peft: str, checkpoint: bool) -> dict:
 
 
 def main() -> None:
-    from suite.table import format_table
+    from metaft.suite.table import format_table
 
     steps = int(os.environ["BENCH_INNER_STEPS"])
     plain = cell("plain", "none", False)

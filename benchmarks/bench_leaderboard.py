@@ -20,7 +20,14 @@ DATASETS = ["ag_news", "yelp_review_full", "ontonotes5", "natural_questions"]
 
 
 def write_fixture(root: Path, seeds: int, tasks_per_run: int = 20) -> int:
-    from suite.results import RunFolder, atomic_write_json, atomic_write_table, rows_table, run_schema, task_schema
+    from metaft.suite.results import (
+        RunFolder,
+        atomic_write_json,
+        atomic_write_table,
+        rows_table,
+        run_schema,
+        task_schema,
+    )
 
     rng = np.random.default_rng(0)
     n = 0
@@ -53,7 +60,7 @@ def write_fixture(root: Path, seeds: int, tasks_per_run: int = 20) -> int:
 
 
 def main() -> None:
-    from leaderboard.site import SiteBuilder, load_site_data
+    from metaft.leaderboard.site import SiteBuilder, load_site_data
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=500, help="seeds per model (500 -> 100,000 rows)")

@@ -44,7 +44,7 @@ def sinusoid_worker(path: str, iterations: int, out: str) -> dict:
     import torch
     from sinusoid import episodes, mlp, mse, post_adaptation_loss
 
-    from algorithms import get_algorithm
+    from metaft.algorithms import get_algorithm
 
     tasks = list(episodes(iterations * META_BATCH, seed=0))
     model = mlp(0)
@@ -76,8 +76,8 @@ def minilm_worker(path: str, repeats: int) -> dict:
     import torch
     from bench_algorithms import minilm_episodes
 
-    from algorithms import get_algorithm
-    from algorithms.transformer_learner import EpisodicTransformer, episode_loss
+    from metaft.algorithms import get_algorithm
+    from metaft.algorithms.transformer_learner import EpisodicTransformer, episode_loss
 
     lm, eps = minilm_episodes(repeats + 1)
     model = EpisodicTransformer(lm.backbone)
@@ -123,7 +123,7 @@ def _best(runs: list[dict]) -> dict:
 def sinusoid(iterations: int, tmp: Path) -> list[str]:
     import torch
 
-    from suite.table import format_table
+    from metaft.suite.table import format_table
 
     paths = ("learn2learn", "suite", "suite-batched")
     runs: dict[str, list] = {p: [] for p in paths}
@@ -151,7 +151,7 @@ def sinusoid(iterations: int, tmp: Path) -> list[str]:
 
 
 def minilm(repeats: int) -> list[str]:
-    from suite.table import format_table
+    from metaft.suite.table import format_table
 
     paths = ("learn2learn", "suite")
     runs: dict[str, list] = {p: [] for p in paths}

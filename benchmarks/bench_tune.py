@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-from suite.cli import QUIET_ENVIRONMENT  # noqa: E402  (before transformers/datasets are imported)
+from metaft.suite.cli import QUIET_ENVIRONMENT  # noqa: E402  (before transformers/datasets are imported)
 
 for _name, _value in QUIET_ENVIRONMENT.items():
     os.environ.setdefault(_name, _value)
@@ -50,9 +50,9 @@ def main() -> None:
     import ray
     import torch
 
-    from suite.config import resolve_config
-    from suite.runner import Runner
-    from suite.table import format_table
+    from metaft.suite.config import resolve_config
+    from metaft.suite.runner import Runner
+    from metaft.suite.table import format_table
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="alternating rounds of both ways (best time counts)")

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def mean_curves(dirs: list[str]) -> list[list[str]]:
-    from suite.results import load_results
+    from metaft.suite.results import load_results
 
     rows = []
     for d in dirs:
@@ -55,7 +55,7 @@ def main() -> int:
                             str(args.tasks), "--finetune-lr", lr, "--out", str(out), "--no-progress"], check=True,
                            stdout=subprocess.DEVNULL)
             dirs.append(str(out))
-    from suite.table import format_table
+    from metaft.suite.table import format_table
 
     print(format_table(["dataset", "lr", "tasks", "mean query metric at step", "median gain", "up/down",
                         "ft s/task"], mean_curves(dirs), "llrlrrr"))

@@ -30,8 +30,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from algorithms.outer import make_optimizer
-from suite.errors import ConfigError
+from metaft.algorithms.outer import make_optimizer
+from metaft.suite.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "deepspeed"
 if not torch.cuda.is_available():  # say so before anything imports deepspeed, rather than have it warn
@@ -75,7 +75,7 @@ class DeepSpeedSettings:
 
 def first_order_algorithms() -> list[str]:
     """Algorithms whose updates are ordinary backward passes (the class says so), plugins included."""
-    from algorithms import algorithm_class, list_algorithms
+    from metaft.algorithms import algorithm_class, list_algorithms
 
     return [name for name in list_algorithms() if not algorithm_class(name).second_order]
 
@@ -83,7 +83,7 @@ def first_order_algorithms() -> list[str]:
 def check_supported(algo: str, settings: DeepSpeedSettings, first_order: bool = False) -> None:
     """Decided by the algorithm class's capabilities (`second_order`, `supports_zero3`), so a plugin
     that declares itself first-order runs under DeepSpeed without any edit here."""
-    from algorithms import algorithm_class, list_algorithms
+    from metaft.algorithms import algorithm_class, list_algorithms
 
     supported = first_order_algorithms()
     if algorithm_class(algo).second_order and not (algo == "maml" and first_order):

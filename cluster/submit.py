@@ -14,7 +14,7 @@ import shlex
 import time
 from pathlib import Path
 
-from suite.errors import UnreachableError
+from metaft.suite.errors import UnreachableError
 
 EXCLUDES = [".venv", ".git", "results", "site", "artifacts", "__pycache__", "*.pyc", ".pytest_cache",
             "*.egg-info"]

@@ -26,8 +26,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from suite.config import RunConfig, apply_overrides
-from suite.errors import SuiteError
+from metaft.suite.config import RunConfig, apply_overrides
+from metaft.suite.errors import SuiteError
 
 SEARCHABLE = {"inner_lr", "outer_lr", "finetune_lr", "inner_steps", "meta_batch_size", "head_init"}
 ALGORITHM_PREFIX = "algorithm."  # e.g. algorithm.method, algorithm.scale: the algorithm's own hyperparameters
@@ -37,7 +37,7 @@ DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint", "grid")
 def check_algorithm_keys(spec: dict, algos: list[str], source: str = "search space") -> None:
     """Every ``algorithm.<name>`` key must be a field of every searched algorithm's `Config`
     dataclass: checked before Ray starts, not discovered when the trials fail."""
-    from algorithms import algorithm_class
+    from metaft.algorithms import algorithm_class
 
     for key in spec:
         if not key.startswith(ALGORITHM_PREFIX):
@@ -133,7 +133,7 @@ def run_trial(params: dict, study: dict) -> None:
 
 
 def _runner(spec: StudySpec, config: RunConfig, on_task=None):
-    from suite.runner import Runner
+    from metaft.suite.runner import Runner
 
     engine = None
     if config.engine == "deepspeed":
@@ -223,7 +223,7 @@ def schedule_order(algos: list[str]) -> list[str]:
     long trial that starts last leaves the other trial slots idle at the end of a study. Tune
     generates a grid with its first key (``algo``) varying fastest, so this order reaches the slots.
     """
-    from algorithms import algorithm_class
+    from metaft.algorithms import algorithm_class
 
     learns = {a: algorithm_class(a).meta_learns for a in algos}
     return sorted(algos, key=lambda a: not learns[a])

@@ -162,7 +162,7 @@ def _mean_of(values: dict[str, float], run_ids) -> float:
 
 
 def format_amortization(table: pd.DataFrame) -> str:
-    from suite.table import format_table_by_model
+    from metaft.suite.table import format_table_by_model
 
     def big(x):
         return "never" if not math.isfinite(x) else f"{x:.3g}"

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from suite.errors import ConfigError
+from metaft.suite.errors import ConfigError
 
 from . import stats, verdicts
 
@@ -99,7 +99,7 @@ def _upfront_seconds(per_run: pd.DataFrame, run_ids) -> float:
 
 
 def format_plan(table: pd.DataFrame, effect: float, power: float) -> str:
-    from suite.table import format_table
+    from metaft.suite.table import format_table
 
     rows = [[r.dataset, r.candidate, r.reference, f"{r.pilot_tasks}/{r.pilot_seeds}", f"{r.sd_diff:.3f}",
              f"{r.distinct_share:.2f}", r.tasks_needed, r.seeds_needed, f"{r.cpu_hours_one_seed:.2f}",

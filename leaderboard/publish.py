@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from suite.errors import SuiteError
+from metaft.suite.errors import SuiteError
 
 
 class PublishError(SuiteError, RuntimeError):

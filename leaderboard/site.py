@@ -21,9 +21,9 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
-from suite import __version__
-from suite.errors import ConfigError
-from suite.results import load_results
+from metaft.suite import __version__
+from metaft.suite.errors import ConfigError
+from metaft.suite.results import load_results
 
 from . import costs, figures, stats, verdicts
 
@@ -129,7 +129,7 @@ def with_ci(value: str, lo, hi, digits: int = 3) -> Cell:
 
 
 def templates() -> Environment:
-    return Environment(loader=PackageLoader("leaderboard", "templates"), autoescape=select_autoescape(default=True),
+    return Environment(loader=PackageLoader("metaft.leaderboard", "templates"), autoescape=select_autoescape(default=True),
                        trim_blocks=True, lstrip_blocks=True)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from tasks.metrics import metric_name_for
+from metaft.tasks.metrics import metric_name_for
 
 PAIR_KEYS = ["model", "episodes_fingerprint", "protocol_fingerprint", "task_index"]
 REFERENCES = ("baseline", "multitask")  # pretrained weights; trained on the union of the meta-training tasks
@@ -202,7 +202,7 @@ PREPARED = "leaderboard.prepared"
 def metric_sign(name: str) -> float:
     """+1 where a larger value of the metric is better, -1 where smaller is; a metric not
     registered here (a plugin that is not installed) counts as larger-is-better."""
-    from tasks.metrics import METRICS
+    from metaft.tasks.metrics import METRICS
 
     return -1.0 if name in METRICS and not METRICS.get(name).higher_is_better else 1.0
 

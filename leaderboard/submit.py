@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from suite.errors import ConfigError
-from suite.results import RunFolder, atomic_write_json
-from tasks import list_datasets
+from metaft.suite.errors import ConfigError
+from metaft.suite.results import RunFolder, atomic_write_json
+from metaft.tasks import list_datasets
 
 REQUIRED = {
     "run_id": str, "algo": str, "model": str, "seed": int, "benchmark": str, "episodes_fingerprint": str,
@@ -41,7 +41,7 @@ class SubmissionError(ConfigError):
 
 def _metric_bounds(row) -> tuple[float, float]:
     """The range of the row's metric (registered metrics carry it; [0, 1] otherwise)."""
-    from tasks.metrics import METRICS, metric_name_for
+    from metaft.tasks.metrics import METRICS, metric_name_for
 
     name = metric_name_for(str(row.get("metric_name")), str(row.get("task_type")))
     return METRICS.get(name).bounds if name in METRICS else (0.0, 1.0)

@@ -151,7 +151,7 @@ def verdicts(tasks: pd.DataFrame, references: list[str] | None = None, margin: f
 
 def format_verdicts(table: pd.DataFrame) -> str:
     """The per-dataset comparison as a terminal table."""
-    from suite.table import format_table_by_model
+    from metaft.suite.table import format_table_by_model
 
     def f(x, d=3):
         return "–" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:+.{d}f}" if d else str(x)

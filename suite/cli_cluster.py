@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from .cli_run import comma_list
+from .config import PRESETS
 from .errors import ConfigError
 
 
@@ -18,13 +19,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--search", default=None,
                    help="TOML file: [search.<param>] type = loguniform|uniform|randint|choice|grid and its range")
     p.add_argument("--num-samples", type=int, default=1, help="samples of the search space per grid point")
-    p.add_argument("--preset", choices=("quick", "paper"), default="quick")
+    p.add_argument("--preset", choices=PRESETS, default="quick")
     p.add_argument("--config", default=None, help="TOML/YAML overriding the preset for every trial")
     p.add_argument("--benchmark", "--protocol", dest="protocol", choices=("cross-dataset", "in-dataset"), default=None)
     p.add_argument("--datasets", default=None, type=comma_list, help="comma-separated subset of datasets")
     p.add_argument("--engine", choices=("torch", "deepspeed"), default=None)
     p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=None)
-    from suite.cli_run import add_peft_options
+    from metaft.suite.cli_run import add_peft_options
 
     add_peft_options(p)
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
@@ -63,7 +64,7 @@ def cmd_tune(args) -> int:
     import os
     from pathlib import Path
 
-    from cluster.tune import (
+    from metaft.cluster.tune import (
         StudySpec,
         check_algorithm_keys,
         load_search_file,
@@ -72,9 +73,9 @@ def cmd_tune(args) -> int:
         schedule_order,
         summarize_study,
     )
-    from suite.cli_run import peft_overrides
-    from suite.config import resolve_config
-    from suite.table import format_table
+    from metaft.suite.cli_run import peft_overrides
+    from metaft.suite.config import resolve_config
+    from metaft.suite.table import format_table
 
     overrides = {"protocol": args.protocol, "engine": args.engine, **peft_overrides(args)}
     if args.datasets:
@@ -115,8 +116,8 @@ ACTIONS = ("status", "logs", "stop", "list")
 def cmd_submit(args) -> int:
     import os
 
-    from cluster import submit as jobs
-    from suite.table import format_table
+    from metaft.cluster import submit as jobs
+    from metaft.suite.table import format_table
 
     address = args.address or os.environ.get("RAY_ADDRESS")
     if not address:

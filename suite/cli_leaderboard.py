@@ -60,7 +60,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_build(args) -> int:
     import time
 
-    from leaderboard.site import build_site
+    from metaft.leaderboard.site import build_site
 
     t = time.perf_counter()
     out = build_site(args.results, args.out, args.baseline, args.resamples)
@@ -71,10 +71,10 @@ def cmd_build(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from leaderboard.costs import amortization, format_amortization
-    from leaderboard.stats import selector_regret, split_oracles
-    from leaderboard.verdicts import format_verdicts, stratified_summary, verdicts
-    from suite.results import load_results
+    from metaft.leaderboard.costs import amortization, format_amortization
+    from metaft.leaderboard.stats import selector_regret, split_oracles
+    from metaft.leaderboard.verdicts import format_verdicts, stratified_summary, verdicts
+    from metaft.suite.results import load_results
 
     runs, all_tasks = load_results(*args.results)
     if all_tasks.empty:
@@ -91,7 +91,7 @@ def cmd_compare(args) -> int:
           "meta-trained initialisations, not the algorithms.")
     summary = stratified_summary(tasks)
     if len(summary) and summary["datasets"].max() > 1:
-        from suite.table import format_table_by_model
+        from metaft.suite.table import format_table_by_model
 
         print("\nacross datasets (stratified: each dataset's paired differences divided by their RMS, datasets "
               "weighted equally, sign-flip permutation within datasets; never a mean of unlike metrics):\n")
@@ -107,7 +107,7 @@ def cmd_compare(args) -> int:
         print(format_amortization(costs))
     regret = selector_regret(all_tasks) if len(oracles) else []
     if len(regret):
-        from suite.table import format_table
+        from metaft.suite.table import format_table
 
         print("\nsource selection against its hindsight oracle (an upper bound that saw the query set; not ranked):\n")
         print(format_table(["model", "dataset", "selector", "tasks", "oracle", "selected", "regret", "regret %",
@@ -119,13 +119,13 @@ def cmd_compare(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from leaderboard.planner import format_plan, plan
-    from leaderboard.site import load_site_data
+    from metaft.leaderboard.planner import format_plan, plan
+    from metaft.leaderboard.site import load_site_data
 
     if not (0 < args.power < 1 and 0 < args.alpha < 1 and args.effect > 0):
         raise ConfigError("--effect must be > 0 and --power, --alpha in (0, 1)")
     if args.sd is not None:
-        from leaderboard.planner import stated_plan
+        from metaft.leaderboard.planner import stated_plan
 
         table = stated_plan(args.sd, args.effect, args.alpha, args.power, args.seconds_per_task,
                             args.upfront_seconds)
@@ -160,7 +160,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_publish(args) -> int:
-    from leaderboard.publish import publish_folder, publish_gh_pages
+    from metaft.leaderboard.publish import publish_folder, publish_gh_pages
 
     if args.gh_pages:
         commit = publish_gh_pages(args.site, args.repo, args.branch)
@@ -172,7 +172,7 @@ def cmd_publish(args) -> int:
 
 
 def cmd_add(args) -> int:
-    from leaderboard.submit import add_submission
+    from metaft.leaderboard.submit import add_submission
 
     added = add_submission(args.file, args.results)
     print(f"added {len(added)} run(s) to {args.results}: {', '.join(added)}")

@@ -163,7 +163,7 @@ def cmd_run(args) -> int:
     config = config_from_args(args)
     engine = None
     if config.engine == "deepspeed":
-        from cluster.deepspeed_engine import engine_from_config
+        from metaft.cluster.deepspeed_engine import engine_from_config
 
         engine = engine_from_config(config)
     runner = Runner(config, args.out, args.data_dir, resume=args.resume, overwrite=args.overwrite,
@@ -192,7 +192,7 @@ def cmd_results(args) -> int:
 def cmd_algorithms(args) -> int:
     import dataclasses
 
-    from algorithms import algorithm_class, list_algorithms
+    from metaft.algorithms import algorithm_class, list_algorithms
 
     from .table import format_table
 

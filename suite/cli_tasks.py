@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import textwrap
 
-from tasks import (
+from metaft.tasks import (
     DataError,
     build_manifest,
     check_disjoint,
@@ -15,9 +15,9 @@ from tasks import (
     make_benchmark,
     resolve_data_dir,
 )
-from tasks.benchmark import PROTOCOLS, SIDES, episode_rng
-from tasks.episodes import sample_episode
-from tasks.pools import check_leakage
+from metaft.tasks.benchmark import PROTOCOLS, SIDES, episode_rng
+from metaft.tasks.episodes import sample_episode
+from metaft.tasks.pools import check_leakage
 
 from .cli_run import comma_list
 from .table import format_table
@@ -140,7 +140,7 @@ def cmd_episodes(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from tasks import export_mirror
+    from metaft.tasks import export_mirror
 
     export_mirror(_names(args.datasets), args.to)
     return 0

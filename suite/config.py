@@ -237,7 +237,7 @@ def read_config_file(path: str | Path) -> dict:
 def preset(name: str) -> RunConfig:
     if name not in PRESETS:
         raise SuiteError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    text = resources.files("suite").joinpath("presets", f"{name}.toml").read_text()
+    text = resources.files("metaft.suite").joinpath("presets", f"{name}.toml").read_text()
     config = apply_overrides(RunConfig(preset=name), tomllib.loads(text), f"preset {name}")
     return config
 

@@ -6,8 +6,8 @@ from typing import Sequence
 
 import torch
 
-from tasks.metrics import Metric, get_metric
-from tasks.task_types import get_task_type
+from metaft.tasks.metrics import Metric, get_metric
+from metaft.tasks.task_types import get_task_type
 
 
 @torch.no_grad()

@@ -63,7 +63,7 @@ def load_backbone(name: str) -> LoadedModel:
                          ) from exc
     except ValueError as exc:
         raise SuiteError(f"{name!r} is not a model this suite can load: {str(exc).splitlines()[0]}") from exc
-    from tasks.tokenize import prepare_tokenizer
+    from metaft.tasks.tokenize import prepare_tokenizer
 
     prepare_tokenizer(tokenizer)
     if getattr(backbone.config, "pad_token_id", None) is None:

@@ -14,13 +14,14 @@ One policy everywhere:
 - an unknown name raises `NotFoundError` listing the known names, with "did you mean" when one
   is close.
 
-Like `suite.errors`, this module imports nothing from the project, so every layer can use it.
+Like `metaft.suite.errors`, this module imports nothing from the project, so every layer can use it.
 """
 from __future__ import annotations
 
 import difflib
 import importlib
 import inspect
+import warnings
 from importlib.metadata import entry_points
 from typing import Any, Callable, Generic, Iterator, TypeVar
 
@@ -33,7 +34,8 @@ class Registry(Generic[T]):
     """Name -> object, with built-ins imported on first use and entry-point plugins loaded lazily.
 
     ``builtins`` names modules whose import registers the built-ins; ``group`` is the entry-point
-    group; ``legacy_groups`` are old group names still read (with the same policy).
+    group; ``legacy_groups`` are old group names still read (same policy, plus a FutureWarning
+    that names the new group).
     """
 
     def __init__(self, kind: str, *, base: type | None = None, group: str | None = None,
@@ -91,6 +93,10 @@ class Registry(Generic[T]):
             if group is None:
                 continue
             for ep in entry_points(group=group):
+                if group != self.group:
+                    warnings.warn(f"{ep.value} is declared in the old entry-point group {group!r}; declare it "
+                                  f"under {self.group!r} (the old group will stop being read)", FutureWarning,
+                                  stacklevel=2)
                 loaded = ep.load()
                 pairs = self._load_entry(loaded) if self._load_entry else [(ep.name, loaded)]
                 for name, obj in pairs:

@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 import torch
 
-from algorithms import Episode as AlgoEpisode
-from algorithms import get_algorithm
-from algorithms.base import NonFiniteLossError, meta_parameters
-from algorithms.registry import algorithm_class
-from algorithms.transformer_learner import EpisodicTransformer, episode_loss
-from tasks import (
+from metaft.algorithms import Episode as AlgoEpisode
+from metaft.algorithms import get_algorithm
+from metaft.algorithms.base import NonFiniteLossError, meta_parameters
+from metaft.algorithms.registry import algorithm_class
+from metaft.algorithms.transformer_learner import EpisodicTransformer, episode_loss
+from metaft.tasks import (
     EncodingSettings,
     EpisodeEncoder,
     EpisodeShape,
@@ -42,9 +42,9 @@ from tasks import (
     iter_episodes,
     make_benchmark,
 )
-from tasks.benchmark import SIDES, query_overlap
-from tasks.metrics import Metric, get_metric
-from tasks.pools import check_leakage
+from metaft.tasks.benchmark import SIDES, query_overlap
+from metaft.tasks.metrics import Metric, get_metric
+from metaft.tasks.pools import check_leakage
 
 from . import __version__
 from .adapters import add_adapters, save_adapter

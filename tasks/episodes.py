@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from suite.errors import ConfigError
+from metaft.suite.errors import ConfigError
 
 from .loading import DataError, LoadedSplit, example_ids
 

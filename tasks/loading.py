@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.compute as pc
 
-from suite.errors import SuiteError
+from metaft.suite.errors import SuiteError
 
 from .registry import get_dataset_spec
 from .spec import DatasetSpec

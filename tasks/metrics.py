@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from suite.registry import Registry
+from metaft.suite.registry import Registry
 
 _PUNCT = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -121,7 +121,8 @@ class Metric:
         return value if self.higher_is_better else -value
 
 
-METRICS: Registry[Metric] = Registry("metric", base=Metric, group="suite.metrics", builtins=("tasks.metrics",))
+METRICS: Registry[Metric] = Registry("metric", base=Metric, group="metaft.metrics",
+                                      legacy_groups=("suite.metrics",), builtins=("metaft.tasks.metrics",))
 
 
 def register_metric(metric: Metric) -> Metric:

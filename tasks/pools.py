@@ -24,7 +24,7 @@ from typing import Iterable
 
 import numpy as np
 
-from suite.errors import ConfigError
+from metaft.suite.errors import ConfigError
 
 from .loading import DataError, LoadedSplit
 

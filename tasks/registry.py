@@ -1,6 +1,6 @@
 """Registry of dataset specs: built-ins by decorator, third parties by entry point.
 
-Third-party packages add datasets through the ``suite.tasks`` entry-point group; an entry point
+Third-party packages add datasets through the ``metaft.tasks`` entry-point group (the old ``suite.tasks`` still works, with a warning); an entry point
 may name a :class:`DatasetSpec`, a list of specs, or a callable that returns either. A spec is
 registered under its own ``name``. The policy (order, duplicates, type check, "did you mean") is
 `suite.registry.Registry`'s.
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from suite.errors import NotFoundError
-from suite.registry import Registry
+from metaft.suite.errors import NotFoundError
+from metaft.suite.registry import Registry
 
 from .spec import DatasetSpec
 
-ENTRY_POINT_GROUP = "suite.tasks"
+ENTRY_POINT_GROUP = "metaft.tasks"
+LEGACY_GROUP = "suite.tasks"  # read with a migration warning
 
 
 class UnknownDatasetError(NotFoundError):
@@ -28,7 +29,7 @@ def _specs(entry: Any) -> list[tuple[str | None, Any]]:
 
 
 DATASETS: Registry[DatasetSpec] = Registry(
-    "dataset", base=DatasetSpec, group=ENTRY_POINT_GROUP, builtins=("tasks.builtin",), load_entry=_specs,
+    "dataset", base=DatasetSpec, group=ENTRY_POINT_GROUP, legacy_groups=(LEGACY_GROUP,), builtins=("metaft.tasks.builtin",), load_entry=_specs,
     not_found=UnknownDatasetError)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from suite.errors import ConfigError
+from metaft.suite.errors import ConfigError
 
 from .task_types import TASK_TYPES as REGISTERED
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from suite.registry import Registry
+from metaft.suite.registry import Registry
 
 from .metrics import decode_spans
 
@@ -33,8 +33,8 @@ class TaskType:
     description: str = ""
 
 
-TASK_TYPES: Registry[TaskType] = Registry("task type", base=TaskType, group="suite.task_types",
-                                          builtins=("tasks.task_types",))
+TASK_TYPES: Registry[TaskType] = Registry("task type", base=TaskType, group="metaft.task_types",
+                                          legacy_groups=("suite.task_types",), builtins=("metaft.tasks.task_types",))
 
 
 def register_task_type(task_type: TaskType) -> TaskType:

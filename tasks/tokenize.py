@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from suite.errors import ConfigError
+from metaft.suite.errors import ConfigError
 
 IGNORE_INDEX = -100
 CACHE_ENV = "SUITE_CACHE_DIR"

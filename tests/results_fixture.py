@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from suite.results import RunFolder, atomic_write_json
+from metaft.suite.results import RunFolder, atomic_write_json
 
 HOSTILE = '<script>window.__pwned=1</script>evil"algo'
 DATASETS = ["ag_news", "yelp_review_full", "ontonotes5", "natural_questions"]

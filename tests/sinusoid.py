@@ -6,7 +6,7 @@ import math
 import torch
 from torch import nn
 
-from algorithms import Episode
+from metaft.algorithms import Episode
 
 
 def mlp(seed: int = 0) -> nn.Module:

@@ -6,15 +6,15 @@ import copy
 
 import pytest
 import torch
+from test_algorithms_transformers import encoded
 from torch import nn
 from transformers import AutoModel
 
-from algorithms import Episode, get_algorithm
-from algorithms.transformer_learner import EpisodicTransformer, episode_loss
-from suite.adapters import AdapterSettings, add_adapters, save_adapter
-from suite.errors import SuiteError
-from suite.flops import flops_per_token
-from test_algorithms_transformers import encoded
+from metaft.algorithms import get_algorithm
+from metaft.algorithms.transformer_learner import EpisodicTransformer, episode_loss
+from metaft.suite.adapters import AdapterSettings, add_adapters, save_adapter
+from metaft.suite.errors import SuiteError
+from metaft.suite.flops import flops_per_token
 
 
 def lora_learner(path, method="lora", head_init="proto", **kw):

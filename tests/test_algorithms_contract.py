@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from algorithms import AlgorithmError, Episode, get_algorithm, list_algorithms
-from algorithms.base import NonFiniteLossError
+from metaft.algorithms import AlgorithmError, Episode, get_algorithm, list_algorithms
+from metaft.algorithms.base import NonFiniteLossError
 
 BUILTINS = ["anil", "baseline", "fomaml", "maml", "metasgd", "multitask", "reptile"]
 
@@ -71,16 +71,16 @@ PLUGIN = {
         [project]
         name = "suite-plugin-demo"
         version = "0.0.1"
-        [project.entry-points."suite.algorithms"]
+        [project.entry-points."GROUP.algorithms"]
         sgd_twice = "suite_plugin_demo:SgdTwice"
-        [project.entry-points."suite.tasks"]
+        [project.entry-points."GROUP.tasks"]
         imdb_tiny = "suite_plugin_demo:imdb_tiny"
     """,
     "suite_plugin_demo/__init__.py": """
         from dataclasses import dataclass
         import torch
-        from algorithms import Algorithm, MetaConfig, as_batches, begin_episode
-        from tasks import DatasetSpec
+        from metaft.algorithms import Algorithm, MetaConfig, as_batches, begin_episode
+        from metaft.tasks import DatasetSpec
 
         @dataclass
         class Config(MetaConfig):
@@ -102,28 +102,35 @@ PLUGIN = {
 }
 
 
-def install_plugin(tmp_path) -> Path:
-    """pip-installs the demo plugin into a folder of its own; put it on PYTHONPATH to use it."""
+def install_plugin(tmp_path, group: str = "metaft") -> Path:
+    """pip-installs the demo plugin into a folder of its own; put it on PYTHONPATH to use it.
+
+    ``group`` is the entry-point groups' prefix: "metaft", or the pre-namespace "suite"."""
     src = tmp_path / "src"
     for rel, text in PLUGIN.items():
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
-        (src / rel).write_text(textwrap.dedent(text))
+        (src / rel).write_text(textwrap.dedent(text).replace("GROUP.", f"{group}."))
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
                     "--target", str(target), str(src)], check=True, capture_output=True, timeout=300)
     return target
 
 
-def test_third_party_plugin_installed_with_pip_is_found(tmp_path):
-    target = install_plugin(tmp_path)
+@pytest.mark.parametrize("group", ["metaft", "suite"])
+def test_third_party_plugin_installed_with_pip_is_found(tmp_path, group):
+    """The current entry-point groups, and the old `suite.*` ones with a warning naming the new group."""
+    target = install_plugin(tmp_path, group)
     probe = textwrap.dedent("""
-        from algorithms import get_algorithm, list_algorithms
-        from tasks import list_datasets, get_dataset_spec
+        from metaft.algorithms import get_algorithm, list_algorithms
+        from metaft.tasks import list_datasets, get_dataset_spec
         algo = get_algorithm("sgd_twice", repeats=3)
         print(type(algo).__name__, algo.config.repeats, "sgd_twice" in list_algorithms())
         print(get_dataset_spec("imdb_tiny").task_type, "imdb_tiny" in list_datasets())
     """)
     env = {**os.environ, "PYTHONPATH": str(target)}
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run([sys.executable, "-W", "always::FutureWarning", "-c", probe], capture_output=True,
+                         text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["SgdTwice", "3", "True", "classification", "True"]
+    migration = "old entry-point group 'suite.algorithms'; declare it under 'metaft.algorithms'"
+    assert (migration in out.stderr) == (group == "suite"), out.stderr

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from algorithms import Episode, get_algorithm
+from metaft.algorithms import Episode, get_algorithm
 
 
 def small_net(seed=0):

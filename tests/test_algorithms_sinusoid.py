@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from algorithms import get_algorithm
 from sinusoid import episodes, mlp, mse, post_adaptation_loss, pretrain_jointly
+
+from metaft.algorithms import get_algorithm
 
 SETTINGS = {
     "maml": (dict(inner_lr=0.01, inner_steps=1, outer_lr=2e-3, meta_batch_size=5), 1000),

@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModel
 
-from algorithms import Episode, get_algorithm
-from algorithms.transformer_learner import EpisodicTransformer, episode_loss
-from tasks import EncodingSettings, EpisodeEncoder, EpisodeShape, iter_episodes, make_benchmark
+from metaft.algorithms import Episode, get_algorithm
+from metaft.algorithms.transformer_learner import EpisodicTransformer, episode_loss
+from metaft.tasks import EncodingSettings, EpisodeEncoder, EpisodeShape, iter_episodes, make_benchmark
 
 SHAPES = {"classification": EpisodeShape(3, 2, 2), "ner": EpisodeShape(2, 2, 2), "qa": EpisodeShape(1, 3, 3)}
 
@@ -123,7 +123,7 @@ def test_frozen_embeddings_and_gradient_checkpointing(tiny_models, tokenizers):
 
 @pytest.fixture(scope="module")
 def minilm():
-    from suite.models import load_backbone
+    from metaft.suite.models import load_backbone
 
     return load_backbone("minilm")
 

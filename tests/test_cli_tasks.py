@@ -49,7 +49,7 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path):
 
 def test_the_cli_starts_without_torch_transformers_or_datasets():
     """`suite --help` and the `suite tune` driver stay light: the heavy libraries load where they are used."""
-    code = ("import sys; from suite.cli import build_parser, _configure_logging; build_parser(); "
+    code = ("import sys; from metaft.suite.cli import build_parser, _configure_logging; build_parser(); "
             "_configure_logging(0); print(sorted({'torch', 'transformers', 'datasets'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cluster.tune import load_search_file, parse_search_space
-from suite.errors import SuiteError
+from metaft.cluster.tune import load_search_file, parse_search_space
+from metaft.suite.errors import SuiteError
 
 CLUSTER = Path(__file__).resolve().parent.parent / "cluster"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from suite.results import load_results
 from test_run import TINY
+
+from metaft.suite.results import load_results
 
 SUITE = str(Path(sys.executable).parent / "suite")
 
@@ -98,7 +98,7 @@ def restored_environment():
 def test_buckets_sized_to_the_model_respect_zero_alignment(restored_environment):
     """Buckets follow the model's size (DeepSpeed's 5e8 default wasted GBs on small models, seen on
     an H100) and stay a multiple of ZeRO's alignment for any parameter count."""
-    from cluster.deepspeed_engine import DeepSpeedSettings, DeepSpeedStep
+    from metaft.cluster.deepspeed_engine import DeepSpeedSettings, DeepSpeedStep
 
     model = torch.nn.Embedding(1_000_003, 1)  # an odd number of parameters, above the 1e6 floor
     step = DeepSpeedStep(model, list(model.parameters()), "sgd", 0.1, DeepSpeedSettings(zero=2).load())

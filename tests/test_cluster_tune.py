@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
-
-from suite.results import load_results
 from test_run import TINY
+
+from metaft.suite.results import load_results
 
 SUITE = str(Path(sys.executable).parent / "suite")
 COLS = ["run_id", "task_index", "metric", "metric_at_0", "target", "steps_to_target"]

@@ -8,9 +8,9 @@ import pkgutil
 
 import pytest
 
-from suite.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, ConfigError, NotFoundError, SuiteError
+from metaft.suite.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, ConfigError, NotFoundError, SuiteError
 
-PACKAGES = ("suite", "algorithms", "tasks", "leaderboard", "cluster")
+PACKAGES = ("metaft.suite", "metaft.algorithms", "metaft.tasks", "metaft.leaderboard", "metaft.cluster")
 
 
 def project_exception_classes() -> list[type]:
@@ -32,9 +32,9 @@ def test_every_project_exception_derives_from_the_one_base():
 
 
 def test_exit_codes_and_library_compatible_bases():
-    from algorithms import AlgorithmError, NonFiniteLossError
-    from suite.runner import RunFailed
-    from tasks import DataError, UnknownDatasetError
+    from metaft.algorithms import AlgorithmError, NonFiniteLossError
+    from metaft.suite.runner import RunFailed
+    from metaft.tasks import DataError, UnknownDatasetError
 
     assert RunFailed("x").exit_code == NonFiniteLossError("x").exit_code == EXIT_RUN_FAILED
     assert DataError("x").exit_code == AlgorithmError("x").exit_code == EXIT_BAD_INPUT
@@ -45,15 +45,15 @@ def test_exit_codes_and_library_compatible_bases():
 
 
 def test_config_errors_are_value_errors_with_the_message():
-    from algorithms import get_algorithm
+    from metaft.algorithms import get_algorithm
 
     with pytest.raises(ConfigError, match="inner_lr must be a positive number"):
         get_algorithm("maml", inner_lr=-1.0)
 
 
 def test_usage_errors_are_one_line_and_every_comma_list_drops_empty_items(capsys):
-    from suite import cli
-    from suite.cli_run import comma_list
+    from metaft.suite import cli
+    from metaft.suite.cli_run import comma_list
 
     assert comma_list(" a, ,b,") == ["a", "b"]
     with pytest.raises(SystemExit) as exited:

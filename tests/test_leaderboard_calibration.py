@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from leaderboard import verdicts
+from metaft.leaderboard import verdicts
 
 REPLICATES = 1000
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from results_fixture import HOSTILE, write_results
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -130,7 +129,7 @@ def test_publish_to_folder_and_gh_pages(site, tmp_path):
 
 def test_add_validates_and_names_row_and_field(tmp_path):
     results = write_results(tmp_path / "src", n_tasks=4, seeds=(0,), algos=["good"], hostile=False)
-    from suite.results import RunFolder
+    from metaft.suite.results import RunFolder
 
     good = RunFolder(results, "good-minilm-s0").read_tasks()
     rows = good.copy()
@@ -155,7 +154,7 @@ def test_add_validates_and_names_row_and_field(tmp_path):
     assert not (tmp_path / "lb").exists()  # nothing written on rejection
     proc = attempt(good)
     assert proc.returncode == 0, proc.stderr
-    from suite.results import load_results
+    from metaft.suite.results import load_results
 
     runs, tasks = load_results(tmp_path / "lb")
     assert len(runs) == 1 and len(tasks) == 4 and rows["metric"].iloc[0] == tasks["metric"].iloc[0]
@@ -182,9 +181,8 @@ def test_serve_answers_on_localhost(site):
 
 
 def test_each_planted_verdict_shows_on_its_row(browser, tmp_path):
-    from selenium.webdriver.common.by import By
-
     from results_fixture import PLANTED_VERDICTS, write_planted_verdicts
+    from selenium.webdriver.common.by import By
 
     results = write_planted_verdicts(tmp_path / "results")
     out = tmp_path / "site"
@@ -204,7 +202,7 @@ def test_the_hindsight_oracle_is_shown_apart_and_never_ranked(browser, tmp_path)
 
     from selenium.webdriver.common.by import By
 
-    from suite.results import RunFolder, load_results
+    from metaft.suite.results import RunFolder, load_results
 
     results = write_results(tmp_path / "results", n_tasks=8, seeds=(0,), hostile=False)
     _, tasks = load_results(results)

@@ -6,9 +6,16 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from leaderboard.stats import (against_baseline, all_pairs, bootstrap_ci, bootstrap_many, holm, paired_test,
-                               ranks_for,
-                               tie_group_ranks)
+from metaft.leaderboard.stats import (
+    against_baseline,
+    all_pairs,
+    bootstrap_ci,
+    bootstrap_many,
+    holm,
+    paired_test,
+    ranks_for,
+    tie_group_ranks,
+)
 
 
 def frame(values: dict[str, list[float]], measure="metric", model="m", fp="f") -> pd.DataFrame:
@@ -70,7 +77,7 @@ def test_bootstrap_equals_a_reference_loop_and_is_close_to_scipy():
 def test_large_vectors_use_the_normal_limit_of_the_bootstrap():
     """Above BOOTSTRAP_UP_TO values the CI is mean +- z sd/sqrt(n); at the threshold it agrees with
     the percentile bootstrap (skewed values, the harder case) within 3% of the interval's width."""
-    from leaderboard.stats import BOOTSTRAP_UP_TO, bootstrap_many
+    from metaft.leaderboard.stats import BOOTSTRAP_UP_TO, bootstrap_many
 
     x = np.random.default_rng(1).exponential(1.0, BOOTSTRAP_UP_TO)
     lo, hi = bootstrap_ci(x, n_resamples=4000)  # exactly at the threshold: resampled

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from leaderboard import costs, stats, verdicts
+from metaft.leaderboard import costs, stats, verdicts
 
 
 def frame(values: dict[str, np.ndarray], dataset="ag_news", protocol="p1", curves=None, budget=8) -> pd.DataFrame:
@@ -116,17 +116,17 @@ def test_planner_sizes_the_study_from_the_pilot(tmp_path):
     import sys
     from pathlib import Path
 
+    from results_fixture import write_results
     from statsmodels.stats.power import TTestPower
 
-    from leaderboard import planner
-    from results_fixture import write_results
+    from metaft.leaderboard import planner
 
     results = write_results(tmp_path / "r", seeds=(0,), hostile=False)
     proc = subprocess.run([str(Path(sys.executable).parent / "suite"), "plan", "--results", str(results),
                            "--effect", "0.01"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "tasks for 0.01 at 80%" in proc.stdout and "same" in proc.stdout
-    from leaderboard.site import load_site_data
+    from metaft.leaderboard.site import load_site_data
 
     data = load_site_data([str(results)])
     table = planner.plan(data.tasks, data.runs, data.manifests, effect=0.01)
@@ -163,7 +163,7 @@ def test_compare_prints_one_verdict_row_per_dataset_and_the_study_has_both_refer
 def test_curves_average_the_same_tasks_at_every_step():
     """A task with a shorter budget is carried forward at its last value, so the mean curve does
     not jump where one task's curve ends (the old plot spiked at step 3, then dropped)."""
-    from leaderboard import figures
+    from metaft.leaderboard import figures
 
     df = frame({"a": np.array([0.9, 0.5])}, curves={"a": [([0, 1, 2, 3], [0.5, 0.7, 0.8, 0.9]),
                                                            ([0, 1, 2, 4, 8], [0.1, 0.2, 0.3, 0.4, 0.5])]})
@@ -194,7 +194,8 @@ def test_steps_verdicts_use_a_declared_margin_in_steps():
 def test_terminal_tables_name_the_model_when_rows_come_from_several(tmp_path):
     """Rows of "minilm" and "minilm + lora" must never look alike in `suite leaderboard compare`."""
     from results_fixture import write_results
-    from suite.results import load_results
+
+    from metaft.suite.results import load_results
 
     runs, tasks = load_results(write_results(tmp_path / "two", n_tasks=8, models=("minilm", "bert"), hostile=False))
     two = verdicts.format_verdicts(verdicts.verdicts(tasks)).splitlines()

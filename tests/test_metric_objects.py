@@ -6,12 +6,12 @@ import pytest
 import torch
 from results_fixture import PLANTED_VERDICTS, write_planted_verdicts
 
-from leaderboard import costs, stats, verdicts
-from suite.errors import NotFoundError
-from suite.evaluate import evaluate
-from suite.results import load_results
-from tasks.metrics import METRICS, Metric, accuracy, get_metric, register_metric
-from tasks.task_types import get_task_type
+from metaft.leaderboard import costs, stats, verdicts
+from metaft.suite.errors import NotFoundError
+from metaft.suite.evaluate import evaluate
+from metaft.suite.results import load_results
+from metaft.tasks.metrics import METRICS, Metric, accuracy, get_metric, register_metric
+from metaft.tasks.task_types import get_task_type
 
 ERROR_RATE = Metric("error_rate", lambda p, r: {"metric": 1.0 - accuracy(p, r)}, higher_is_better=False,
                     description="share of wrong labels (a smaller-is-better metric, for the tests)")

@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from algorithms import Episode, get_algorithm
-from algorithms.transformer_learner import MASKED_LOGIT, EpisodicTransformer, episode_loss
-from tasks import build_manifest, iter_episodes, load_split, make_benchmark
-from tasks.pools import LeakageError, check_leakage, content_key, make_pool, split_keys
+from metaft.algorithms import Episode, get_algorithm
+from metaft.algorithms.transformer_learner import MASKED_LOGIT, EpisodicTransformer, episode_loss
+from metaft.tasks import build_manifest, iter_episodes, load_split, make_benchmark
+from metaft.tasks.pools import LeakageError, check_leakage, content_key, make_pool, split_keys
 
 
 class TwoLayer(nn.Module):
@@ -93,8 +92,9 @@ def test_references_have_no_own_adaptation():
 
 
 def test_a_class_without_support_is_masked_not_a_zero_prototype(tiny_models, tokenizers):
-    from tasks import EncodingSettings, EpisodeEncoder
     from transformers import AutoModel
+
+    from metaft.tasks import EncodingSettings, EpisodeEncoder
 
     torch.manual_seed(0)
     model = EpisodicTransformer(AutoModel.from_pretrained(tiny_models["bert"]), pooling="mean")
@@ -162,8 +162,8 @@ def test_a_planted_meta_test_text_in_a_meta_training_episode_is_refused(data_dir
 
 
 def test_the_run_refuses_a_planted_leak_before_writing_anything(data_dir, tiny_models, tmp_path, monkeypatch):
-    from suite import runner as runner_module
-    from suite.config import resolve_config
+    from metaft.suite import runner as runner_module
+    from metaft.suite.config import resolve_config
 
     bench, train, test, planted = _planted(data_dir)
     real = runner_module.iter_episodes
@@ -190,7 +190,7 @@ def test_a_split_without_duplicates_loses_nothing(data_dir):
 def test_flops_count_the_forward_pass_and_the_traversed_backward(tiny_models):
     from transformers import AutoModel
 
-    from suite.flops import flops_per_token
+    from metaft.suite.flops import flops_per_token
 
     model = EpisodicTransformer(AutoModel.from_pretrained(tiny_models["bert"]))
     embedding = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
@@ -206,8 +206,8 @@ def test_flops_count_the_forward_pass_and_the_traversed_backward(tiny_models):
 
 
 def test_meta_test_query_sets_are_disjoint_while_the_pool_allows_and_overlap_is_recorded(data_dir):
-    from tasks.benchmark import query_overlap
-    from tasks import EpisodeShape
+    from metaft.tasks import EpisodeShape
+    from metaft.tasks.benchmark import query_overlap
 
     shapes = {"classification": EpisodeShape(4, 8, 32)}
     bench = make_benchmark("cross-dataset", datasets=["imdb", "ag_news", "yelp_review_full"], n_meta_train=0,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from suite.results import load_results
+from metaft.suite.results import load_results
 
 SUITE = str(Path(sys.executable).parent / "suite")
 

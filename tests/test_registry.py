@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from suite.errors import ConfigError, NotFoundError
-from suite.registry import Registry
+from metaft.suite.errors import ConfigError, NotFoundError
+from metaft.suite.registry import Registry
 
 
 class Base:
@@ -34,22 +34,22 @@ def test_order_duplicates_type_check_and_did_you_mean():
 
 
 def test_algorithm_and_dataset_registries_share_the_policy():
-    from algorithms import Algorithm, list_algorithms, register_algorithm
-    from algorithms.registry import ALGORITHMS
-    from tasks import get_dataset_spec, list_datasets, register_dataset
-    from tasks.registry import DATASETS, UnknownDatasetError
+    from metaft.algorithms import Algorithm, list_algorithms, register_algorithm
+    from metaft.algorithms.registry import ALGORITHMS
+    from metaft.tasks import get_dataset_spec, list_datasets, register_dataset
+    from metaft.tasks.registry import DATASETS, UnknownDatasetError
 
     assert list_algorithms()[0] == "baseline" and list_datasets()[0] == "imdb"  # built-ins in file order
     # the order does not depend on which built-in module was imported first
     import subprocess
     import sys
 
-    probe = "import algorithms.transfer; from algorithms import list_algorithms; print(list_algorithms())"
+    probe = "import metaft.algorithms.transfer; from metaft.algorithms import list_algorithms; print(list_algorithms())"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == str(list_algorithms()) and list_algorithms()[-2:] == ["merge", "intermediate"]
-    with pytest.raises(ConfigError, match="'reptile' is already registered by algorithms.builtin"):
+    with pytest.raises(ConfigError, match="'reptile' is already registered by metaft.algorithms.builtin"):
         register_algorithm("reptile")(type("Impostor", (Algorithm,), {}))
-    with pytest.raises(ConfigError, match="is not a subclass of algorithms.base.Algorithm"):
+    with pytest.raises(ConfigError, match="is not a subclass of metaft.algorithms.base.Algorithm"):
         register_algorithm("not-an-algorithm")(int)
     spec = get_dataset_spec("imdb")
     assert register_dataset(spec) is spec  # the same spec again is harmless

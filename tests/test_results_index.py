@@ -4,9 +4,9 @@ from __future__ import annotations
 import shutil
 
 import pandas as pd
-
 from results_fixture import write_results
-from suite.results import INDEX_DIR, load_results
+
+from metaft.suite.results import INDEX_DIR, load_results
 
 
 def _without_index(root):
@@ -35,7 +35,7 @@ def test_the_index_gives_what_the_files_hold_and_follows_new_changed_and_removed
     tasks.loc[0, "metric"] = 0.123456
     import pyarrow as pa
 
-    from suite.results import atomic_write_table, task_schema
+    from metaft.suite.results import atomic_write_table, task_schema
 
     atomic_write_table(root / "same-minilm-s0" / "tasks.parquet",
                        pa.Table.from_pandas(tasks, schema=task_schema(), preserve_index=False))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from suite.results import TASK_COLUMNS, load_results
+from metaft.suite.results import TASK_COLUMNS, load_results
 
 SUITE = str(Path(sys.executable).parent / "suite")
 TINY = """
@@ -230,8 +230,8 @@ def test_results_errors_and_a_too_long_max_length_are_one_line(tiny_models, tiny
 def test_an_internal_bug_keeps_its_traceback(bug, tiny_models, tiny_config, tmp_path, monkeypatch):
     """Only `SuiteError` becomes one line and exit 2; a bug in the suite (a plain ValueError or
     FileNotFoundError included) must surface as itself."""
-    from suite import cli
-    from suite.runner import Runner
+    from metaft.suite import cli
+    from metaft.suite.runner import Runner
 
     def broken(self):
         raise bug("a bug inside the runner")
@@ -242,11 +242,11 @@ def test_an_internal_bug_keeps_its_traceback(bug, tiny_models, tiny_config, tmp_
 
 
 def test_algo_args_reach_the_algorithm_and_episodes_carry_their_source(tiny_models, tiny_config, tmp_path):
-    from algorithms import Algorithm, register_algorithm
-    from algorithms.base import MetaConfig
-    from suite.cli_run import parse_algo_args
-    from suite.config import resolve_config
-    from suite.runner import Runner, algorithm_kwargs
+    from metaft.algorithms import Algorithm, register_algorithm
+    from metaft.algorithms.base import MetaConfig
+    from metaft.suite.cli_run import parse_algo_args
+    from metaft.suite.config import resolve_config
+    from metaft.suite.runner import Runner, algorithm_kwargs
 
     assert parse_algo_args(["lr_lr=1e-3", "outer=interpolate", "first_order=true"]) == [
         ("lr_lr", 1e-3), ("outer", "interpolate"), ("first_order", True)]
@@ -275,8 +275,8 @@ def test_algo_args_reach_the_algorithm_and_episodes_carry_their_source(tiny_mode
 
 def test_merge_intermediate_and_the_oracle_run_end_to_end_and_pair_with_the_baseline(tiny_models, tiny_config,
                                                                                      tmp_path):
-    from leaderboard import stats
-    from leaderboard.verdicts import verdicts
+    from metaft.leaderboard import stats
+    from metaft.leaderboard.verdicts import verdicts
 
     out, cfg = tmp_path / "r", tiny_config(n_test=4, ft_steps=3)
     for algo, extra in (("baseline", ()), ("merge", ("--algo-arg", "method=ties")), ("intermediate", ()),
@@ -309,7 +309,7 @@ def test_merge_intermediate_and_the_oracle_run_end_to_end_and_pair_with_the_base
 
 def test_lora_runs_record_adapters_save_a_peft_start_and_never_pair_with_full_fine_tuning(tiny_models, tiny_config,
                                                                                           tmp_path):
-    from leaderboard import stats
+    from metaft.leaderboard import stats
 
     out, cfg = tmp_path / "r", tiny_config(n_test=2, ft_steps=2)
     for algo, extra in (("baseline", ("--peft", "lora")), ("reptile", ("--peft", "lora", "--keep-init")),

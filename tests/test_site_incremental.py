@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 
-from leaderboard.site import SiteBuilder, build_site
 from results_fixture import write_results
+
+from metaft.leaderboard.site import SiteBuilder, build_site
 
 
 def test_a_rebuild_renders_only_changed_run_pages_and_equals_a_fresh_build(tmp_path, monkeypatch):

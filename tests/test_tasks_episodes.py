@@ -5,9 +5,17 @@ from collections import Counter
 
 import pytest
 
-from tasks import (EpisodeManifest, EpisodeShape, build_manifest, check_disjoint, iter_episodes, load_split,
-                   make_benchmark, sample_episode)
-from tasks.benchmark import episode_rng
+from metaft.tasks import (
+    EpisodeManifest,
+    EpisodeShape,
+    build_manifest,
+    check_disjoint,
+    iter_episodes,
+    load_split,
+    make_benchmark,
+    sample_episode,
+)
+from metaft.tasks.benchmark import episode_rng
 
 
 def _ids(episodes):

@@ -5,8 +5,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from tasks import DataError, UnknownDatasetError, get_dataset_spec, list_datasets, load_split
-from tasks.loading import _load_split_cached
+from metaft.tasks import DataError, UnknownDatasetError, get_dataset_spec, list_datasets, load_split
+from metaft.tasks.loading import _load_split_cached
 
 EIGHT = ["imdb", "ag_news", "yelp_review_full", "sst2", "conll2003", "ontonotes5", "squad", "natural_questions"]
 

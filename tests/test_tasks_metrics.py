@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tasks.metrics import accuracy, decode_spans, entity_f1, exact_match, normalize_answer, qa_f1, squad_scores
+from metaft.tasks.metrics import accuracy, decode_spans, entity_f1, exact_match, normalize_answer, qa_f1, squad_scores
 
 
 def test_accuracy():

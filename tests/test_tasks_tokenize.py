@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tasks import EncodingSettings, EpisodeEncoder, TokenCache, load_split
-from tasks.metrics import normalize_answer
-from tasks.tokenize import IGNORE_INDEX
+from metaft.tasks import EncodingSettings, EpisodeEncoder, TokenCache, load_split
+from metaft.tasks.metrics import normalize_answer
+from metaft.tasks.tokenize import IGNORE_INDEX
 
 ARCHS = ["bert", "roberta", "gpt2"]
 

@@ -9,9 +9,15 @@ import torch
 from torch import nn
 from transformers import AutoModel
 
-from algorithms import Episode, get_algorithm
-from algorithms.transfer import finetune_per_source, group_by_source, merge_states, merge_task_vectors, trainable_state
-from algorithms.transformer_learner import EpisodicTransformer, episode_loss
+from metaft.algorithms import Episode, get_algorithm
+from metaft.algorithms.transfer import (
+    finetune_per_source,
+    group_by_source,
+    merge_states,
+    merge_task_vectors,
+    trainable_state,
+)
+from metaft.algorithms.transformer_learner import EpisodicTransformer, episode_loss
 
 
 def mse(model, batch):
