@@ -111,7 +111,7 @@ def amortization(tasks: pd.DataFrame, runs: pd.DataFrame, references: list[str] 
     """Per model, dataset, candidate and reference: reach rate, mean steps-to-target of both,
     FLOPs saved per task, and the break-even number of tasks."""
     tasks = stats.prepare(tasks)
-    tasks = tasks.assign(schedule=figures.schedules(tasks["curve_steps"]))  # once for every pair below
+    tasks = figures.with_schedules(tasks)  # once for every pair below (the site's rows carry it already)
     upfront = upfront_flops(runs)
     out = []
     for (model, dataset), sub in tasks.groupby(["model", "dataset"], sort=True, observed=True):

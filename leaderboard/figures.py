@@ -39,6 +39,20 @@ def schedules(curve_steps: pd.Series) -> list[tuple]:
     return out
 
 
+def with_schedules(tasks: pd.DataFrame) -> pd.DataFrame:
+    """``tasks`` with a ``schedule`` column (tuples) unless it has one: converted once per build
+    and shared by the curves and the steps-to-target analysis."""
+    return tasks if "schedule" in tasks else tasks.assign(schedule=schedules(tasks["curve_steps"]))
+
+
+def _regrid(values: np.ndarray, grid: np.ndarray, wider: np.ndarray) -> np.ndarray:
+    """Curves already on ``grid`` (carried forward) onto the superset ``wider``: each task's own
+    steps are in ``grid``, so the last ``grid`` step at or before a ``wider`` step carries the same
+    value as the task's last own step."""
+    idx = np.clip(np.searchsorted(grid, wider, side="right") - 1, 0, len(grid) - 1)
+    return values[:, idx]
+
+
 def _on_grid(steps: list[tuple], values: list, grid: np.ndarray) -> np.ndarray:
     """Each task's curve on the common ``grid``, carried forward at its last value after its
     budget ends (so every grid step averages the same tasks). Tasks that share an evaluation
@@ -67,25 +81,35 @@ def curve_table(tasks: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.Dat
             total = sum(float(r.get(c) or 0.0) for c in ("meta_flops", "selection_flops")
                         if r.get(c) is not None and not pd.isna(r.get(c)))
             upfront[r["run_id"]] = total / max(int(r.get("n_tasks") or 1), 1)
+    tasks = with_schedules(tasks)
+    per_dataset = {}  # (model, algo) -> [(grid, metric, seconds, compute)] of its datasets
+    for (model, dataset, algo), sub in tasks.groupby(["model", "dataset", "algo"], sort=True, observed=True):
+        steps = list(sub["schedule"])
+        grid = np.array(sorted(set().union(*steps)))
+        metric = _on_grid(steps, list(sub["curve_metric"]), grid)
+        seconds = _on_grid(steps, list(sub["curve_seconds"]), grid)
+        per_step = (sub["ft_flops"].fillna(0) / sub["ft_steps"].clip(lower=1)).to_numpy(float)
+        offset = sub["run_id"].map(upfront).fillna(0.0).to_numpy(float) if upfront else np.zeros(len(sub))
+        ft_steps = sub["ft_steps"].to_numpy()[:, None]
+        per_dataset.setdefault((model, algo), []).append((dataset, grid, metric, seconds, offset, per_step, ft_steps))
+    rows = [(model, b[0], algo, *b[1:]) for (model, algo), blocks in per_dataset.items() for b in blocks]
+    rows.sort(key=lambda r: (r[0], r[1], r[2]))
+    for (model, algo), blocks in sorted(per_dataset.items()):
+        # pooled over datasets (the overview): every dataset's curves on the union of their grids
+        wide = np.array(sorted(set().union(*(b[1] for b in blocks))))
+        rows.append((model, ALL, algo, wide, np.concatenate([_regrid(b[2], b[1], wide) for b in blocks]),
+                     np.concatenate([_regrid(b[3], b[1], wide) for b in blocks]),
+                     np.concatenate([b[4] for b in blocks]), np.concatenate([b[5] for b in blocks]),
+                     np.concatenate([b[6] for b in blocks])))
     frames = []
-    tasks = tasks.assign(schedule=schedules(tasks["curve_steps"]))  # once, not per group and level
-    for level in ("dataset", ALL):
-        keys = ["model", "dataset", "algo"] if level == "dataset" else ["model", "algo"]
-        for key, sub in tasks.groupby(keys, sort=True, observed=True):
-            model, dataset, algo = key if level == "dataset" else (key[0], ALL, key[1])
-            steps = list(sub["schedule"])
-            grid = np.array(sorted(set().union(*steps)))
-            metric = _on_grid(steps, list(sub["curve_metric"]), grid)
-            seconds = _on_grid(steps, list(sub["curve_seconds"]), grid)
-            per_step = (sub["ft_flops"].fillna(0) / sub["ft_steps"].clip(lower=1)).to_numpy(float)
-            offset = sub["run_id"].map(upfront).fillna(0.0).to_numpy(float) if upfront else np.zeros(len(sub))
-            compute = offset[:, None] + per_step[:, None] * np.minimum(grid[None, :], sub["ft_steps"].to_numpy()[:, None])
-            n = len(sub)
-            mean = metric.mean(0)
-            half = (sps.t.ppf(0.975, n - 1) * metric.std(0, ddof=1) / np.sqrt(n)) if n > 1 else np.zeros(len(grid))
-            frames.append(pd.DataFrame({"model": model, "dataset": dataset, "algo": algo, "step": grid,
-                                        "metric": mean, "lo": mean - half, "hi": mean + half,
-                                        "seconds": seconds.mean(0), "compute": compute.mean(0), "n": n}))
+    for model, dataset, algo, grid, metric, seconds, offset, per_step, ft_steps in rows:
+        compute = offset[:, None] + per_step[:, None] * np.minimum(grid[None, :], ft_steps)
+        n = len(metric)
+        mean = metric.mean(0)
+        half = (sps.t.ppf(0.975, n - 1) * metric.std(0, ddof=1) / np.sqrt(n)) if n > 1 else np.zeros(len(grid))
+        frames.append(pd.DataFrame({"model": model, "dataset": dataset, "algo": algo, "step": grid,
+                                    "metric": mean, "lo": mean - half, "hi": mean + half,
+                                    "seconds": seconds.mean(0), "compute": compute.mean(0), "n": n}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["model", "dataset", "algo", "step", "metric", "lo", "hi", "seconds", "compute", "n"])
 

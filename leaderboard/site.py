@@ -23,7 +23,7 @@ from markupsafe import Markup
 
 from metaft.suite import __version__
 from metaft.suite.errors import ConfigError
-from metaft.suite.results import load_results
+from metaft.suite.results import Manifests, load_manifests, load_results
 
 from . import costs, figures, stats, verdicts
 
@@ -64,7 +64,7 @@ def fmt(x, digits: int = 3) -> str:
 class SiteData:
     runs: pd.DataFrame
     tasks: pd.DataFrame  # rows that are ranked and tested
-    manifests: dict[str, dict]
+    manifests: Manifests  # read lazily; a few cached fields of all of them in `summary()`
     oracles: pd.DataFrame | None = None  # hindsight rows: bounds, shown apart, never ranked
 
 
@@ -73,13 +73,8 @@ def load_site_data(dirs: list[str]) -> SiteData:
     if tasks.empty:
         raise ConfigError(f"no complete runs under {', '.join(map(str, dirs))}; run `suite run` first")
     tasks, oracles = stats.split_oracles(tasks)  # prepares (labels) the rows too
-    tasks = stats.as_categories(tasks)
-    manifests = {}
-    for d in dirs:
-        for path in list(Path(d).glob("*/manifest.json")) + ([Path(d) / "manifest.json"] if (Path(d) / "manifest.json").is_file() else []):
-            m = json.loads(path.read_text())
-            manifests[m.get("run_id", path.parent.name)] = m
-    return SiteData(runs, tasks, manifests, oracles)
+    tasks = figures.with_schedules(stats.as_categories(tasks))  # schedules once, for curves and costs
+    return SiteData(runs, tasks, load_manifests(*dirs), oracles)
 
 
 @dataclass
@@ -327,7 +322,7 @@ class SiteBuilder:
     def overlap_items(self) -> list[str]:
         """Where meta-test query sets overlap across tasks, the tasks are not independent."""
         shared = {}
-        for m in self.data.manifests.values():
+        for m in self.data.manifests.summary().values():  # cached small fields, not 5,000 reads
             for dataset, o in (m.get("query_overlap") or {}).items():
                 if o.get("tasks_sharing_a_query"):
                     shared[dataset] = o
@@ -378,7 +373,7 @@ class SiteBuilder:
         for run_id in sorted(self.data.runs["run_id"].unique()):
             name = f"{slug(run_id)}.html"
             key = hashlib.sha1(json.dumps([version, self._runs_by_id.get(run_id, {}),
-                                           self.data.manifests.get(run_id, {})],
+                                           self.data.manifests.stamp(run_id)],
                                           sort_keys=True, default=str).encode()).hexdigest()
             new[run_id] = key
             previous = self.out / "runs" / name

@@ -23,7 +23,8 @@ import shutil
 import subprocess
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable
+from collections.abc import Mapping
+from typing import Iterable, Iterator
 
 import pandas as pd
 
@@ -318,6 +319,77 @@ def _write_index(index: Path, runs: pd.DataFrame, tasks: pd.DataFrame, stamps: d
         atomic_write_json(index / "state.json", {"version": 1, "task_columns": list(TASK_COLUMNS), "runs": stamps})
     except OSError:  # a read-only results folder still loads, only without the cache
         pass
+
+
+class Manifests(Mapping[str, dict]):
+    """The runs' manifests by run id, each read when first asked for: a site build of 5,000 runs
+    needs only a few of them in full (the run pages that changed), and reading them all cost
+    about a second. ``stamp`` identifies a manifest's version without reading it, ``summary``
+    gives a few small fields of every manifest from a cache in the results folder's index."""
+
+    SUMMARY_FIELDS = ("query_overlap",)
+
+    def __init__(self, paths: dict[str, Path]) -> None:
+        self._paths = paths
+        self._read: dict[str, dict] = {}
+
+    def __getitem__(self, run_id: str) -> dict:
+        if run_id not in self._read:
+            self._read[run_id] = json.loads(self._paths[run_id].read_text())
+        return self._read[run_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._paths)
+
+    def __len__(self) -> int:
+        return len(self._paths)
+
+    def stamp(self, run_id: str) -> list[int]:
+        """Changes whenever the manifest is rewritten (atomic writes replace the file)."""
+        return _stamp(self._paths[run_id]) if run_id in self._paths else []
+
+    def summary(self) -> dict[str, dict]:
+        """``SUMMARY_FIELDS`` of every manifest, read through ``.index/manifests.json`` where the
+        manifest's stamp is unchanged."""
+        out: dict[str, dict] = {}
+        for root, names in _group_by_root(self._paths).items():
+            cache_file = root / INDEX_DIR / "manifests.json"
+            try:
+                cache = json.loads(cache_file.read_text())
+                cache = cache if cache.get("fields") == list(self.SUMMARY_FIELDS) else {}
+            except (OSError, ValueError):
+                cache = {}
+            known, entries, changed = cache.get("runs", {}), {}, False
+            for name in names:
+                stamp = self.stamp(name)
+                hit = known.get(name)
+                if hit is not None and hit[0] == stamp:
+                    entries[name] = hit
+                else:
+                    manifest = self[name]
+                    entries[name] = [stamp, {f: manifest.get(f) for f in self.SUMMARY_FIELDS}]
+                    changed = True
+            if changed or set(known) != set(entries):
+                try:
+                    cache_file.parent.mkdir(exist_ok=True)
+                    atomic_write_json(cache_file, {"fields": list(self.SUMMARY_FIELDS), "runs": entries})
+                except OSError:  # a read-only results folder: no cache
+                    pass
+            out.update({name: fields for name, (_, fields) in entries.items()})
+        return out
+
+
+def _group_by_root(paths: dict[str, Path]) -> dict[Path, list[str]]:
+    """Run ids grouped by the results folder their manifests sit in (a run folder's parent)."""
+    groups: dict[Path, list[str]] = {}
+    for name, path in paths.items():
+        groups.setdefault(path.parent.parent, []).append(name)
+    return groups
+
+
+def load_manifests(*dirs: str | os.PathLike) -> Manifests:
+    """Every run's manifest under ``dirs`` (run folders or results folders), keyed by run id."""
+    return Manifests({folder.name: folder / "manifest.json" for folder in _run_folders(dirs)})
 
 
 def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:

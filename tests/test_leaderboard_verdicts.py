@@ -176,6 +176,32 @@ def test_curves_average_the_same_tasks_at_every_step():
     assert (row["n"] == 2).all() and (row["lo"] <= row["metric"]).all() and (row["hi"] >= row["metric"]).all()
 
 
+def test_the_pooled_curve_equals_carrying_every_task_forward_on_the_union_grid():
+    """The overview's curve reuses each dataset's carried-forward curves; with schedules that differ
+    across datasets it must equal carrying every task forward on the union of all steps."""
+    from metaft.leaderboard import figures
+
+    rng = np.random.default_rng(3)
+    parts = []
+    for dataset, schedule in (("ag_news", [0, 2, 4, 8]), ("ontonotes5", [0, 1, 3, 16]), ("yelp", [0, 5])):
+        df = frame({"a": rng.uniform(0, 1, 4)})
+        df["dataset"] = dataset
+        df["curve_steps"] = [schedule] * len(df)
+        df["curve_metric"] = [list(rng.uniform(0, 1, len(schedule))) for _ in range(len(df))]
+        df["curve_seconds"] = [list(np.cumsum(rng.uniform(0, 1, len(schedule)))) for _ in range(len(df))]
+        parts.append(df)
+    df = pd.concat(parts, ignore_index=True)
+    pooled = figures.curve_table(df)
+    pooled = pooled[pooled["dataset"] == figures.ALL].set_index("step")
+    grid = sorted({s for sched in df["curve_steps"] for s in sched})
+    assert pooled.index.tolist() == grid
+    for column, values in (("metric", "curve_metric"), ("seconds", "curve_seconds")):
+        carried = np.array([[vals[max(i for i, s in enumerate(sched) if s <= g)] if g >= sched[0] else vals[0]
+                             for g in grid] for sched, vals in zip(df["curve_steps"], df[values])])
+        np.testing.assert_allclose(pooled[column].to_numpy(), carried.mean(0), rtol=1e-12)
+    assert (pooled["n"] == len(df)).all()
+
+
 def test_steps_verdicts_use_a_declared_margin_in_steps():
     rng = np.random.default_rng(8)
     assert costs.steps_verdict(rng.normal(20, 3, 30))[0] == "fewer steps"

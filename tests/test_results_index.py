@@ -1,6 +1,7 @@
 """The consolidated index of a results folder: a cache that never changes what is loaded."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
@@ -54,3 +55,31 @@ def test_a_corrupt_index_is_rebuilt_not_trusted(tmp_path):
     same(load_results(root), truth)
     (root / INDEX_DIR / "state.json").write_text("{")
     same(load_results(root), truth)
+
+
+def test_manifests_are_read_lazily_and_their_summary_follows_edits(tmp_path):
+    """A site build reads a few small fields of every manifest through a stamp-keyed cache and
+    whole manifests only when asked for; an edited manifest is read again, a removed run drops out."""
+    from metaft.suite.results import load_manifests
+
+    root = write_results(tmp_path / "r", n_tasks=4)
+    overlap = {"ag_news": {"tasks": 4, "tasks_sharing_a_query": 1, "distinct": 60, "queries": 64}}
+    edited = sorted(root.glob("*/manifest.json"))[0]
+    edited.write_text(json.dumps({**json.loads(edited.read_text()), "query_overlap": overlap}))
+    manifests = load_manifests(root)
+    assert manifests._read == {}  # nothing read yet
+    summary = manifests.summary()
+    assert summary[edited.parent.name]["query_overlap"] == overlap
+    assert set(summary) == {p.parent.name for p in root.glob("*/manifest.json")}
+    assert (root / INDEX_DIR / "manifests.json").is_file()
+
+    again = load_manifests(root)
+    assert again.summary() == summary and again._read == {}  # served from the cache, no manifest read
+    edited.write_text(json.dumps({**json.loads(edited.read_text()), "query_overlap": {}}))
+    removed = sorted(root.glob("*/manifest.json"))[-1].parent
+    shutil.rmtree(removed)
+    third = load_manifests(root)
+    fresh = third.summary()
+    assert fresh[edited.parent.name]["query_overlap"] == {} and removed.name not in fresh
+    assert list(third._read) == [edited.parent.name]  # only the edited one was read
+    assert third[edited.parent.name]["run_id"] == json.loads(edited.read_text())["run_id"]
