@@ -21,9 +21,9 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from collections.abc import Mapping
 from typing import Iterable, Iterator
 
 import pandas as pd
