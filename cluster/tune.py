@@ -26,10 +26,10 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from metaft.suite.config import RunConfig, apply_overrides
+from metaft.suite.config import RunConfig, apply_overrides, hyperparameters
 from metaft.suite.errors import SuiteError
 
-SEARCHABLE = {"inner_lr", "outer_lr", "finetune_lr", "inner_steps", "meta_batch_size", "head_init"}
+SEARCHABLE = set(hyperparameters())  # the RunConfig fields marked as hyperparameters
 ALGORITHM_PREFIX = "algorithm."  # e.g. algorithm.method, algorithm.scale: the algorithm's own hyperparameters
 DISTRIBUTIONS = ("loguniform", "uniform", "choice", "randint", "grid")
 

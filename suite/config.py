@@ -23,6 +23,13 @@ TASK_TYPES = ("classification", "ner", "qa")
 EVAL_MODES = ("shared", "own", "hindsight")
 
 
+# Field metadata that marks a hyperparameter: "algorithm" ones are forwarded to every algorithm
+# whose `Config` has a field of that name (shorthands for `[algorithm]`), "run" ones configure the
+# run itself. Both kinds are what `suite tune` may search besides `algorithm.<name>`.
+FORWARDED = {"hyperparameter": "algorithm"}
+RUN_LEVEL = {"hyperparameter": "run"}
+
+
 @dataclass
 class RunConfig:
     """Everything that determines a run's numbers (and nothing that does not)."""
@@ -43,12 +50,12 @@ class RunConfig:
     batch_size: int = 16
     eval_batch_size: int = 32
     meta_epochs: int = 1
-    meta_batch_size: int = 2
-    inner_steps: int = 3
-    inner_lr: float = 1e-3
-    outer_lr: float = 1e-4
+    meta_batch_size: int = field(default=2, metadata=FORWARDED)
+    inner_steps: int = field(default=3, metadata=FORWARDED)
+    inner_lr: float = field(default=1e-3, metadata=FORWARDED)
+    outer_lr: float = field(default=1e-4, metadata=FORWARDED)
     first_order: bool = False
-    finetune_lr: float = 5e-5
+    finetune_lr: float = field(default=5e-5, metadata=FORWARDED)
     finetune_lr_grid: list[float] = field(default_factory=list)  # chosen per task type on validation tasks
     finetune_epochs: int = 3
     ft_steps: int = 0  # > 0: this many steps for every task type (overrides budgets and epochs)
@@ -58,7 +65,7 @@ class RunConfig:
     eval_mode: str = "shared"
     evaluate_on: str = "meta-test"  # "meta-val": fine-tune and score the validation tasks (for tuning)
     pooling: str = "auto"  # sentence vector: auto (the model's own), mean, first or last token
-    head_init: str = "proto"
+    head_init: str = field(default="proto", metadata=RUN_LEVEL)
     peft: str = "none"  # "lora" or "ia3": adapters on a frozen backbone (suite/adapters.py)
     lora_r: int = 8
     lora_alpha: int = 16
@@ -232,6 +239,13 @@ def read_config_file(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: the top level must be a table of keys")
     return data
+
+
+def hyperparameters(kind: str | None = None) -> tuple[str, ...]:
+    """RunConfig fields marked as hyperparameters ("algorithm": forwarded, "run": the run's own;
+    None: both), in declaration order."""
+    return tuple(f.name for f in dataclasses.fields(RunConfig)
+                 if f.metadata.get("hyperparameter") and kind in (None, f.metadata["hyperparameter"]))
 
 
 def preset(name: str) -> RunConfig:

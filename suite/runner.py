@@ -48,7 +48,7 @@ from metaft.tasks.pools import check_leakage
 
 from . import __version__
 from .adapters import add_adapters, save_adapter
-from .config import TASK_TYPES, RunConfig
+from .config import TASK_TYPES, RunConfig, hyperparameters
 from .errors import FailedRunError, SuiteError
 from .evaluate import eval_schedule, evaluate
 from .flops import flops_per_token
@@ -100,8 +100,7 @@ def algorithm_kwargs(config: RunConfig) -> dict:
     import dataclasses
 
     fields = {f.name for f in dataclasses.fields(algorithm_class(config.algo).Config)}
-    candidates = {"inner_lr": config.inner_lr, "inner_steps": config.inner_steps, "outer_lr": config.outer_lr,
-                  "meta_batch_size": config.meta_batch_size, "finetune_lr": config.finetune_lr}
+    candidates = {name: getattr(config, name) for name in hyperparameters("algorithm")}
     if config.first_order:
         candidates["first_order"] = True
     kwargs = {k: v for k, v in candidates.items() if k in fields}

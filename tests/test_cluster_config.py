@@ -35,3 +35,27 @@ def test_cluster_manifests_turn_token_auth_on(path):
     text = next(CLUSTER.rglob(path)).read_text()
     yaml.safe_load(text)
     assert "RAY_AUTH_MODE" in text and "token" in text
+
+
+def test_run_level_hyperparameters_are_declared_once_on_the_config():
+    """What `suite tune` may search and what the runner forwards to algorithms both come from the
+    RunConfig fields marked as hyperparameters; every forwarded one reaches every algorithm that has it."""
+    import dataclasses
+
+    from metaft.algorithms import algorithm_class, list_algorithms
+    from metaft.cluster.tune import SEARCHABLE
+    from metaft.suite.config import RunConfig, hyperparameters
+    from metaft.suite.runner import algorithm_kwargs
+
+    forwarded = hyperparameters("algorithm")
+    assert set(forwarded) == {"inner_lr", "inner_steps", "outer_lr", "meta_batch_size", "finetune_lr"}
+    assert SEARCHABLE == set(forwarded) | {"head_init"}
+    reached = 0
+    for algo in list_algorithms():
+        fields = {f.name for f in dataclasses.fields(algorithm_class(algo).Config)}
+        for name in forwarded:
+            value = getattr(RunConfig(), name) * 3  # a value no default has
+            kwargs = algorithm_kwargs(RunConfig(algo=algo, **{name: value}))
+            assert (kwargs.get(name) == value) == (name in fields), (algo, name)
+            reached += name in fields
+    assert reached >= 20
