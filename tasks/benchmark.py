@@ -28,6 +28,7 @@ from .episodes import Episode, EpisodeShape, sample_episode
 from .loading import DataError, load_split
 from .pools import Pool, make_pool, split_keys
 from .registry import get_dataset_spec, list_datasets
+from .task_types import TASK_TYPES, get_task_type
 
 PROTOCOLS = ("cross-dataset", "in-dataset")
 SIDES = ("meta-train", "meta-test", "meta-val")  # order fixes each side's rng stream
@@ -35,11 +36,11 @@ VERSION = "2"  # v2: de-duplicated pools, a validation side, content leakage che
 # Seed plan: meta-test datasets never seen in meta-training.
 CROSS_DATASET_TEST = ("ag_news", "yelp_review_full", "ontonotes5", "natural_questions")
 CROSS_DATASET_TRAIN = ("imdb", "sst2", "conll2003", "squad")
-DEFAULT_SHAPES = {
-    "classification": EpisodeShape(ways=5, shots=8, queries=16),
-    "ner": EpisodeShape(ways=3, shots=5, queries=10),
-    "qa": EpisodeShape(ways=1, shots=16, queries=32),
-}
+
+
+def default_shapes() -> dict[str, EpisodeShape]:
+    """Each registered task type's default episode shape."""
+    return {name: EpisodeShape(*get_task_type(name).shape) for name in TASK_TYPES}
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class BenchmarkSpec:
     meta_test_datasets: tuple[str, ...] = CROSS_DATASET_TEST
     n_meta_train: int = 50
     n_meta_test: int = 20
-    shapes: dict[str, EpisodeShape] = field(default_factory=lambda: dict(DEFAULT_SHAPES))
+    shapes: dict[str, EpisodeShape] = field(default_factory=default_shapes)
     n_meta_val: int = 0
     val_fraction: float = 0.2  # share of each meta-training train split held out for validation tasks
     version: str = VERSION
@@ -105,7 +106,7 @@ class BenchmarkSpec:
     @classmethod
     def from_dict(cls, d: dict) -> "BenchmarkSpec":
         d = dict(d)
-        d["shapes"] = {k: EpisodeShape(**v) for k, v in d.get("shapes", {}).items()} or dict(DEFAULT_SHAPES)
+        d["shapes"] = {k: EpisodeShape(**v) for k, v in d.get("shapes", {}).items()} or default_shapes()
         d["meta_train_datasets"] = tuple(d.get("meta_train_datasets", ()))
         d["meta_test_datasets"] = tuple(d.get("meta_test_datasets", ()))
         d.setdefault("version", "1")  # manifests written before v2 have no validation side
@@ -132,7 +133,7 @@ def make_benchmark(protocol: str = "cross-dataset", *, datasets: list[str] | Non
         names = tuple(datasets) if datasets else tuple(list_datasets())
         test = names
         train = tuple(d for d in names if get_dataset_spec(d).train_split is not None)
-    merged = dict(DEFAULT_SHAPES)
+    merged = default_shapes()
     merged.update(shapes or {})
     return BenchmarkSpec(protocol, train, test, n_meta_train if train else 0, n_meta_test, merged,
                          n_meta_val if train else 0, val_fraction)

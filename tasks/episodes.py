@@ -16,6 +16,7 @@ import numpy as np
 from metaft.suite.errors import ConfigError
 
 from .loading import DataError, LoadedSplit, example_ids
+from .task_types import get_task_type
 
 
 @dataclass(frozen=True)
@@ -73,42 +74,50 @@ class Episode:
 @dataclass
 class _SplitIndex:
     ids: np.ndarray
-    by_label: list[np.ndarray] | None = None  # classification
-    mentions: np.ndarray | None = None  # NER: [rows, types] count of B- tags
-    type_of_tag: np.ndarray | None = None  # NER: tag id -> type index (-1 for O)
-    titles: list[np.ndarray] | None = None  # QA: row groups per title
 
 
 @lru_cache(maxsize=32)
 def _index(loaded: LoadedSplit) -> _SplitIndex:
+    return _SplitIndex(ids=example_ids(loaded))
+
+
+@lru_cache(maxsize=32)
+def _label_rows(loaded: LoadedSplit) -> list[np.ndarray]:
+    """Classification: the rows of each class."""
     spec, table = loaded.spec, loaded.dataset.data.table
-    idx = _SplitIndex(ids=example_ids(loaded))
-    if spec.task_type == "classification":
-        labels = np.asarray(table.column(spec.columns["label"]).to_numpy(zero_copy_only=False))
-        idx.by_label = [np.flatnonzero(labels == c) for c in range(spec.num_labels)]
-    elif spec.task_type == "ner":
-        types = spec.entity_types
-        type_of_tag = np.array([-1 if t == "O" else types.index(t[2:]) for t in spec.label_names])
-        begins = np.array([t.startswith("B-") for t in spec.label_names])
-        mentions = np.zeros((len(loaded.dataset), len(types)), dtype=np.int32)
-        col = table.column(spec.columns["tags"]).combine_chunks()
-        offsets = col.offsets.to_numpy()
-        flat = col.values.to_numpy(zero_copy_only=False).astype(np.int64)
-        row_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
-        is_begin = begins[flat]
-        np.add.at(mentions, (row_of[is_begin], type_of_tag[flat[is_begin]]), 1)
-        idx.mentions, idx.type_of_tag = mentions, type_of_tag
-    else:
-        title_col = spec.columns.get("title")
-        if title_col and title_col in loaded.dataset.column_names:
-            titles = np.asarray(table.column(title_col).to_pylist(), dtype=object)
-            _, inverse = np.unique(titles, return_inverse=True)
-            order = np.argsort(inverse, kind="stable")
-            bounds = np.flatnonzero(np.diff(inverse[order])) + 1
-            idx.titles = np.split(order, bounds)
-        else:
-            idx.titles = [np.array([i]) for i in range(len(loaded.dataset))]
-    return idx
+    labels = np.asarray(table.column(spec.columns["label"]).to_numpy(zero_copy_only=False))
+    return [np.flatnonzero(labels == c) for c in range(spec.num_labels)]
+
+
+@lru_cache(maxsize=32)
+def _mention_counts(loaded: LoadedSplit) -> np.ndarray:
+    """NER: [rows, entity types] count of B- tags."""
+    spec, table = loaded.spec, loaded.dataset.data.table
+    types = spec.entity_types
+    type_of_tag = np.array([-1 if t == "O" else types.index(t[2:]) for t in spec.label_names])
+    begins = np.array([t.startswith("B-") for t in spec.label_names])
+    mentions = np.zeros((len(loaded.dataset), len(types)), dtype=np.int32)
+    col = table.column(spec.columns["tags"]).combine_chunks()
+    offsets = col.offsets.to_numpy()
+    flat = col.values.to_numpy(zero_copy_only=False).astype(np.int64)
+    row_of = np.repeat(np.arange(len(offsets) - 1), np.diff(offsets))
+    is_begin = begins[flat]
+    np.add.at(mentions, (row_of[is_begin], type_of_tag[flat[is_begin]]), 1)
+    return mentions
+
+
+@lru_cache(maxsize=32)
+def _title_groups(loaded: LoadedSplit) -> list[np.ndarray]:
+    """QA: row groups per article title (each row alone when there are no titles)."""
+    spec, table = loaded.spec, loaded.dataset.data.table
+    title_col = spec.columns.get("title")
+    if not (title_col and title_col in loaded.dataset.column_names):
+        return [np.array([i]) for i in range(len(loaded.dataset))]
+    titles = np.asarray(table.column(title_col).to_pylist(), dtype=object)
+    _, inverse = np.unique(titles, return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.flatnonzero(np.diff(inverse[order])) + 1
+    return np.split(order, bounds)
 
 
 def _rows(loaded: LoadedSplit, rows: np.ndarray) -> list[dict]:
@@ -132,17 +141,17 @@ def sample_episode(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Gene
     """Sample one episode of ``shape`` from ``loaded`` with ``rng``, from the rows marked in
     ``allowed`` (a boolean mask, e.g. a de-duplicated pool; default: every row)."""
     kind = loaded.spec.task_type
-    sampler = {"classification": _sample_classification, "ner": _sample_ner, "qa": _sample_qa}[kind]
+    sampler = get_task_type(kind).resolve("sampler")
     if allowed is None:
         allowed = np.ones(loaded.num_rows, dtype=bool)
     classes, label_names, support, query = sampler(loaded, shape, rng, allowed)
     return Episode(loaded.spec.name, kind, loaded.split, side, index, classes, label_names, support, query)
 
 
-def _sample_classification(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator, allowed: np.ndarray):
-    spec, index = loaded.spec, _index(loaded)
+def sample_classification(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator, allowed: np.ndarray):
+    spec = loaded.spec
     need = shape.shots + shape.queries
-    by_label = [rows[allowed[rows]] for rows in index.by_label]
+    by_label = [rows[allowed[rows]] for rows in _label_rows(loaded)]
     eligible = [c for c in range(spec.num_labels) if len(by_label[c]) >= need]
     ways = min(shape.ways, spec.num_labels)
     if len(eligible) < ways:
@@ -167,10 +176,10 @@ def _relabel(examples: list[dict], labels: list[int]) -> list[dict]:
     return examples
 
 
-def _sample_ner(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator, allowed: np.ndarray):
-    spec, index = loaded.spec, _index(loaded)
+def sample_ner(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator, allowed: np.ndarray):
+    spec, mentions = loaded.spec, _mention_counts(loaded)
     types = spec.entity_types
-    totals = index.mentions[allowed].sum(0)
+    totals = mentions[allowed].sum(0)
     eligible = [t for t in range(len(types)) if totals[t] >= 4 * (shape.shots + shape.queries)]
     ways = min(shape.ways, len(types))
     if len(eligible) < ways:
@@ -178,8 +187,8 @@ def _sample_ner(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generat
                         f"{ways}-way {shape.shots}-shot NER episodes")
     chosen = rng.permutation(eligible)[:ways]
     used = ~allowed  # rows outside the pool count as used
-    support_rows = _greedy_mentions(index.mentions, chosen, shape.shots, used, rng, loaded)
-    query_rows = _greedy_mentions(index.mentions, chosen, shape.queries, used, rng, loaded)
+    support_rows = _greedy_mentions(mentions, chosen, shape.shots, used, rng, loaded)
+    query_rows = _greedy_mentions(mentions, chosen, shape.queries, used, rng, loaded)
     classes = tuple(types[t] for t in chosen)
     label_names = ("O",) + tuple(f"{p}-{types[t]}" for t in chosen for p in ("B", "I"))
     # original tag id -> episode tag id; types not chosen become O
@@ -215,12 +224,11 @@ def _greedy_mentions(mentions: np.ndarray, chosen: np.ndarray, k: int, used: np.
     return rows
 
 
-def _sample_qa(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator, allowed: np.ndarray):
-    index = _index(loaded)
+def sample_qa(loaded: LoadedSplit, shape: EpisodeShape, rng: np.random.Generator, allowed: np.ndarray):
     need = shape.shots + shape.queries
     if int(allowed.sum()) < need:
         raise DataError(f"{loaded.source}: {int(allowed.sum())} questions, fewer than the {need} an episode needs")
-    titles = [g[allowed[g]] for g in index.titles]
+    titles = [g[allowed[g]] for g in _title_groups(loaded)]
     rows: list[int] = []
     for g in rng.permutation(len(titles)):  # whole articles, in random order
         group = rng.permutation(titles[g])

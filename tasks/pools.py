@@ -27,6 +27,7 @@ import numpy as np
 from metaft.suite.errors import ConfigError
 
 from .loading import DataError, LoadedSplit
+from .task_types import get_task_type
 
 PARTS = ("all", "train", "val")
 
@@ -37,12 +38,8 @@ def normalise(text: str) -> str:
 
 
 def content_text(task_type: str, example: dict) -> str:
-    """The text that identifies an example's content (canonical fields)."""
-    if task_type == "classification":
-        return example["text"]
-    if task_type == "ner":
-        return " ".join(example["tokens"])
-    return f"{example['question']}\n{example['context']}"
+    """The text that identifies an example's content (its task type's content columns)."""
+    return get_task_type(task_type).content_text(example)
 
 
 def content_key(task_type: str, example: dict) -> str:
@@ -58,8 +55,7 @@ def _key_fraction(keys: np.ndarray) -> np.ndarray:
 def split_keys(loaded: LoadedSplit) -> np.ndarray:
     """Content key of every row of ``loaded``."""
     spec, table = loaded.spec, loaded.dataset.data.table
-    cols = {c: table.column(spec.columns[c]).to_pylist()
-            for c in {"classification": ("text",), "ner": ("tokens",), "qa": ("question", "context")}[spec.task_type]}
+    cols = {c: table.column(spec.columns[c]).to_pylist() for c in get_task_type(spec.task_type).content_columns}
     n = len(loaded.dataset)
     return np.array([content_key(spec.task_type, {c: v[i] for c, v in cols.items()}) for i in range(n)], dtype=object)
 

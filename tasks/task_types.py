@@ -1,14 +1,16 @@
 """Task types as objects (MTEB's abstract task types are the model): what a dataset of the type
-must provide, how a model's outputs on a query set become predictions, and which metric scores
-them by default.
+must provide, how episodes are sampled from it and encoded into batches, what identifies an
+example's content, how a model's outputs on a query set become predictions, which metric scores
+them by default and the default episode shape.
 
-A new task type registers a `TaskType` here or through the ``suite.task_types`` entry point; its
-datasets name it in `DatasetSpec.task_type`. (Episode sampling, encoding and the loss still
-branch on the three built-in types in `tasks.episodes`, `tasks.tokenize` and
-`algorithms.transformer_learner`.)
+A new task type registers a `TaskType` here or through the ``metaft.task_types`` entry point; its
+datasets name it in `DatasetSpec.task_type`. Sampler and encoder are named as ``module:function``
+and imported on first use, so listing task types stays free of torch. (The model head and loss
+for a type live in `algorithms.transformer_learner`: a type that needs a new head adds it there.)
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -23,14 +25,36 @@ Decoder = Callable[[Any, Sequence[dict], Sequence[str]], tuple[list, list]]
 
 @dataclass(frozen=True)
 class TaskType:
-    """One kind of task. ``decode(model, batches, label_names)`` runs the model on encoded query
-    batches and returns (predictions, references) in the form its metrics consume."""
+    """One kind of task.
+
+    - ``decode(model, batches, label_names)`` runs the model on encoded query batches and returns
+      (predictions, references) in the form its metrics consume;
+    - ``sampler`` names ``f(loaded_split, shape, rng, allowed_rows) -> (classes, label_names,
+      support, query)``;
+    - ``encoder`` names ``f(tokenizer, examples, num_labels) -> batch`` (``tokenizer`` is the
+      suite's `EpisodeEncoder`: `cached`, `base_batch` and `pad` are its helpers);
+    - ``content_columns``: the text that identifies an example (de-duplication, leakage checks):
+      the columns' values joined by newlines, a list of words joined by spaces;
+    - ``shape``: the default episode (ways, shots, queries)."""
 
     name: str
     columns: tuple[str, ...]  # canonical columns a dataset of this type must map
     default_metric: str
     decode: Decoder
+    sampler: str
+    encoder: str
+    content_columns: tuple[str, ...]
+    shape: tuple[int, int, int]
     description: str = ""
+
+    def resolve(self, part: str) -> Callable:
+        """The ``sampler`` or ``encoder`` function, imported on first use."""
+        module, _, name = getattr(self, part).partition(":")
+        return getattr(importlib.import_module(module), name)
+
+    def content_text(self, example: dict) -> str:
+        values = (example[c] for c in self.content_columns)
+        return "\n".join(" ".join(v) if isinstance(v, (list, tuple)) else str(v) for v in values)
 
 
 TASK_TYPES: Registry[TaskType] = Registry("task type", base=TaskType, group="metaft.task_types",
@@ -78,9 +102,13 @@ def _spans(model, batches, label_names):
     return predictions, references
 
 
+_EPISODES, _TOKENIZE = "metaft.tasks.episodes", "metaft.tasks.tokenize"
 register_task_type(TaskType("classification", ("text", "label"), "accuracy", _labels,
-                            "one label per text; predictions are class indices"))
+                            f"{_EPISODES}:sample_classification", f"{_TOKENIZE}:encode_classification",
+                            ("text",), (5, 8, 16), "one label per text; predictions are class indices"))
 register_task_type(TaskType("ner", ("tokens", "tags"), "entity_f1", _tags,
-                            "BIO tags per word; predictions are tag sequences"))
+                            f"{_EPISODES}:sample_ner", f"{_TOKENIZE}:encode_ner",
+                            ("tokens",), (3, 5, 10), "BIO tags per word; predictions are tag sequences"))
 register_task_type(TaskType("qa", ("context", "question", "answers"), "squad_f1", _spans,
-                            "extractive QA; predictions are answer texts"))
+                            f"{_EPISODES}:sample_qa", f"{_TOKENIZE}:encode_qa",
+                            ("question", "context"), (1, 16, 32), "extractive QA; predictions are answer texts"))

@@ -24,6 +24,8 @@ import torch
 
 from metaft.suite.errors import ConfigError
 
+from .task_types import get_task_type
+
 IGNORE_INDEX = -100
 CACHE_ENV = "SUITE_CACHE_DIR"
 
@@ -117,7 +119,7 @@ class EpisodeEncoder:
         self.fingerprint = tokenizer_fingerprint(tokenizer)
 
     # ------------------------------------------------------------------ cache
-    def _cached(self, task_type: str, examples: list[dict], encode) -> list:
+    def cached(self, task_type: str, examples: list[dict], encode) -> list:
         key = f"{task_type}-{self.fingerprint}-{self.settings.max_length}-{self.settings.stride}"
         table = self.cache.table(key)
         missing = [ex for ex in examples if ex["id"] not in table]
@@ -204,45 +206,23 @@ class EpisodeEncoder:
         return per_example
 
     # ------------------------------------------------------------------ batches
-    def _pad(self, seqs: list[list[int]], value: int) -> torch.Tensor:
+    def pad(self, seqs: list[list[int]], value: int) -> torch.Tensor:
         width = max(len(s) for s in seqs)
         out = torch.full((len(seqs), width), value, dtype=torch.long)
         for i, s in enumerate(seqs):
             out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
         return out
 
-    def _base(self, ids: list[list[int]]) -> dict:
-        input_ids = self._pad(ids, self.tokenizer.pad_token_id)
-        mask = self._pad([[1] * len(s) for s in ids], 0)
+    def base_batch(self, ids: list[list[int]]) -> dict:
+        input_ids = self.pad(ids, self.tokenizer.pad_token_id)
+        mask = self.pad([[1] * len(s) for s in ids], 0)
         return {"input_ids": input_ids, "attention_mask": mask}
 
     def encode(self, task_type: str, examples: list[dict], num_labels: int = 0) -> dict:
         """One batch of ``examples``; ``task_type`` and ``num_labels`` ride along for the loss."""
         if not examples:
             raise ValueError("cannot encode an empty list of examples")
-        if task_type == "classification":
-            ids = self._cached(task_type, examples, self._encode_texts)
-            batch = self._base(ids)
-            batch["labels"] = torch.tensor([ex["label"] for ex in examples], dtype=torch.long)
-        elif task_type == "ner":
-            encs = self._cached(task_type, examples, self._encode_words)
-            batch = self._base([e[0] for e in encs])
-            labels = []
-            for ex, (_, first) in zip(examples, encs):
-                labels.append([ex["tags"][w] if w >= 0 else IGNORE_INDEX for w in first])
-            batch["labels"] = self._pad(labels, IGNORE_INDEX)
-        elif task_type == "qa":
-            feats = self._cached(task_type, examples, self._encode_qa)
-            flat = [(i, f) for i, fs in enumerate(feats) for f in fs]
-            batch = self._base([f["input_ids"] for _, f in flat])
-            batch["start_positions"] = torch.tensor([f["start"] for _, f in flat], dtype=torch.long)
-            batch["end_positions"] = torch.tensor([f["end"] for _, f in flat], dtype=torch.long)
-            batch["example_index"] = torch.tensor([i for i, _ in flat], dtype=torch.long)
-            batch["offsets"] = [f["offsets"] for _, f in flat]
-            batch["contexts"] = [ex["context"] for ex in examples]
-            batch["answers"] = [ex["answers"]["text"] for ex in examples]
-        else:
-            raise ConfigError(f"unknown task type {task_type!r}")
+        batch = get_task_type(task_type).resolve("encoder")(self, examples, num_labels)
         batch["task_type"] = task_type
         batch["num_labels"] = int(num_labels)
         return batch
@@ -252,3 +232,31 @@ class EpisodeEncoder:
         """``examples`` in consecutive batches of at most ``batch_size``."""
         return [self.encode(task_type, examples[i: i + batch_size], num_labels)
                 for i in range(0, len(examples), batch_size)]
+
+
+# --------------------------------------------------------------------------- encoders per task type
+def encode_classification(tok: "EpisodeEncoder", examples: list[dict], num_labels: int) -> dict:
+    batch = tok.base_batch(tok.cached("classification", examples, tok._encode_texts))
+    batch["labels"] = torch.tensor([ex["label"] for ex in examples], dtype=torch.long)
+    return batch
+
+
+def encode_ner(tok: "EpisodeEncoder", examples: list[dict], num_labels: int) -> dict:
+    encs = tok.cached("ner", examples, tok._encode_words)
+    batch = tok.base_batch([e[0] for e in encs])
+    labels = [[ex["tags"][w] if w >= 0 else IGNORE_INDEX for w in first] for ex, (_, first) in zip(examples, encs)]
+    batch["labels"] = tok.pad(labels, IGNORE_INDEX)
+    return batch
+
+
+def encode_qa(tok: "EpisodeEncoder", examples: list[dict], num_labels: int) -> dict:
+    feats = tok.cached("qa", examples, tok._encode_qa)
+    flat = [(i, f) for i, fs in enumerate(feats) for f in fs]
+    batch = tok.base_batch([f["input_ids"] for _, f in flat])
+    batch["start_positions"] = torch.tensor([f["start"] for _, f in flat], dtype=torch.long)
+    batch["end_positions"] = torch.tensor([f["end"] for _, f in flat], dtype=torch.long)
+    batch["example_index"] = torch.tensor([i for i, _ in flat], dtype=torch.long)
+    batch["offsets"] = [f["offsets"] for _, f in flat]
+    batch["contexts"] = [ex["context"] for ex in examples]
+    batch["answers"] = [ex["answers"]["text"] for ex in examples]
+    return batch
