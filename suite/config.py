@@ -19,7 +19,6 @@ from .errors import SuiteError
 
 PRESETS = ("quick", "study", "paper")
 SHAPE_KEYS = ("ways", "shots", "queries")
-TASK_TYPES = ("classification", "ner", "qa")
 EVAL_MODES = ("shared", "own", "hindsight")
 
 
@@ -124,9 +123,10 @@ class RunConfig:
         if len(self.finetune_lr_grid) > 1 and self.n_meta_val < 1:
             bad("finetune_lr_grid", "has several learning rates but n_meta_val is 0: there are no validation "
                 "tasks to choose on")
+        known_types = task_type_names()
         for task_type, steps in self.budgets.items():
-            if task_type not in TASK_TYPES:
-                bad(f"budgets.{task_type}", f"is not a task type ({', '.join(TASK_TYPES)})")
+            if task_type not in known_types:
+                bad(f"budgets.{task_type}", f"is not a task type ({', '.join(known_types)})")
             if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
                 bad(f"budgets.{task_type}", f"must be an integer >= 1, got {steps!r}")
         if self.evaluate_on not in ("meta-test", "meta-val"):
@@ -145,8 +145,8 @@ class RunConfig:
         if self.pooling not in ("auto", "mean", "mean-normalized", "first", "last"):
             bad("pooling", f"must be auto, mean, mean-normalized, first or last, got {self.pooling!r}")
         for task_type, shape in self.shapes.items():
-            if task_type not in TASK_TYPES:
-                bad(f"shapes.{task_type}", f"is not a task type ({', '.join(TASK_TYPES)})")
+            if task_type not in known_types:
+                bad(f"shapes.{task_type}", f"is not a task type ({', '.join(known_types)})")
             for k, v in shape.items():
                 if k not in SHAPE_KEYS:
                     bad(f"shapes.{task_type}.{k}", f"is unknown; valid: {', '.join(SHAPE_KEYS)}")
@@ -239,6 +239,13 @@ def read_config_file(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: the top level must be a table of keys")
     return data
+
+
+def task_type_names() -> tuple[str, ...]:
+    """The registered task types (built-ins and plugins)."""
+    from metaft.tasks.task_types import TASK_TYPES
+
+    return tuple(TASK_TYPES.names())
 
 
 def hyperparameters(kind: str | None = None) -> tuple[str, ...]:

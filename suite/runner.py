@@ -48,7 +48,7 @@ from metaft.tasks.pools import check_leakage
 
 from . import __version__
 from .adapters import add_adapters, save_adapter
-from .config import TASK_TYPES, RunConfig, hyperparameters
+from .config import RunConfig, hyperparameters, task_type_names
 from .errors import FailedRunError, SuiteError
 from .evaluate import eval_schedule, evaluate
 from .flops import flops_per_token
@@ -428,7 +428,7 @@ class Runner:
         cfg = self.config
         grid = list(dict.fromkeys(cfg.finetune_lr_grid))
         if len(grid) == 1:
-            return {t: grid[0] for t in TASK_TYPES}, None, Measurement()
+            return {t: grid[0] for t in task_type_names()}, None, Measurement()
         if len(grid) < 2 or cfg.eval_mode == "own":
             return {}, None, Measurement()
         saved = folder.path / "selection.json"
