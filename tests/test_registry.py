@@ -83,10 +83,9 @@ def test_a_task_type_from_one_file_samples_encodes_and_configures_without_suite_
     from metaft.tasks.episodes import sample_episode
     from metaft.tasks.loading import load_split
     from metaft.tasks.pools import content_key
+    from metaft.tasks.registry import DATASETS
     from metaft.tasks.task_types import TASK_TYPES, TaskType, get_task_type, register_task_type
     from metaft.tasks.tokenize import EncodingSettings, EpisodeEncoder
-
-    from metaft.tasks.registry import DATASETS
 
     for registry in (TASK_TYPES, DATASETS):  # registrations end with the test
         monkeypatch.setattr(registry, "_entries", dict(registry._entries))
