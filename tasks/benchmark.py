@@ -209,9 +209,9 @@ def iter_episodes(benchmark: BenchmarkSpec, seed: int, side: str, data_dir: str 
 
 @lru_cache(maxsize=64)
 def _row_of_id(loaded) -> dict[str, int]:
-    from .episodes import _index
+    from .episodes import split_ids
 
-    return {example_id: row for row, example_id in enumerate(_index(loaded).ids)}
+    return {example_id: row for row, example_id in enumerate(split_ids(loaded))}
 
 
 def _row_numbers(loaded, ids: list[str]) -> np.ndarray:

@@ -71,14 +71,10 @@ class Episode:
 
 
 # --------------------------------------------------------------------------- indexes
-@dataclass
-class _SplitIndex:
-    ids: np.ndarray
-
-
 @lru_cache(maxsize=32)
-def _index(loaded: LoadedSplit) -> _SplitIndex:
-    return _SplitIndex(ids=example_ids(loaded))
+def split_ids(loaded: LoadedSplit) -> np.ndarray:
+    """Every row's example id (cached: samplers and manifests look rows up by id)."""
+    return example_ids(loaded)
 
 
 @lru_cache(maxsize=32)
@@ -123,7 +119,7 @@ def _title_groups(loaded: LoadedSplit) -> list[np.ndarray]:
 def _rows(loaded: LoadedSplit, rows: np.ndarray) -> list[dict]:
     """Canonical example dicts for ``rows`` (one batched read)."""
     spec, ds = loaded.spec, loaded.dataset
-    ids = _index(loaded).ids
+    ids = split_ids(loaded)
     cols = ds[[int(r) for r in rows]]
     out = []
     for j, r in enumerate(rows):
