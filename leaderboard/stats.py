@@ -182,6 +182,13 @@ def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
             unlabelled = [not m.endswith(f" + {p}") for m, p in zip(models, peft[with_adapters])]
             idx = models.index[unlabelled]
             tasks.loc[idx, "model"] = models[idx] + " + " + peft[idx]
+    if "variant" in tasks:  # runs of one algorithm with different settings on the same pairs: never averaged
+        variant = tasks["variant"].notna()
+        algo = tasks.loc[variant, "algo"].astype(str)
+        label = " [" + tasks.loc[variant, "variant"].astype(str) + "]"
+        todo = [not a.endswith(s) for a, s in zip(algo, label)]
+        idx = algo.index[todo]
+        tasks.loc[idx, "algo"] = algo[idx] + label[idx]
     oracle = (mode == "hindsight") & ~tasks["algo"].astype(str).str.endswith(ORACLE_SUFFIX)
     tasks.loc[oracle, "algo"] = tasks.loc[oracle, "algo"].astype(str) + ORACLE_SUFFIX
     if "metric_name" in tasks:

@@ -392,9 +392,53 @@ def load_manifests(*dirs: str | os.PathLike) -> Manifests:
     return Manifests({folder.name: folder / "manifest.json" for folder in _run_folders(dirs)})
 
 
+VARIANT_KEYS = ("algo", "model", "episodes_fingerprint", "protocol_fingerprint", "eval_mode", "peft")
+
+
+def variant_labels(runs: pd.DataFrame, manifests: Mapping[str, dict]) -> dict[str, str]:
+    """``run_id -> "key=value, ..."`` for runs of one algorithm that share a pair key (same model,
+    episodes and protocol) but not their configuration, e.g. the trials of a `suite tune` search:
+    without a label their rows would be averaged into one candidate. The label lists the settings
+    that differ within the group; only those runs' manifests are read."""
+    if runs.empty or "config_fingerprint" not in runs:
+        return {}
+    keys = [k for k in VARIANT_KEYS if k in runs]
+    known = runs.dropna(subset=["config_fingerprint"])
+    labels: dict[str, str] = {}
+    for _, group in known.groupby(keys, dropna=False, observed=True, sort=False):
+        if group["config_fingerprint"].nunique() < 2:
+            continue
+        configs = {r: _flat(manifests[r].get("config", {})) if r in manifests else {} for r in group["run_id"]}
+        differing = sorted({k for c in configs.values() for k in c
+                            if len({json.dumps(c2.get(k), sort_keys=True) for c2 in configs.values()}) > 1})
+        for run_id, config in configs.items():
+            labels[run_id] = ", ".join(f"{k}={_short(config.get(k))}" for k in differing) or \
+                f"config {group.loc[group['run_id'] == run_id, 'config_fingerprint'].iloc[0]}"
+    return labels
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    """``{"algorithm": {"lr": 1}}`` -> ``{"lr": 1}`` (algorithm settings by their own name)."""
+    out = {}
+    for k, v in config.items():
+        if k == "algorithm" and isinstance(v, dict) and not prefix:
+            out.update(v)
+        elif isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _short(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
 def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All runs under ``dirs`` as (runs, tasks) DataFrames; incomplete runs are skipped by default.
-    A results folder's complete runs are read through its consolidated index (``.index/``)."""
+    A results folder's complete runs are read through its consolidated index (``.index/``). Runs
+    that would be averaged into one candidate although their configurations differ get a
+    ``variant`` column (see `variant_labels`)."""
     runs_parts, tasks_parts = [], []
     for d in dirs or ("results",):
         folders = _run_folders([d])
@@ -413,4 +457,9 @@ def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False) -> 
                 task_files += sorted((folder / "tasks").glob("*.parquet"))
         runs_parts.append(read_tables(run_files, run_schema()))
         tasks_parts.append(read_tables(task_files, task_schema()))
-    return pd.concat(runs_parts, ignore_index=True), pd.concat(tasks_parts, ignore_index=True)
+    runs, tasks = pd.concat(runs_parts, ignore_index=True), pd.concat(tasks_parts, ignore_index=True)
+    labels = variant_labels(runs, load_manifests(*(dirs or ("results",))))
+    if labels:  # only then: the column marks what would otherwise be averaged
+        runs["variant"] = runs["run_id"].map(labels)
+        tasks["variant"] = tasks["run_id"].map(labels)
+    return runs, tasks

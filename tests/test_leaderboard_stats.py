@@ -125,3 +125,46 @@ def test_batched_bootstrap_equals_one_at_a_time():
     for v, ci in zip(vectors, many):
         lo, hi = bootstrap_ci(v, n_resamples=999)
         assert ci == (pytest.approx(lo, abs=1e-12), pytest.approx(hi, abs=1e-12))
+
+
+def test_runs_of_one_algorithm_with_different_settings_are_never_averaged(tmp_path):
+    """Two configurations of one algorithm on the same pairs (e.g. `suite tune` trials) are two
+    candidates, each labelled by the settings that differ; a repeated run of one configuration
+    still averages with its twin."""
+    import json
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from results_fixture import write_results
+
+    from metaft.leaderboard.verdicts import verdicts
+    from metaft.suite.results import atomic_write_table, load_results, run_schema, task_schema
+
+    root = write_results(tmp_path / "r", n_tasks=16, seeds=(0,), algos=["baseline", "good"], hostile=False)
+    for run_id, lr, fingerprint, shift in (("good-minilm-s0", 1e-4, "aaaa", 0.0),
+                                           ("good-lr-minilm-s0", 1e-3, "bbbb", -0.3),
+                                           ("good-twin-minilm-s0", 1e-4, "aaaa", 0.0)):
+        folder = root / run_id
+        if not folder.exists():
+            shutil.copytree(root / "good-minilm-s0", folder)
+        for name, schema in (("run.parquet", run_schema()), ("tasks.parquet", task_schema())):
+            table = pq.read_table(folder / name).to_pandas().assign(run_id=run_id)
+            if name == "run.parquet":
+                table["config_fingerprint"] = fingerprint
+            else:
+                table["metric"] = table["metric"] + shift
+            atomic_write_table(folder / name, pa.Table.from_pandas(table, schema=schema, preserve_index=False))
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest.update(run_id=run_id, config={"algo": "good", "seeds": [0], "algorithm": {"lr": lr}})
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    runs, tasks = load_results(root)
+    assert runs.set_index("run_id")["variant"].fillna("").to_dict() == {
+        "baseline-minilm-s0": "", "good-minilm-s0": "lr=0.0001", "good-lr-minilm-s0": "lr=0.001",
+        "good-twin-minilm-s0": "lr=0.0001"}
+    table = verdicts(tasks)
+    assert set(table["candidate"]) == {"good [lr=0.0001]", "good [lr=0.001]"}
+    diff = table.groupby("candidate")["mean_diff"].mean()
+    assert diff["good [lr=0.0001]"] - diff["good [lr=0.001]"] == pytest.approx(0.3, abs=1e-9)
+    assert (table.groupby("candidate")["n"].max() == 4).all()  # the twin averaged in: 4 tasks per dataset
