@@ -74,6 +74,9 @@ class RunConfig:
     target: str = "baseline"  # "baseline" or "best"
     target_fraction: float = 0.9
     algorithm: dict[str, typing.Any] = field(default_factory=dict)  # extra algorithm hyperparameters
+    # settings for one algorithm only, e.g. a preset's tuned `[per_algorithm.multitask] lr = 2e-4`;
+    # `[algorithm]` and --algo-arg win over them
+    per_algorithm: dict[str, dict[str, typing.Any]] = field(default_factory=dict)
     device: str = "auto"
     engine: str = "torch"
     deepspeed: dict[str, typing.Any] = field(default_factory=dict)
@@ -91,6 +94,13 @@ class RunConfig:
             bad("preset", f"must be one of {', '.join(PRESETS)}, got {self.preset!r}")
         if not self.models:
             bad("models", "must name at least one model")
+        if self.per_algorithm:
+            from metaft.algorithms import list_algorithms
+
+            known = list_algorithms()
+            for name in self.per_algorithm:
+                if name not in known:
+                    bad(f"per_algorithm.{name}", f"is not an algorithm; known: {', '.join(known)}")
         if not self.seeds:
             bad("seeds", "must hold at least one seed")
         for key in ("n_meta_test", "max_length", "batch_size", "eval_batch_size", "meta_batch_size"):
@@ -157,12 +167,20 @@ class RunConfig:
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
+    def algorithm_settings(self) -> dict[str, typing.Any]:
+        """The chosen algorithm's own settings: its ``[per_algorithm.<algo>]`` table, then ``[algorithm]``."""
+        return {**self.per_algorithm.get(self.algo, {}), **self.algorithm}
+
     def ft_budget(self, task_type: str, support_batches: int) -> int:
         """Fine-tuning steps of one task: --ft-steps, else the task type's budget, else epochs x batches."""
         return self.ft_steps or self.budgets.get(task_type) or self.finetune_epochs * support_batches
 
     def fingerprint(self) -> str:
         d = self.to_dict()
+        # what the run's algorithm gets, however it was given (a preset's per-algorithm table or
+        # --algo-arg); other algorithms' tables do not change this run's identity
+        d["algorithm"] = self.algorithm_settings()
+        d.pop("per_algorithm")
         if d.get("peft") == "none":  # without adapters, runs keep the ids they had before adapters existed
             for key in ("peft", "lora_r", "lora_alpha", "peft_targets"):
                 d.pop(key, None)
@@ -210,6 +228,13 @@ def apply_overrides(config: RunConfig, values: dict, source: str) -> RunConfig:
         value = _coerce(key, value, source)
         if key in ("budgets", "algorithm"):  # tables merge key by key: the command line adds to the file
             value = {**getattr(config, key), **value}
+        if key == "per_algorithm":
+            merged = {k: dict(v) for k, v in config.per_algorithm.items()}
+            for name, settings in value.items():
+                if not isinstance(settings, dict):
+                    raise SuiteError(f"{source}: per_algorithm.{name} must be a table of that algorithm's settings")
+                merged.setdefault(name, {}).update(settings)
+            value = merged
         if key == "shapes":
             merged = {k: dict(v) for k, v in config.shapes.items()}
             for task_type, shape in value.items():

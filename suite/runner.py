@@ -96,7 +96,8 @@ def task_seed(seed: int, index: int) -> int:
 
 
 def algorithm_kwargs(config: RunConfig) -> dict:
-    """The run config's hyperparameters that the chosen algorithm accepts, plus ``[algorithm]`` extras."""
+    """The run config's hyperparameters that the chosen algorithm accepts, plus its own settings
+    (``[per_algorithm.<algo>]``, then ``[algorithm]``)."""
     import dataclasses
 
     fields = {f.name for f in dataclasses.fields(algorithm_class(config.algo).Config)}
@@ -104,7 +105,7 @@ def algorithm_kwargs(config: RunConfig) -> dict:
     if config.first_order:
         candidates["first_order"] = True
     kwargs = {k: v for k, v in candidates.items() if k in fields}
-    kwargs.update(config.algorithm)
+    kwargs.update(config.algorithm_settings())
     return kwargs
 
 

@@ -59,3 +59,27 @@ def test_run_level_hyperparameters_are_declared_once_on_the_config():
             assert (kwargs.get(name) == value) == (name in fields), (algo, name)
             reached += name in fields
     assert reached >= 20
+
+
+def test_per_algorithm_tables_reach_only_their_algorithm(tmp_path):
+    """A preset's tuned setting for one algorithm must not break (or change the identity of) runs of
+    the others, and gives the same run identity as the same setting passed with --algo-arg."""
+    from metaft.suite.config import resolve_config
+    from metaft.suite.errors import SuiteError
+    from metaft.suite.runner import algorithm_kwargs
+
+    path = tmp_path / "c.toml"
+    path.write_text("[per_algorithm.multitask]\nlr = 2e-4\n[per_algorithm.reptile]\nouter = \"interpolate\"\n")
+    multitask = resolve_config("quick", str(path), {"algo": "multitask"})
+    reptile = resolve_config("quick", str(path), {"algo": "reptile"})
+    baseline = resolve_config("quick", str(path), {"algo": "baseline"})
+    assert algorithm_kwargs(multitask)["lr"] == 2e-4 and "outer" not in algorithm_kwargs(multitask)
+    assert algorithm_kwargs(reptile)["outer"] == "interpolate" and "lr" not in algorithm_kwargs(reptile)
+    assert baseline.fingerprint() == resolve_config("quick", None, {"algo": "baseline"}).fingerprint()
+    assert multitask.fingerprint() == resolve_config("quick", None, {"algo": "multitask",
+                                                                     "algorithm": {"lr": 2e-4}}).fingerprint()
+    explicit = resolve_config("quick", str(path), {"algo": "multitask", "algorithm": {"lr": 1e-3}})
+    assert algorithm_kwargs(explicit)["lr"] == 1e-3  # [algorithm] / --algo-arg win
+    path.write_text("[per_algorithm.reptil]\nouter_lr = 1e-3\n")
+    with pytest.raises(SuiteError, match="per_algorithm.reptil is not an algorithm"):
+        resolve_config("quick", str(path), {"algo": "reptile"})
