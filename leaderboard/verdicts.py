@@ -19,6 +19,7 @@ claim needs at least ``MIN_SEEDS`` seeds; with fewer the verdict says so.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -131,17 +132,27 @@ def verdicts(tasks: pd.DataFrame, references: list[str] | None = None, margin: f
                 a, b = stats.paired_values(sub, "metric", cand, ref, table=table)
                 if not len(a):
                     v.note = stats.unpaired_reason(sub, cand, ref)
-                else:
-                    va, vb = table[cand].to_numpy(float), table[ref].to_numpy(float)
-                    seeds = table.index.get_level_values("episodes_fingerprint").to_numpy()[
-                        ~(np.isnan(va) | np.isnan(vb))]
-                    a, b, v.unit = unit_values(a, b, seeds)  # tests and CIs on the metric as it is
-                    v.n, v.n_seeds = len(a), len(pd.unique(seeds))
-                    _test(v, a, b)
-                    if v.unit == "tasks":
-                        v.note = ("one seed: conditional on one meta-trained initialisation per algorithm, "
+                    family.append(v)
+                    continue
+                va, vb = table[cand].to_numpy(float), table[ref].to_numpy(float)
+                paired = ~(np.isnan(va) | np.isnan(vb))
+                seeds = table.index.get_level_values("episodes_fingerprint").to_numpy()[paired]
+                protocols = table.index.get_level_values("protocol_fingerprint").to_numpy()[paired].astype(str)
+                distinct = pd.unique(protocols)
+                for protocol in distinct:  # pairs under different protocols are separate studies, not seeds
+                    keep = protocols == protocol
+                    w = v if len(distinct) == 1 else dataclasses.replace(
+                        v, candidate=f"{cand} (protocol {protocol[:8]})")
+                    ua, ub, w.unit = unit_values(a[keep], b[keep], seeds[keep])  # tests on the metric as it is
+                    w.n, w.n_seeds = len(ua), len(pd.unique(seeds[keep]))
+                    _test(w, ua, ub)
+                    if len(distinct) > 1:
+                        w.note = (f"the pairs come from {len(distinct)} protocols (benchmark, budgets, lr grid, "
+                                  f"max length or what is trained); each is tested on its own, never pooled as seeds")
+                    elif w.unit == "tasks":
+                        w.note = ("one seed: conditional on one meta-trained initialisation per algorithm, "
                                   "a claim about these initialisations")
-                family.append(v)
+                    family.append(w)
             for v, p in zip(family, stats.holm([v.p_value for v in family])):
                 v.p_holm = p
                 v.verdict = decide(v)

@@ -229,3 +229,19 @@ def test_terminal_tables_name_the_model_when_rows_come_from_several(tmp_path):
     assert costs.format_amortization(costs.amortization(tasks, runs)).startswith("model")
     one = tasks[tasks["model"] == "minilm"]
     assert verdicts.format_verdicts(verdicts.verdicts(one)).startswith("dataset")
+
+
+def test_pairs_under_two_protocols_are_two_studies_not_two_seeds():
+    """The same seed run twice under different protocols (e.g. with and without an lr grid, which
+    also changes the episodes fingerprint) must not count as two seeds of one study."""
+    rng = np.random.default_rng(11)
+    base = rng.uniform(0.4, 0.8, 12)
+    first = frame({"baseline": base, "cand": base + 0.05 + rng.normal(0, 0.01, 12)}, protocol="grid")
+    second = frame({"baseline": base, "cand": base - 0.05 + rng.normal(0, 0.01, 12)}, protocol="fixed-lr")
+    second["episodes_fingerprint"] = "fp-other"
+    table = verdicts.verdicts(pd.concat([first, second], ignore_index=True)).set_index("candidate")
+    assert set(table.index) == {"cand (protocol grid)", "cand (protocol fixed-lr)"}
+    assert (table["unit"] == "tasks").all() and (table["n"] == 12).all()
+    assert table.loc["cand (protocol grid)", "verdict"] == "better"
+    assert table.loc["cand (protocol fixed-lr)", "verdict"] == "worse"
+    assert "never pooled as seeds" in table.loc["cand (protocol grid)", "note"]
