@@ -114,30 +114,42 @@ def amortization(tasks: pd.DataFrame, runs: pd.DataFrame, references: list[str] 
     tasks = figures.with_schedules(tasks)  # once for every pair below (the site's rows carry it already)
     upfront = upfront_flops(runs)
     out = []
-    for (model, dataset), sub in tasks.groupby(["model", "dataset"], sort=True, observed=True):
-        by_algo = {str(a): df for a, df in sub.groupby("algo", sort=True, observed=True)}  # split once
-        sign = stats.scope_sign(sub)
-        for ref in (references if references is not None else stats.references_in(sub)):
-            if ref not in by_algo:
-                continue
-            ref_side = reference_side(by_algo[ref], sign)
-            for cand in sorted(a for a in by_algo if a != ref):
-                p = _paired_steps(by_algo[cand], ref_side, sign)
-                if p.empty:
-                    continue
-                saved_steps = float((p["steps_reference"] - p["steps_candidate"]).mean())
-                saved_flops = float(((p["steps_reference"] - p["steps_candidate"]) * p["flops_per_step"]).mean())
-                extra = _mean_of(upfront, p["run_id"].unique()) - _mean_of(upfront, p["run_id_reference"].unique())
-                diff = (p["steps_reference"] - p["steps_candidate"]).to_numpy(float)
-                verdict, p_steps, p_equivalent = steps_verdict(diff)
-                out.append({"model": model, "dataset": dataset, "candidate": cand, "reference": ref, "n": len(p),
-                            "p_steps": p_steps, "p_steps_equivalence": p_equivalent, "steps_verdict": verdict,
-                            "reach_rate": float(p["reached"].mean()),
-                            "steps_candidate": float(p["steps_candidate"].mean()),
-                            "steps_reference": float(p["steps_reference"].mean()),
-                            "saved_steps_per_task": saved_steps, "saved_flops_per_task": saved_flops,
-                            "extra_upfront_flops": extra, "break_even_tasks": break_even(extra, saved_flops)})
+    for (model, dataset), scope in tasks.groupby(["model", "dataset"], sort=True, observed=True):
+        protocols = scope["protocol_fingerprint"].astype(str)
+        distinct = pd.unique(protocols)
+        for protocol in distinct:  # pairs under different protocols are separate studies
+            sub = scope if len(distinct) == 1 else scope[(protocols == protocol).to_numpy()]
+            suffix = "" if len(distinct) == 1 else f" (protocol {protocol[:8]})"
+            out += _amortization_rows(sub, model, dataset, suffix, references, upfront)
     return pd.DataFrame(out)
+
+
+def _amortization_rows(sub: pd.DataFrame, model, dataset, suffix: str, references, upfront: dict) -> list[dict]:
+    """One (model, dataset, protocol) scope's rows of `amortization`."""
+    out = []
+    by_algo = {str(a): df for a, df in sub.groupby("algo", sort=True, observed=True)}  # split once
+    sign = stats.scope_sign(sub)
+    for ref in (references if references is not None else stats.references_in(sub)):
+        if ref not in by_algo:
+            continue
+        ref_side = reference_side(by_algo[ref], sign)
+        for cand in sorted(a for a in by_algo if a != ref):
+            p = _paired_steps(by_algo[cand], ref_side, sign)
+            if p.empty:
+                continue
+            saved_steps = float((p["steps_reference"] - p["steps_candidate"]).mean())
+            saved_flops = float(((p["steps_reference"] - p["steps_candidate"]) * p["flops_per_step"]).mean())
+            extra = _mean_of(upfront, p["run_id"].unique()) - _mean_of(upfront, p["run_id_reference"].unique())
+            diff = (p["steps_reference"] - p["steps_candidate"]).to_numpy(float)
+            verdict, p_steps, p_equivalent = steps_verdict(diff)
+            out.append({"model": model, "dataset": dataset, "candidate": cand + suffix, "reference": ref, "n": len(p),
+                        "p_steps": p_steps, "p_steps_equivalence": p_equivalent, "steps_verdict": verdict,
+                        "reach_rate": float(p["reached"].mean()),
+                        "steps_candidate": float(p["steps_candidate"].mean()),
+                        "steps_reference": float(p["steps_reference"].mean()),
+                        "saved_steps_per_task": saved_steps, "saved_flops_per_task": saved_flops,
+                        "extra_upfront_flops": extra, "break_even_tasks": break_even(extra, saved_flops)})
+    return out
 
 
 def break_even(extra_upfront: float, saved_per_task: float) -> float:

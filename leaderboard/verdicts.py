@@ -198,19 +198,22 @@ def stratified_summary(tasks: pd.DataFrame, n_permutations: int = 9999, seed: in
                   for _, ds in sub.groupby("dataset", sort=True, observed=True)]
         for ref in stats.references_in(sub):
             for cand in sorted(a for a in sub["algo"].unique() if a != ref):
-                strata = []
+                by_protocol: dict[str, list[np.ndarray]] = {}  # pairs under different protocols: separate studies
                 for table, sign in tables:
                     if cand in table and ref in table:
                         # oriented: a positive effect is an improvement whatever the metric's direction
-                        d = sign * (table[cand] - table[ref]).dropna().to_numpy(float)
-                        rms = float(np.sqrt(np.mean(d ** 2))) if len(d) else 0.0
-                        if len(d) >= 2 and rms > 0:
-                            strata.append(d / rms)
-                if not strata:
-                    continue
-                effect, p = stratified_sign_flip(strata, n_permutations, seed)
-                out.append({"model": model, "candidate": cand, "reference": ref, "datasets": len(strata),
-                            "tasks": int(sum(len(s) for s in strata)), "effect": effect, "p_value": p})
+                        diff = (table[cand] - table[ref]).dropna()
+                        protocols = diff.index.get_level_values("protocol_fingerprint").astype(str)
+                        for protocol in pd.unique(protocols):
+                            d = sign * diff[protocols == protocol].to_numpy(float)
+                            rms = float(np.sqrt(np.mean(d ** 2))) if len(d) else 0.0
+                            if len(d) >= 2 and rms > 0:
+                                by_protocol.setdefault(protocol, []).append(d / rms)
+                for protocol, strata in by_protocol.items():
+                    effect, p = stratified_sign_flip(strata, n_permutations, seed)
+                    label = cand if len(by_protocol) == 1 else f"{cand} (protocol {protocol[:8]})"
+                    out.append({"model": model, "candidate": label, "reference": ref, "datasets": len(strata),
+                                "tasks": int(sum(len(s) for s in strata)), "effect": effect, "p_value": p})
     table = pd.DataFrame(out, columns=["model", "candidate", "reference", "datasets", "tasks", "effect", "p_value"])
     table["p_holm"] = np.nan
     for _, idx in table.groupby(["model", "reference"]).groups.items():

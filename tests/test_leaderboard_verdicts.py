@@ -245,3 +245,9 @@ def test_pairs_under_two_protocols_are_two_studies_not_two_seeds():
     assert table.loc["cand (protocol grid)", "verdict"] == "better"
     assert table.loc["cand (protocol fixed-lr)", "verdict"] == "worse"
     assert "never pooled as seeds" in table.loc["cand (protocol grid)", "note"]
+    both = pd.concat([first, second], ignore_index=True)
+    summary = verdicts.stratified_summary(both).set_index("candidate")
+    assert summary.loc["cand (protocol grid)", "effect"] > 0 > summary.loc["cand (protocol fixed-lr)", "effect"]
+    assert (summary["tasks"] == 12).all()
+    steps = costs.amortization(both, pd.DataFrame())
+    assert set(steps["candidate"]) == {"cand (protocol grid)", "cand (protocol fixed-lr)"} and (steps["n"] == 12).all()
