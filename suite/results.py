@@ -412,7 +412,8 @@ def variant_labels(runs: pd.DataFrame, manifests: Mapping[str, dict]) -> dict[st
         differing = sorted({k for c in configs.values() for k in c
                             if len({json.dumps(c2.get(k), sort_keys=True) for c2 in configs.values()}) > 1})
         for run_id, config in configs.items():
-            labels[run_id] = ", ".join(f"{k}={_short(config.get(k))}" for k in differing) or \
+            labels[run_id] = ", ".join(f"{k}={_short(config[k]) if k in config else 'default'}"
+                                       for k in differing) or \
                 f"config {group.loc[group['run_id'] == run_id, 'config_fingerprint'].iloc[0]}"
     return labels
 
