@@ -228,22 +228,24 @@ def apply_overrides(config: RunConfig, values: dict, source: str) -> RunConfig:
         value = _coerce(key, value, source)
         if key in ("budgets", "algorithm"):  # tables merge key by key: the command line adds to the file
             value = {**getattr(config, key), **value}
-        if key == "per_algorithm":
-            merged = {k: dict(v) for k, v in config.per_algorithm.items()}
-            for name, settings in value.items():
-                if not isinstance(settings, dict):
-                    raise SuiteError(f"{source}: per_algorithm.{name} must be a table of that algorithm's settings")
-                merged.setdefault(name, {}).update(settings)
-            value = merged
-        if key == "shapes":
-            merged = {k: dict(v) for k, v in config.shapes.items()}
-            for task_type, shape in value.items():
-                if not isinstance(shape, dict):
-                    raise SuiteError(f"{source}: shapes.{task_type} must be a table of ways/shots/queries")
-                merged.setdefault(task_type, {}).update(shape)
-            value = merged
+        if key in NESTED_TABLES:
+            value = _merge_nested(getattr(config, key), value, f"{source}: {key}", NESTED_TABLES[key])
         setattr(config, key, value)
     return config
+
+
+NESTED_TABLES = {"shapes": "ways/shots/queries", "per_algorithm": "that algorithm's settings"}  # what each holds
+
+
+def _merge_nested(current: dict, new: dict, where: str, holds: str) -> dict:
+    """Tables of tables merge entry by entry (a file's ``[shapes.ner] ways = 3`` keeps the preset's
+    shots and queries)."""
+    merged = {k: dict(v) for k, v in current.items()}
+    for name, table in new.items():
+        if not isinstance(table, dict):
+            raise SuiteError(f"{where}.{name} must be a table of {holds}")
+        merged.setdefault(name, {}).update(table)
+    return merged
 
 
 def read_config_file(path: str | Path) -> dict:
