@@ -343,7 +343,14 @@ def compare(tasks: pd.DataFrame, pairs: Iterable[tuple[str, str]], measures: Seq
         table = tables[measure]
         values = [paired_values(scoped, measure, a, b, table=table) for a, b in pairs]
         family = [paired_test(va, vb, measure, a, b, n_resamples=0) for (va, vb), (a, b) in zip(values, pairs)]
+        protocols = table.index.get_level_values("protocol_fingerprint")
         for c in family:
+            if c.n and protocols.nunique() > 1:
+                both = table[c.a].notna().to_numpy() & table[c.b].notna().to_numpy()
+                count = protocols[both].nunique()
+                if count > 1:
+                    c.note = (f"pairs from {count} protocols pooled in this table; the verdicts test each "
+                              f"protocol on its own")
             if c.n == 0:
                 recorded = [x for x in (c.a, c.b) if x in table.columns and table[x].notna().any()]
                 c.note = (unpaired_reason(scoped, c.a, c.b) if len(recorded) == 2 or measure == "metric" else
