@@ -419,12 +419,16 @@ def variant_labels(runs: pd.DataFrame, manifests: Mapping[str, dict]) -> dict[st
 
 
 def _flat(config: dict, prefix: str = "") -> dict:
-    """``{"algorithm": {"lr": 1}}`` -> ``{"lr": 1}`` (algorithm settings by their own name)."""
+    """``{"algorithm": {"lr": 1}}`` -> ``{"lr": 1}``: the settings the run's algorithm received
+    (its ``per_algorithm`` table, then ``algorithm``) by their own names, the rest dotted."""
     out = {}
+    if not prefix:
+        own = config.get("per_algorithm", {}).get(config.get("algo"), {})
+        out.update({**own, **config.get("algorithm", {})})
     for k, v in config.items():
-        if k == "algorithm" and isinstance(v, dict) and not prefix:
-            out.update(v)
-        elif isinstance(v, dict):
+        if k in ("algorithm", "per_algorithm") and not prefix:
+            continue
+        if isinstance(v, dict):
             out.update(_flat(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
