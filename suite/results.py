@@ -28,6 +28,7 @@ from typing import Iterable, Iterator
 
 import pandas as pd
 
+from .config import RunConfig
 from .errors import SuiteError
 
 TASK_COLUMNS = {
@@ -403,12 +404,15 @@ def variant_labels(runs: pd.DataFrame, manifests: Mapping[str, dict]) -> dict[st
     if runs.empty or "config_fingerprint" not in runs:
         return {}
     keys = [k for k in VARIANT_KEYS if k in runs]
-    known = runs.dropna(subset=["config_fingerprint"])
+    # rows written before a column existed read as its default (no adapters, the shared mode)
+    known = runs.dropna(subset=["config_fingerprint"]).fillna({"peft": "none", "eval_mode": "shared"})
     labels: dict[str, str] = {}
     for _, group in known.groupby(keys, dropna=False, observed=True, sort=False):
         if group["config_fingerprint"].nunique() < 2:
             continue
-        configs = {r: _flat(manifests[r].get("config", {})) if r in manifests else {} for r in group["run_id"]}
+        defaults = _flat(RunConfig().to_dict())  # settings a run's config predates read as their defaults
+        configs = {r: {**defaults, **_flat(manifests[r].get("config", {}))} if r in manifests else {}
+                   for r in group["run_id"]}
         differing = sorted({k for c in configs.values() for k in c
                             if len({json.dumps(c2.get(k), sort_keys=True) for c2 in configs.values()}) > 1})
         for run_id, config in configs.items():

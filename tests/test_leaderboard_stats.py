@@ -150,8 +150,9 @@ def test_runs_of_one_algorithm_with_different_settings_are_never_averaged(tmp_pa
             shutil.copytree(root / "good-minilm-s0", folder)
         for name, schema in (("run.parquet", run_schema()), ("tasks.parquet", task_schema())):
             table = pq.read_table(folder / name).to_pandas().assign(run_id=run_id)
-            if name == "run.parquet":
+            if name == "run.parquet":  # one run written before runs recorded peft: the same as "none"
                 table["config_fingerprint"] = fingerprint
+                table["peft"] = None if run_id == "good-lr-minilm-s0" else "none"
             else:
                 table["metric"] = table["metric"] + shift
             atomic_write_table(folder / name, pa.Table.from_pandas(table, schema=schema, preserve_index=False))
