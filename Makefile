@@ -46,7 +46,7 @@ study: setup
 	$(VENV)/bin/suite leaderboard compare --results results-study
 
 # Equal tuning budget for the study's meta-training hyperparameters, on validation tasks only
-# (about 35 minutes on 2 cores; see README "How the study's defaults were chosen").
+# (about 30 minutes on 2 cores; see README "How the study's defaults were chosen").
 study-tune: setup
 	for algo in reptile multitask baseline; do $(VENV)/bin/suite tune --name study-tune-$$algo --preset study \
 	  --config cluster/study-tuning/base.toml --algos $$algo --search cluster/study-tuning/$$algo.toml \

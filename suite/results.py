@@ -24,7 +24,7 @@ import subprocess
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -396,22 +396,26 @@ def load_manifests(*dirs: str | os.PathLike) -> Manifests:
 VARIANT_KEYS = ("algo", "model", "episodes_fingerprint", "protocol_fingerprint", "eval_mode", "peft")
 
 
-def variant_labels(runs: pd.DataFrame, manifests: Mapping[str, dict]) -> dict[str, str]:
+def variant_labels(runs: pd.DataFrame, manifests: Callable[[], Mapping[str, dict]]) -> dict[str, str]:
     """``run_id -> "key=value, ..."`` for runs of one algorithm that share a pair key (same model,
     episodes and protocol) but not their configuration, e.g. the trials of a `suite tune` search:
     without a label their rows would be averaged into one candidate. The label lists the settings
-    that differ within the group; only those runs' manifests are read."""
+    that differ within the group. ``manifests`` is called only when such a group exists, and only
+    those runs' manifests are read."""
     if runs.empty or "config_fingerprint" not in runs:
         return {}
     keys = [k for k in VARIANT_KEYS if k in runs]
     # rows written before a column existed read as its default (no adapters, the shared mode)
     known = runs.dropna(subset=["config_fingerprint"]).fillna({"peft": "none", "eval_mode": "shared"})
+    groups = [g for _, g in known.groupby(keys, dropna=False, observed=True, sort=False)
+              if g["config_fingerprint"].nunique() > 1]
+    if not groups:
+        return {}
+    loaded = manifests()
+    defaults = _flat(RunConfig().to_dict())  # settings a run's config predates read as their defaults
     labels: dict[str, str] = {}
-    for _, group in known.groupby(keys, dropna=False, observed=True, sort=False):
-        if group["config_fingerprint"].nunique() < 2:
-            continue
-        defaults = _flat(RunConfig().to_dict())  # settings a run's config predates read as their defaults
-        configs = {r: {**defaults, **_flat(manifests[r].get("config", {}))} if r in manifests else {}
+    for group in groups:
+        configs = {r: {**defaults, **_flat(loaded[r].get("config", {}))} if r in loaded else {}
                    for r in group["run_id"]}
         differing = sorted({k for c in configs.values() for k in c
                             if len({json.dumps(c2.get(k), sort_keys=True) for c2 in configs.values()}) > 1})
@@ -467,7 +471,7 @@ def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False) -> 
         runs_parts.append(read_tables(run_files, run_schema()))
         tasks_parts.append(read_tables(task_files, task_schema()))
     runs, tasks = pd.concat(runs_parts, ignore_index=True), pd.concat(tasks_parts, ignore_index=True)
-    labels = variant_labels(runs, load_manifests(*(dirs or ("results",))))
+    labels = variant_labels(runs, lambda: load_manifests(*(dirs or ("results",))))
     if labels:  # only then: the column marks what would otherwise be averaged
         runs["variant"] = runs["run_id"].map(labels)
         tasks["variant"] = tasks["run_id"].map(labels)
