@@ -24,7 +24,7 @@ import numpy as np
 
 from metaft.suite.errors import ConfigError
 
-from .episodes import Episode, EpisodeShape, sample_episode
+from .episodes import Episode, EpisodeShape, sample_episode, split_ids
 from .loading import DataError, load_split
 from .pools import Pool, make_pool, split_keys
 from .registry import get_dataset_spec, list_datasets
@@ -209,8 +209,6 @@ def iter_episodes(benchmark: BenchmarkSpec, seed: int, side: str, data_dir: str 
 
 @lru_cache(maxsize=64)
 def _row_of_id(loaded) -> dict[str, int]:
-    from .episodes import split_ids
-
     return {example_id: row for row, example_id in enumerate(split_ids(loaded))}
 
 
