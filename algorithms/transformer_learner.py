@@ -28,6 +28,7 @@ from metaft.suite.errors import ConfigError
 IGNORE_INDEX = -100
 HEAD_INITS = ("proto", "zero", "random")
 POOLINGS = ("auto", "mean", "mean-normalized", "first", "last")
+PRECISIONS = ("fp32", "bf16")
 MASKED_LOGIT = -1e4  # finite: a masked class gets no probability and no NaN
 
 
@@ -38,8 +39,14 @@ def default_pooling(config) -> str:
 
 class EpisodicTransformer(nn.Module):
     def __init__(self, backbone: nn.Module, head_init: str = "proto", freeze_embeddings: bool = False,
-                 gradient_checkpointing: bool = False, pooling: str = "auto"):
+                 gradient_checkpointing: bool = False, pooling: str = "auto", precision: str = "fp32"):
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ConfigError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        # bf16: the encoder's forward (and so its backward) runs under autocast; weights, gradients,
+        # optimizer state, heads and losses stay fp32, so every algorithm and recipe gets the same
+        # mixed precision through this one method
+        self.precision = precision
         if head_init not in HEAD_INITS:
             raise ConfigError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
         if pooling not in POOLINGS:
@@ -86,8 +93,12 @@ class EpisodicTransformer(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def hidden_states(self, batch: dict) -> torch.Tensor:
-        out = self.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return out.last_hidden_state
+        if self.precision == "fp32":
+            return self.backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        ids = batch["input_ids"]
+        with torch.autocast(device_type=ids.device.type, dtype=torch.bfloat16):
+            out = self.backbone(input_ids=ids, attention_mask=batch["attention_mask"])
+        return out.last_hidden_state.float()
 
     def pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.pooling == "last":
@@ -162,6 +173,30 @@ class EpisodicTransformer(nn.Module):
             head.bias.copy_((-(protos ** 2).sum(1)).to(dtype))
             self.train(was_training)
         self.head = head
+
+
+def bf16_support(device: torch.device) -> str | None:
+    """None when ``device`` runs bf16 natively, else why not (emulated bf16 on an old CPU is
+    slower than fp32 and would be measured as a cost of the precision, not of the method)."""
+    if device.type == "cuda":
+        return None if torch.cuda.is_bf16_supported() else f"{torch.cuda.get_device_name(device)} has no bf16"
+    if device.type == "cpu":
+        flags = _cpu_flags()
+        if flags and not ({"avx512_bf16", "amx_bf16"} & flags):
+            return "this processor has neither avx512_bf16 nor amx_bf16 (see /proc/cpuinfo)"
+        return None
+    return f"bf16 on {device.type} is not supported by the suite"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()  # unknown (not Linux): trust the user
 
 
 def episode_loss(model: nn.Module, batch: dict) -> torch.Tensor:

@@ -14,16 +14,32 @@ import shlex
 import time
 from pathlib import Path
 
-from metaft.suite.errors import UnreachableError
+from metaft.suite.errors import ConfigError, UnreachableError
 
 EXCLUDES = [".venv", ".git", "results", "site", "artifacts", "__pycache__", "*.pyc", ".pytest_cache",
             "*.egg-info"]
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
 
 
+def use_token_auth() -> None:
+    """Token authentication is the default: with ``RAY_AUTH_MODE`` unset the client sends the
+    token (``RAY_AUTH_TOKEN`` or the file ``RAY_AUTH_TOKEN_PATH`` names); ``RAY_AUTH_MODE=disabled``
+    turns it off for a cluster without authentication."""
+    import os
+
+    if os.environ.get("RAY_AUTH_MODE"):
+        return
+    if not (os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH")
+            or (Path.home() / ".ray" / "auth_token").is_file()):
+        raise ConfigError("token authentication is the default and no token is set: export RAY_AUTH_TOKEN (the "
+                          "cluster's token), or RAY_AUTH_MODE=disabled for a cluster without authentication")
+    os.environ["RAY_AUTH_MODE"] = "token"
+
+
 def client(address: str):
     from ray.job_submission import JobSubmissionClient
 
+    use_token_auth()
     try:
         return JobSubmissionClient(address)
     except Exception as exc:  # connection refused, bad address, auth failure

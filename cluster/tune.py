@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from metaft.suite.config import RunConfig, apply_overrides, hyperparameters
-from metaft.suite.errors import SuiteError
+from metaft.suite.errors import SuiteError, UnreachableError
 
 SEARCHABLE = set(hyperparameters())  # the RunConfig fields marked as hyperparameters
 ALGORITHM_PREFIX = "algorithm."  # e.g. algorithm.method, algorithm.scale: the algorithm's own hyperparameters
@@ -63,19 +64,35 @@ def parse_search_space(spec: dict, source: str = "search space") -> dict[str, An
             raise SuiteError(f"{source}: {name} needs type = one of {', '.join(DISTRIBUTIONS)}")
         kind = dist["type"]
         try:
-            if kind == "loguniform":
-                space[name] = tune.loguniform(float(dist["low"]), float(dist["high"]))
-            elif kind == "uniform":
-                space[name] = tune.uniform(float(dist["low"]), float(dist["high"]))
-            elif kind == "randint":
-                space[name] = tune.randint(int(dist["low"]), int(dist["high"]))
-            elif kind == "choice":
-                space[name] = tune.choice(list(dist["values"]))
-            else:
-                space[name] = tune.grid_search(list(dist["values"]))
+            space[name] = _distribution(tune, kind, dist)
         except KeyError as exc:
             raise SuiteError(f"{source}: {name} ({kind}) lacks {exc.args[0]!r}") from exc
+        except (TypeError, ValueError) as exc:
+            raise SuiteError(f"{source}: {name} ({kind}): {exc}") from None
     return space
+
+
+def _number(dist: dict, key: str, cast) -> float:
+    value = dist[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
+    return cast(value)
+
+
+def _distribution(tune, kind: str, dist: dict):
+    """One Ray Tune distribution, its bounds checked here (Ray's own errors come late, from workers)."""
+    if kind in ("loguniform", "uniform", "randint"):
+        cast = int if kind == "randint" else float
+        low, high = _number(dist, "low", cast), _number(dist, "high", cast)
+        if not low < high:
+            raise ValueError(f"low must be < high, got low = {low}, high = {high}")
+        if kind == "loguniform" and low <= 0:
+            raise ValueError(f"a log-uniform range needs low > 0, got {low}")
+        return {"loguniform": tune.loguniform, "uniform": tune.uniform, "randint": tune.randint}[kind](low, high)
+    values = dist["values"]
+    if not isinstance(values, list) or not values:
+        raise ValueError(f"values must be a non-empty list, got {values!r}")
+    return tune.choice(values) if kind == "choice" else tune.grid_search(values)
 
 
 @dataclasses.dataclass
@@ -240,9 +257,31 @@ def run_study(spec: StudySpec, resume: bool = False, address: str | None = None,
     import ray
 
     if not ray.is_initialized():
-        ray.init(address=address or os.environ.get("RAY_ADDRESS") or "local", num_cpus=num_cpus,
-                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+        target = address or os.environ.get("RAY_ADDRESS") or "local"
+        local = {"_node_ip_address": "127.0.0.1"} if target == "local" else {}  # not on every interface
+        if target not in ("local", "auto"):
+            check_reachable(target)
+        ray.init(address=target, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False, **local)
     return build_tuner(spec, resume).fit()
+
+
+def check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Ray retries a dead GCS address for minutes, printing warnings; one TCP connect says at once."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = parts.hostname, parts.port or (10001 if parts.scheme == "ray" else 6379)
+    except ValueError:
+        raise UnreachableError(f"--address {address!r} is not HOST:PORT (or ray://HOST:PORT)") from None
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise UnreachableError(f"no Ray cluster answers at {address} ({exc.strerror or exc}); start one with "
+                               f"`ray start --head`, fix --address / RAY_ADDRESS, or leave both out for a local "
+                               f"Ray") from None
 
 
 def summarize_study(results, algos: list[str] | None = None) -> tuple[list[list], list[str]]:

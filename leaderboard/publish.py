@@ -13,21 +13,34 @@ import tempfile
 from pathlib import Path
 
 from metaft.suite.errors import SuiteError
+from metaft.suite.paths import check_replaceable, resolved
 
 
 class PublishError(SuiteError, RuntimeError):
     pass
 
 
+PUBLICATION_MARKER = ".metaft-publication"  # in every folder `publish --to` wrote; only such a folder is replaced
+
+
 def publish_folder(site: str | Path, to: str | Path) -> Path:
-    site, to = Path(site), Path(to)
-    if not (site / "index.html").is_file():
+    """Copy ``site`` to ``to`` (a ready-to-push folder). ``to`` must be new, empty or an earlier
+    publication; it may neither be the site, contain it nor lie inside it. The copy is written
+    beside ``to`` and swapped in, so a failure leaves the earlier publication whole."""
+    from .site import replace_folder
+
+    site_path = resolved(site)
+    if not (site_path / "index.html").is_file():
         raise PublishError(f"{site} is not a built site (no index.html); run `suite leaderboard build` first")
-    if to.exists():
-        shutil.rmtree(to)
-    shutil.copytree(site, to)
-    (to / ".nojekyll").touch()
-    return to
+    target = check_replaceable(to, "--to", PUBLICATION_MARKER, inputs={"--site": [site_path]})
+    tmp = target.with_name(f".{target.name}.publishing-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(site_path, tmp)
+    (tmp / ".nojekyll").touch()
+    (tmp / PUBLICATION_MARKER).write_text("written by `suite leaderboard publish`; the next publish replaces it\n")
+    replace_folder(tmp, target)
+    return target
 
 
 def _git(args: list[str], repo: Path, env: dict | None = None) -> str:

@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from markupsafe import Markup
 
 from metaft.suite import __version__
 from metaft.suite.errors import ConfigError
+from metaft.suite.paths import check_replaceable
 from metaft.suite.results import Manifests, load_manifests, load_results
 
 from . import costs, figures, stats, verdicts
@@ -68,8 +70,8 @@ class SiteData:
     oracles: pd.DataFrame | None = None  # hindsight rows: bounds, shown apart, never ranked
 
 
-def load_site_data(dirs: list[str]) -> SiteData:
-    runs, tasks = load_results(*dirs)
+def load_site_data(dirs: list[str], skip_corrupt: bool = False) -> SiteData:
+    runs, tasks = load_results(*dirs, skip_corrupt=skip_corrupt)
     if tasks.empty:
         raise ConfigError(f"no complete runs under {', '.join(map(str, dirs))}; run `suite run` first")
     tasks, oracles = stats.split_oracles(tasks)  # prepares (labels) the rows too
@@ -129,6 +131,9 @@ def templates() -> Environment:
 
 
 PAGE_KEYS = ".page-keys.json"  # run id -> hash of what its page was rendered from
+SITE_MARKER = ".metaft-site"  # written into every built site: only a folder holding it is ever replaced
+# what a site held before the marker existed: such a folder may be replaced too
+SITE_ENTRIES = ("index.html", "assets", "datasets", "runs", ".nojekyll", PAGE_KEYS, SITE_MARKER)
 
 
 class SiteBuilder:
@@ -393,9 +398,12 @@ class SiteBuilder:
         nav = [(d, f"{slug(d)}.html") for d in self.datasets]
         return hashlib.sha1(json.dumps([sources, nav, __version__]).encode()).hexdigest()
 
-    def build(self) -> Path:
-        out = self.out
-        tmp = out.with_name(f".{out.name}.building")
+    def build(self, inputs: Sequence[str | Path] = ()) -> Path:
+        """Write the site to a temporary folder beside ``out``, then swap it in; ``out`` is
+        replaced only when it is new, empty or a site built before (never the results
+        folders in ``inputs``, nor a folder of anything else)."""
+        out = check_replaceable(self.out, "--out", SITE_MARKER, SITE_ENTRIES, {"--results": inputs})
+        tmp = out.with_name(f".{out.name}.building-{os.getpid()}")
         if tmp.exists():
             shutil.rmtree(tmp)
         (tmp / "assets").mkdir(parents=True)
@@ -410,11 +418,25 @@ class SiteBuilder:
             (tmp / "datasets" / f"{slug(dataset)}.html").write_text(self.dataset_page(dataset), encoding="utf-8")
         self.write_run_pages(tmp)
         (tmp / ".nojekyll").write_text("")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        (tmp / SITE_MARKER).write_text("a site built by `suite leaderboard build`; the next build replaces it\n")
+        replace_folder(tmp, out)
         return out
 
 
-def build_site(results: list[str], out: str | Path, baseline: str = "baseline", n_resamples: int = 1999) -> Path:
-    return SiteBuilder(load_site_data(results), out, baseline, n_resamples).build()
+def replace_folder(new: Path, target: Path) -> None:
+    """Swap ``new`` in at ``target``: the old folder is moved aside first, so ``target`` holds a
+    whole folder (old or new) at every moment, and removed only after the swap."""
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def build_site(results: list[str], out: str | Path, baseline: str = "baseline", n_resamples: int = 1999,
+               skip_corrupt: bool = False) -> Path:
+    if n_resamples < 0:
+        raise ConfigError(f"--resamples must be >= 0 (0: no bootstrap intervals), got {n_resamples}")
+    check_replaceable(out, "--out", SITE_MARKER, SITE_ENTRIES, {"--results": results})  # before any reading
+    return SiteBuilder(load_site_data(results, skip_corrupt), out, baseline, n_resamples).build(results)

@@ -174,6 +174,12 @@ def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
     tasks["eval_mode"] = mode
     own = (mode == "own") & ~tasks["algo"].astype(str).str.endswith(OWN_SUFFIX)
     tasks.loc[own, "algo"] = tasks.loc[own, "algo"].astype(str) + OWN_SUFFIX
+    if "precision" in tasks:  # bf16 is another protocol; its rows are labelled so the two are never read as one
+        bf16 = tasks["precision"].fillna("fp32").astype(str) == "bf16"
+        if bf16.any():
+            models = tasks.loc[bf16, "model"].astype(str)
+            idx = models.index[[" (bf16)" not in m for m in models]]
+            tasks.loc[idx, "model"] = models[idx] + " (bf16)"
     if "peft" in tasks:  # adapters are another way to fine-tune the model: shown as their own model
         peft = tasks["peft"].fillna("none").astype(str)
         with_adapters = peft != "none"

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from metaft.suite.errors import ConfigError
+from metaft.suite.paths import check_writable_folder
 from metaft.suite.results import RunFolder, atomic_write_json
 from metaft.tasks import list_datasets
 
@@ -131,9 +132,10 @@ def add_submission(path: str | Path, results: str | Path) -> list[str]:
     """Validate ``path`` and write its runs into ``results``; returns the run ids added."""
     df = read_submission(path)
     validate(df, str(path))
+    check_writable_folder(results, "--results")
     results = Path(results)
     added = []
-    for run_id, rows in df.groupby("run_id", sort=True):
+    for run_id in sorted(df["run_id"].unique()):
         folder = RunFolder(results, run_id)
         if folder.path.exists():
             raise SubmissionError(f"{path}: run {run_id} is already in {results}; rename it or remove the old one")

@@ -20,6 +20,9 @@ QUIET_ENVIRONMENT = {
 }
 
 
+QUIET_LOGGERS = ("huggingface_hub", "datasets", "transformers", "filelock", "urllib3", "fsspec")
+
+
 class OneLineParser(argparse.ArgumentParser):
     """Usage errors in one line (argparse prints the whole usage block first); subcommands
     inherit the class."""
@@ -55,6 +58,8 @@ def _configure_logging(verbosity: int) -> None:
         warnings.filterwarnings("ignore")
         for name, value in QUIET_ENVIRONMENT.items():
             os.environ.setdefault(name, value)
+        for name in QUIET_LOGGERS:  # each of their warnings came twice: their own handler and the root's
+            logging.getLogger(name).setLevel(logging.ERROR)
         if "transformers" in sys.modules:  # imported before `main` (in-process use): the variables came too late
             sys.modules["transformers"].logging.set_verbosity_error()
             sys.modules["transformers"].logging.disable_progress_bar()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_run import comma_list
+from .cli_run import comma_list, seed_value
 from .config import PRESETS
 from .errors import ConfigError
 
@@ -15,7 +15,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--name", default="study", help="study name (its folder under --storage)")
     p.add_argument("--algos", default="baseline,reptile", type=comma_list, help="comma-separated algorithms (a grid)")
     p.add_argument("--models", default=None, type=comma_list, help="comma-separated models (a grid); default: the preset's")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds (a grid)")
+    p.add_argument("--seeds", type=seed_value, nargs="+", default=[0], help="seeds (a grid)")
     p.add_argument("--search", default=None,
                    help="TOML file: [search.<param>] type = loguniform|uniform|randint|choice|grid and its range")
     p.add_argument("--num-samples", type=int, default=1, help="samples of the search space per grid point")
@@ -77,6 +77,7 @@ def cmd_tune(args) -> int:
     from metaft.suite.config import resolve_config
     from metaft.suite.table import format_table
 
+    check_tune_args(args)
     overrides = {"protocol": args.protocol, "engine": args.engine, **peft_overrides(args)}
     if args.datasets:
         overrides["datasets"] = args.datasets
@@ -108,6 +109,29 @@ def cmd_tune(args) -> int:
             print(f"  {e}", file=sys.stderr)
         return 1
     return 0
+
+
+def check_tune_args(args) -> None:
+    """What Ray would reject late (or hang on) is refused before Ray starts."""
+    import re
+
+    if args.num_samples < 1:
+        raise ConfigError(f"--num-samples must be >= 1 (samples per grid point), got {args.num_samples}")
+    if args.num_samples > 10_000:
+        raise ConfigError(f"--num-samples {args.num_samples} is more than 10,000 trials per grid point; give fewer")
+    if not args.cpus_per_trial > 0:
+        raise ConfigError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
+    if args.gpus_per_trial < 0 or args.workers_per_trial < 1 or args.max_concurrent < 0 or args.max_failures < 0:
+        raise ConfigError("--gpus-per-trial, --max-concurrent and --max-failures must be >= 0, --workers-per-trial >= 1")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", args.name) or ".." in args.name:
+        raise ConfigError(f"--name {args.name!r} must be a plain folder name (letters, digits, '_', '-', '.'); it is "
+                          f"created under --storage")
+    if args.zero is not None and args.engine != "deepspeed":
+        raise ConfigError("--zero needs --engine deepspeed (the torch engine ignores it)")
+    from .paths import check_writable_folder
+
+    check_writable_folder(args.out, "--out")
+    check_writable_folder(args.storage, "--storage")
 
 
 ACTIONS = ("status", "logs", "stop", "list")

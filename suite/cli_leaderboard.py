@@ -6,6 +6,7 @@ import functools
 import http.server
 from pathlib import Path
 
+from .cli_run import add_skip_corrupt
 from .errors import ConfigError, SuiteError
 
 
@@ -25,6 +26,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--effect", type=float, default=0.02, help="difference to detect, in the metric's units")
     p.add_argument("--power", type=float, default=0.8)
     p.add_argument("--alpha", type=float, default=0.05)
+    add_skip_corrupt(p)
     p.set_defaults(func=cmd_plan)
     lb = sub.add_parser("leaderboard", help="significance tests and a static Plotly leaderboard site")
     lsub = lb.add_subparsers(dest="leaderboard_command", required=True, metavar="{build,serve,publish,add}")
@@ -32,11 +34,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", nargs="+", default=["results"], help="results folders (or run folders)")
     p.add_argument("--out", default="site", help="site folder to write")
     p.add_argument("--baseline", default="baseline", help="algorithm every other is compared against")
-    p.add_argument("--resamples", type=int, default=1999, help="bootstrap resamples for CIs")
+    p.add_argument("--resamples", type=int, default=1999, help="bootstrap resamples for CIs (0: no bootstrap CIs)")
+    add_skip_corrupt(p)
     p.set_defaults(func=cmd_build)
     p = lsub.add_parser("compare", help="per-dataset verdicts against the references, in the terminal")
     p.add_argument("--results", nargs="+", default=["results"], help="results folders (or run folders)")
     p.add_argument("--margin", type=float, default=0.02, help="equivalence margin in the metric's units")
+    add_skip_corrupt(p)
     p.set_defaults(func=cmd_compare)
     p = lsub.add_parser("serve", help="serve a built site on localhost")
     p.add_argument("--site", default="site")
@@ -60,10 +64,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 def cmd_build(args) -> int:
     import time
 
+    from metaft.algorithms import list_algorithms
     from metaft.leaderboard.site import build_site
 
+    if args.baseline not in list_algorithms():
+        raise ConfigError(f"--baseline {args.baseline!r} is not an algorithm; known: {', '.join(list_algorithms())}")
     t = time.perf_counter()
-    out = build_site(args.results, args.out, args.baseline, args.resamples)
+    out = build_site(args.results, args.out, args.baseline, args.resamples, skip_corrupt=args.skip_corrupt)
     size = sum(p.stat().st_size for p in Path(out).rglob("*") if p.is_file())
     print(f"built {out}/index.html ({size / 2**20:.1f} MiB) in {time.perf_counter() - t:.1f} s; "
           f"open it from disk or run `suite leaderboard serve --site {out}`")
@@ -76,7 +83,9 @@ def cmd_compare(args) -> int:
     from metaft.leaderboard.verdicts import format_verdicts, stratified_summary, verdicts
     from metaft.suite.results import load_results
 
-    runs, all_tasks = load_results(*args.results)
+    if not 0 < args.margin < 1e6:
+        raise ConfigError(f"--margin must be a finite number > 0 in the metric's units, got {args.margin}")
+    runs, all_tasks = load_results(*args.results, skip_corrupt=args.skip_corrupt)
     if all_tasks.empty:
         raise ConfigError(f"no complete runs under {', '.join(args.results)}; run `suite run` first")
     tasks, oracles = split_oracles(all_tasks)  # hindsight bounds are never compared as methods
@@ -119,18 +128,22 @@ def cmd_compare(args) -> int:
 
 
 def cmd_plan(args) -> int:
+    import math
+
     from metaft.leaderboard.planner import format_plan, plan
     from metaft.leaderboard.site import load_site_data
 
-    if not (0 < args.power < 1 and 0 < args.alpha < 1 and args.effect > 0):
-        raise ConfigError("--effect must be > 0 and --power, --alpha in (0, 1)")
+    if not (0 < args.power < 1 and 0 < args.alpha < 1 and 0 < args.effect < math.inf):
+        raise ConfigError("--effect must be a finite number > 0 and --power, --alpha in (0, 1)")
+    if args.sd is not None and not 0 < args.sd < math.inf:
+        raise ConfigError(f"--sd must be a finite number > 0, got {args.sd}")
     if args.sd is not None:
         from metaft.leaderboard.planner import stated_plan
 
         table = stated_plan(args.sd, args.effect, args.alpha, args.power, args.seconds_per_task,
                             args.upfront_seconds)
     else:
-        data = load_site_data(args.results)
+        data = load_site_data(args.results, skip_corrupt=args.skip_corrupt)
         table = plan(data.tasks, data.runs, data.manifests, args.effect, args.alpha, args.power)
     if table.empty:
         print("no candidate-reference pairs with 2 or more paired tasks: run a reference (baseline or multitask) "
@@ -146,11 +159,23 @@ def cmd_plan(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    import socket
+
     site = Path(args.site)
     if not (site / "index.html").is_file():
         raise SuiteError(f"{site} has no index.html; run `suite leaderboard build --out {site}` first")
+    if not 0 <= args.port <= 65535:
+        raise ConfigError(f"--port must be in 0..65535 (0: any free port), got {args.port}")
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site))
-    with http.server.ThreadingHTTPServer((args.host, args.port), handler) as server:
+    try:
+        server = http.server.ThreadingHTTPServer((args.host, args.port), handler)
+    except socket.gaierror:
+        raise ConfigError(f"--host {args.host!r} does not resolve to an address of this machine; "
+                          f"use 127.0.0.1 (or 0.0.0.0 to serve every interface)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}; pick another --port "
+                          f"(0: any free one)") from None
+    with server:
         print(f"serving {site} at http://{args.host}:{server.server_address[1]}/ (Ctrl-C to stop)", flush=True)
         try:
             server.serve_forever()

@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import argparse
 
-from .config import EVAL_MODES, PRESETS, resolve_config
+from .config import EVAL_MODES, PRECISIONS, PRESETS, resolve_config
 from .errors import SuiteError
 
 
 def comma_list(value: str) -> list[str]:
     """argparse type of every comma-separated option: items stripped, empty items dropped."""
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def seed_value(value: str) -> int:
+    """argparse type of every seed option: an integer numpy accepts as a seed."""
+    from .config import MAX_SEED
+
+    try:
+        seed = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {value!r}") from None
+    if not 0 <= seed <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be in [0, {MAX_SEED}], got {value}")
+    return seed
 
 
 def comma_floats(value: str) -> list[float]:
@@ -35,7 +48,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--benchmark", "--protocol", dest="protocol", choices=("cross-dataset", "in-dataset"), default=None,
                    help="benchmark protocol (default: the preset's, cross-dataset)")
     p.add_argument("--datasets", default=None, type=comma_list, help="comma-separated subset of datasets")
-    p.add_argument("--seed", dest="seeds", type=int, nargs="+", default=None, help="one or more seeds")
+    p.add_argument("--seed", dest="seeds", type=seed_value, nargs="+", default=None, help="one or more seeds")
     p.add_argument("--meta-train-tasks", dest="n_meta_train", type=int, default=None)
     p.add_argument("--meta-test-tasks", dest="n_meta_test", type=int, default=None)
     p.add_argument("--meta-epochs", type=int, default=None, help="passes over the meta-training tasks")
@@ -59,6 +72,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-length", type=int, default=None)
     p.add_argument("--head-init", choices=("proto", "zero", "random"), default=None)
+    p.add_argument("--precision", dest="precision", choices=PRECISIONS, default=None,
+                   help="bf16: the encoder under autocast, fp32 weights and optimizer state (needs avx512_bf16/AMX "
+                        "or a CUDA GPU with bf16, refused otherwise); auto: bf16 where native, else fp32 (the quick "
+                        "preset's). Part of the protocol, so bf16 and fp32 rows never pair (default: the preset's)")
     add_peft_options(p)
     p.add_argument("--algo-arg", dest="algo_args", action="append", default=[], metavar="KEY=VALUE",
                    help="a hyperparameter of the chosen algorithm's Config (repeatable; values as in TOML, "
@@ -80,18 +97,24 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     ds = p.add_argument_group("DeepSpeed (with --engine deepspeed)")
     ds.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=None, help="ZeRO stage (default 2)")
     precision = ds.add_mutually_exclusive_group()
-    precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16", default=None)
-    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16")
+    precision.add_argument("--bf16", dest="ds_precision", action="store_const", const="bf16", default=None)
+    precision.add_argument("--fp16", dest="ds_precision", action="store_const", const="fp16")
     ds.add_argument("--deepspeed-config", default=None,
                     help="a DeepSpeed JSON config (see cluster/deepspeed/); overrides --zero and precision")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("results", help="list stored runs or summarise one")
     p.add_argument("dirs", nargs="*", default=["results"], help="results folders or run folders")
+    add_skip_corrupt(p)
     p.set_defaults(func=cmd_results)
 
     p = sub.add_parser("algorithms", help="list algorithms and their hyperparameters")
     p.set_defaults(func=cmd_algorithms)
+
+
+def add_skip_corrupt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="leave out runs whose result files are damaged (named, with a count) instead of stopping")
 
 
 def add_peft_options(p: argparse.ArgumentParser) -> None:
@@ -116,10 +139,17 @@ def peft_overrides(args) -> dict:
 OVERRIDES = ("algo", "protocol", "seeds", "n_meta_train", "n_meta_test", "n_meta_val", "eval_mode", "pooling",
              "meta_epochs", "ft_steps", "inner_lr",
              "inner_steps", "outer_lr", "meta_batch_size", "finetune_lr", "batch_size", "max_length", "head_init",
-             "first_order", "freeze_embeddings", "gradient_checkpointing", "target", "device", "engine")
+             "first_order", "freeze_embeddings", "gradient_checkpointing", "target", "device", "engine", "precision")
 
 
 def config_from_args(args):
+    if getattr(args, "ft_steps", None) is not None and args.ft_steps < 1:
+        raise SuiteError(f"--ft-steps must be >= 1, got {args.ft_steps} (leave it out for the preset's budget per "
+                         f"task type)")
+    if getattr(args, "datasets", None) is not None and not args.datasets:
+        raise SuiteError("--datasets is empty; name at least one dataset (see `suite tasks list`) or leave it out")
+    ds_flags = [flag for flag, value in (("--zero", args.zero), ("--bf16/--fp16", args.ds_precision),
+                                         ("--deepspeed-config", args.deepspeed_config)) if value is not None]
     overrides = {k: getattr(args, k, None) for k in OVERRIDES}
     overrides.update(peft_overrides(args))
     if args.model:
@@ -130,9 +160,11 @@ def config_from_args(args):
         overrides["algorithm"] = dict(parse_algo_args(args.algo_args))
     if args.finetune_lr_grid:
         overrides["finetune_lr_grid"] = args.finetune_lr_grid
-    ds = {k: v for k, v in (("zero", args.zero), ("precision", args.precision),
+    ds = {k: v for k, v in (("zero", args.zero), ("precision", args.ds_precision),
                             ("config_file", args.deepspeed_config)) if v is not None}
     config = resolve_config(args.preset, args.config, overrides)
+    if ds_flags and config.engine != "deepspeed":
+        raise SuiteError(f"{', '.join(ds_flags)} needs --engine deepspeed (the torch engine ignores it)")
     if ds:
         config.deepspeed = {**config.deepspeed, **ds}
     return config
@@ -178,7 +210,7 @@ def cmd_results(args) -> int:
     from .results import load_results
     from .table import format_table
 
-    runs, tasks = load_results(*args.dirs)
+    runs, tasks = load_results(*args.dirs, skip_corrupt=args.skip_corrupt)
     if runs.empty:
         print("no complete runs found")
         return 0

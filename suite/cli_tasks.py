@@ -19,7 +19,8 @@ from metaft.tasks.benchmark import PROTOCOLS, SIDES, episode_rng
 from metaft.tasks.episodes import sample_episode
 from metaft.tasks.pools import check_leakage
 
-from .cli_run import comma_list
+from .cli_run import comma_list, seed_value
+from .paths import check_output_file
 from .table import format_table
 
 
@@ -31,7 +32,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_list)
     p = tsub.add_parser("show", help="the spec of one dataset and one sampled episode")
     p.add_argument("name", help="dataset name (see `suite tasks list`)")
-    p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="episode seed (default 0)")
     p.add_argument("--split", default=None, help="split to sample from (default: its evaluation split)")
     _data_dir(p)
     p.set_defaults(func=cmd_show)
@@ -42,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--meta-train-tasks", type=int, default=50, help="number of meta-training tasks (default 50)")
     p.add_argument("--meta-test-tasks", type=int, default=20, help="number of meta-testing tasks (default 20)")
     p.add_argument("--val-tasks", type=int, default=0, help="number of validation tasks (default 0)")
-    p.add_argument("--seed", type=int, default=0, help="episode seed (default 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="episode seed (default 0)")
     p.add_argument("--out", required=True, help="where to write the manifest JSON")
     _data_dir(p)
     p.set_defaults(func=cmd_episodes)
@@ -124,6 +125,7 @@ def _render(ex: dict, ep) -> str:
 
 
 def cmd_episodes(args) -> int:
+    out = check_output_file(args.out, "--out")
     datasets = _names(args.datasets) if args.datasets else None
     bench = make_benchmark(args.protocol, datasets=datasets, n_meta_train=args.meta_train_tasks,
                            n_meta_test=args.meta_test_tasks, n_meta_val=args.val_tasks)
@@ -131,7 +133,7 @@ def cmd_episodes(args) -> int:
     check_leakage(episodes["meta-test"], episodes["meta-train"] + episodes["meta-val"])
     manifest = build_manifest(bench, args.seed, args.data_dir, episodes=[e for s in SIDES for e in episodes[s]])
     check_disjoint(manifest)
-    path = manifest.write(args.out)
+    path = manifest.write(out)
     sides = {s: sum(1 for t in manifest.tasks if t["side"] == s) for s in SIDES}
     print(f"wrote {path}: benchmark {bench.key}, seed {args.seed}, {sides['meta-train']} meta-training, "
           f"{sides['meta-val']} validation and {sides['meta-test']} meta-testing tasks (checked by content: no "

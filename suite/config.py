@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import tomllib
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from pathlib import Path
 from .errors import SuiteError
 
 PRESETS = ("quick", "study", "paper")
+MAX_SEED = 2**32 - 1
+PRECISIONS = ("fp32", "bf16", "auto")
+MAX_TASKS = 10_000
 SHAPE_KEYS = ("ways", "shots", "queries")
 EVAL_MODES = ("shared", "own", "hindsight")
 
@@ -71,6 +75,10 @@ class RunConfig:
     peft_targets: list[str] = field(default_factory=list)  # empty: peft's default modules per architecture
     freeze_embeddings: bool = False
     gradient_checkpointing: bool = False
+    # "bf16": the encoder under autocast (fp32 weights, optimizer state, heads, losses); part of the
+    # protocol, so bf16 and fp32 rows never pair. "auto": bf16 where the device has it natively, else
+    # fp32 (resolved by the runner before the run id is made)
+    precision: str = "fp32"
     target: str = "baseline"  # "baseline" or "best"
     target_fraction: float = 0.9
     algorithm: dict[str, typing.Any] = field(default_factory=dict)  # extra algorithm hyperparameters
@@ -103,6 +111,13 @@ class RunConfig:
                     bad(f"per_algorithm.{name}", f"is not an algorithm; known: {', '.join(known)}")
         if not self.seeds:
             bad("seeds", "must hold at least one seed")
+        for seed in self.seeds:
+            if not 0 <= seed <= MAX_SEED:
+                bad("seeds", f"must be integers in [0, {MAX_SEED}] (numpy's seed range), got {seed}")
+        for key in ("n_meta_train", "n_meta_test", "n_meta_val"):
+            if getattr(self, key) > MAX_TASKS:
+                bad(key, f"must be at most {MAX_TASKS:,} tasks per side (episode manifests grow with it), "
+                    f"got {getattr(self, key):,}")
         for key in ("n_meta_test", "max_length", "batch_size", "eval_batch_size", "meta_batch_size"):
             if getattr(self, key) < 1:
                 bad(key, f"must be >= 1, got {getattr(self, key)}")
@@ -110,8 +125,8 @@ class RunConfig:
             if getattr(self, key) < 0:
                 bad(key, f"must be >= 0, got {getattr(self, key)}")
         for key in ("inner_lr", "outer_lr", "finetune_lr"):
-            if not getattr(self, key) > 0:
-                bad(key, f"must be > 0, got {getattr(self, key)}")
+            if not 0 < getattr(self, key) < math.inf:
+                bad(key, f"must be a finite number > 0, got {getattr(self, key)}")
         if not 0 <= self.stride <= self.max_length // 2:
             bad("stride", f"must be in [0, max_length/2] = [0, {self.max_length // 2}], got {self.stride}")
         if self.target not in ("baseline", "best"):
@@ -120,6 +135,8 @@ class RunConfig:
             bad("target_fraction", f"must be in (0, 1], got {self.target_fraction}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
             bad("device", f"must be auto, cpu or cuda, got {self.device!r}")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         if self.engine not in ("torch", "deepspeed"):
             bad("engine", f"must be torch or deepspeed, got {self.engine!r}")
         if self.head_init not in ("proto", "zero", "random"):
@@ -128,8 +145,8 @@ class RunConfig:
             bad("finetune_epochs", "and ft_steps are both 0: nothing would be fine-tuned")
         if not 0 < self.val_fraction < 1:
             bad("val_fraction", f"must be in (0, 1), got {self.val_fraction}")
-        if any(not (isinstance(v, (int, float)) and v > 0) for v in self.finetune_lr_grid):
-            bad("finetune_lr_grid", f"must hold positive learning rates, got {self.finetune_lr_grid}")
+        if any(not (isinstance(v, (int, float)) and 0 < v < math.inf) for v in self.finetune_lr_grid):
+            bad("finetune_lr_grid", f"must hold finite positive learning rates, got {self.finetune_lr_grid}")
         if len(self.finetune_lr_grid) > 1 and self.n_meta_val < 1:
             bad("finetune_lr_grid", "has several learning rates but n_meta_val is 0: there are no validation "
                 "tasks to choose on")
@@ -162,6 +179,8 @@ class RunConfig:
                     bad(f"shapes.{task_type}.{k}", f"is unknown; valid: {', '.join(SHAPE_KEYS)}")
                 if not isinstance(v, int) or v < 1:
                     bad(f"shapes.{task_type}.{k}", f"must be an integer >= 1, got {v!r}")
+            if task_type == "classification" and shape.get("ways", 2) < 2:
+                bad("shapes.classification.ways", "must be >= 2: a 1-way task scores 1.0 before any fine-tuning")
         return self
 
     def to_dict(self) -> dict:
@@ -184,6 +203,8 @@ class RunConfig:
         if d.get("peft") == "none":  # without adapters, runs keep the ids they had before adapters existed
             for key in ("peft", "lora_r", "lora_alpha", "peft_targets"):
                 d.pop(key, None)
+        if d.get("precision") == "fp32":  # likewise for runs written before precision was a setting
+            d.pop("precision")
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 

@@ -44,6 +44,10 @@ def resolve_model_path(name: str) -> str:
     return os.path.expanduser(name)
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+
+
 def load_backbone(name: str) -> LoadedModel:
     """``AutoModel`` + ``AutoTokenizer`` from a path or Hub id, with a clear offline error."""
     from transformers import AutoModel, AutoTokenizer
@@ -52,6 +56,11 @@ def load_backbone(name: str) -> LoadedModel:
     local = Path(path).is_dir()
     if not local and (name.startswith((".", "/", "~")) or os.sep in name and name.count("/") > 1):
         raise SuiteError(f"model folder {path} does not exist; pass a Hub id, a local folder or 'minilm'")
+    if not local and not _offline():
+        from metaft.tasks.loading import go_offline, hub_unreachable
+
+        if hub_unreachable():  # else the Hub client retries for about 25 s before the same error
+            go_offline()  # a model in the local HF cache still loads
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
         backbone = AutoModel.from_pretrained(path)

@@ -16,7 +16,9 @@ exists and redoes the rest, so rows are never lost or duplicated.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -30,6 +32,8 @@ import pandas as pd
 
 from .config import RunConfig
 from .errors import SuiteError
+
+log = logging.getLogger(__name__)
 
 TASK_COLUMNS = {
     "run_id": "string: the run's folder name",
@@ -52,6 +56,8 @@ TASK_COLUMNS = {
     "eval_mode": "string: 'shared' (the same fine-tuning for all), 'own' (the algorithm's own adaptation) or "
                  "'hindsight' (oracle bound: best of every candidate start on the query set)",
     "peft": "string or null: 'none' (full fine-tuning), 'lora' or 'ia3' (adapters on a frozen backbone)",
+    "precision": "string or null: 'fp32' or 'bf16' (the encoder under autocast); null in rows written before "
+                 "precision was a setting, which were fp32",
     "finetune_lr": "float or null: the fine-tuning lr used (chosen on validation tasks when a grid is given)",
     "adapt_info": "string or null: JSON of what the algorithm chose for this task (e.g. the intermediate source "
                   "and its similarities; in hindsight mode every source's final metric)",
@@ -76,6 +82,7 @@ RUN_COLUMNS = {
     "run_id": "string", "algo": "string", "model": "string", "seed": "int", "benchmark": "string",
     "protocol": "string", "episodes_fingerprint": "string", "config_fingerprint": "string",
     "protocol_fingerprint": "string", "eval_mode": "string", "peft": "string or null: none, lora or ia3",
+    "precision": "string or null: fp32 or bf16 (null: written before precision was a setting, fp32)",
     "suite_version": "string", "git_revision": "string", "device": "string", "engine": "string",
     "trainable_parameters": "int: parameters the outer loop and fine-tuning update",
     "pooling": "string: sentence pooling of the classification head (mean, first, last)",
@@ -233,7 +240,56 @@ class RunFolder:
         atomic_write_json(self.path / "manifest.json", manifest)
 
     def read_manifest(self) -> dict:
-        return json.loads((self.path / "manifest.json").read_text())
+        return read_manifest_file(self.path / "manifest.json")
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold this run's lock (``<out>/.locks/<run id>.lock``, an exclusive ``flock``) while writing
+        it: a second `suite run` of the same configuration into the same folder is refused at once
+        instead of writing the same files (the lock goes with the process, also on kill -9)."""
+        import fcntl
+
+        path = self.path.parent / LOCKS_DIR / f"{self.run_id}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise RunLockedError(f"{self.path} is being written by {holder}; wait for it to finish, or give "
+                                     f"this run another --out") from None
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"pid {os.getpid()} on {platform.node()}")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fh.truncate(0)
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+LOCKS_DIR = ".locks"  # per results folder: one lock file per run id (empty when no one holds it)
+
+
+class RunLockedError(SuiteError, RuntimeError):
+    """Another process is writing the same run folder."""
+
+
+def read_manifest_file(path: Path) -> dict:
+    """A run's manifest; a missing, empty or invalid one is one line naming the file."""
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise ResultsError(f"cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ResultsError(f"{path} is not valid JSON ({exc}); the run is damaged: rerun it with --overwrite "
+                           f"or delete its folder") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path} is not a run manifest (a JSON object); rerun the run with --overwrite "
+                           f"or delete its folder")
+    return data
 
 
 def _run_folders(dirs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -249,13 +305,65 @@ def _run_folders(dirs: Iterable[str | os.PathLike]) -> list[Path]:
     return found
 
 
+class CorruptResultsError(ResultsError):
+    """A results file cannot be read; ``path`` names it."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        self.path = path
+        run = path.parent.parent if path.parent.name == "tasks" else path.parent
+        super().__init__(f"{path}: not a readable results file ({reason}); the run {run.name} is damaged: rerun it "
+                         f"with --overwrite, delete {run}, or pass --skip-corrupt to leave it out")
+
+
 def read_tables(files: list[Path], schema) -> pd.DataFrame:
-    """Many Parquet files as one DataFrame, read in parallel by Arrow."""
+    """Many Parquet files as one DataFrame, read in parallel by Arrow; a damaged file is a
+    `CorruptResultsError` naming it."""
+    import pyarrow as pa
     import pyarrow.dataset as pads
 
     if not files:
         return schema.empty_table().to_pandas()
-    return pads.dataset([str(f) for f in files], schema=schema, format="parquet").to_table().to_pandas()
+    try:
+        return pads.dataset([str(f) for f in files], schema=schema, format="parquet").to_table().to_pandas()
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        for f in files:  # which one: the bulk reader's message does not always say
+            _check_readable(f, schema)
+        raise CorruptResultsError(files[0], _first_line(exc)) from None
+
+
+def _check_readable(path: Path, schema) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        pq.read_table(path, schema=schema)
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise CorruptResultsError(path, _first_line(exc)) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _read_complete(folders: list[Path], skipped: list[Path] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(runs, tasks) of complete run folders. With ``skipped`` a list, damaged runs are left out
+    and appended to it; without, the first damaged file is an error."""
+    try:
+        return (read_tables([f / "run.parquet" for f in folders], run_schema()),
+                read_tables([f / "tasks.parquet" for f in folders], task_schema()))
+    except CorruptResultsError:
+        if skipped is None:
+            raise
+    good = []
+    for f in folders:
+        try:
+            _check_readable(f / "run.parquet", run_schema())
+            _check_readable(f / "tasks.parquet", task_schema())
+            good.append(f)
+        except CorruptResultsError:
+            skipped.append(f)
+    return _read_complete(good, None)
 
 
 INDEX_DIR = ".index"  # per results folder: complete runs' rows consolidated (a cache, safe to delete)
@@ -266,7 +374,8 @@ def _stamp(path: Path) -> list[int]:
     return [st.st_mtime_ns, st.st_size]
 
 
-def _load_indexed(root: Path, folders: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _load_indexed(root: Path, folders: list[Path], skipped: list[Path] | None = None
+                  ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The complete runs of one results folder, read from its consolidated index where the index
     is current and from the runs' own files where not (new, changed or removed runs); the index
     is rewritten when anything changed. Reading 10,000 small Parquet files costs seconds; one
@@ -297,8 +406,13 @@ def _load_indexed(root: Path, folders: list[Path]) -> tuple[pd.DataFrame, pd.Dat
     fresh_set = set(fresh)
     todo = [complete[n] for n in complete if n not in fresh_set]
     if todo:
-        runs_parts.append(read_tables([f / "run.parquet" for f in todo], run_schema()))
-        tasks_parts.append(read_tables([f / "tasks.parquet" for f in todo], task_schema()))
+        before = len(skipped) if skipped is not None else 0
+        new_runs, new_tasks = _read_complete(todo, skipped)
+        runs_parts.append(new_runs)
+        tasks_parts.append(new_tasks)
+        for f in (skipped or [])[before:]:  # a damaged run is neither indexed nor counted as complete
+            complete.pop(f.name, None)
+            stamps.pop(f.name, None)
     runs = pd.concat(runs_parts, ignore_index=True) if runs_parts else run_schema().empty_table().to_pandas()
     tasks = pd.concat(tasks_parts, ignore_index=True) if tasks_parts else task_schema().empty_table().to_pandas()
     if todo or set(known) != set(complete):
@@ -336,7 +450,7 @@ class Manifests(Mapping[str, dict]):
 
     def __getitem__(self, run_id: str) -> dict:
         if run_id not in self._read:
-            self._read[run_id] = json.loads(self._paths[run_id].read_text())
+            self._read[run_id] = read_manifest_file(self._paths[run_id])
         return self._read[run_id]
 
     def __iter__(self) -> Iterator[str]:
@@ -393,7 +507,7 @@ def load_manifests(*dirs: str | os.PathLike) -> Manifests:
     return Manifests({folder.name: folder / "manifest.json" for folder in _run_folders(dirs)})
 
 
-VARIANT_KEYS = ("algo", "model", "episodes_fingerprint", "protocol_fingerprint", "eval_mode", "peft")
+VARIANT_KEYS = ("algo", "model", "episodes_fingerprint", "protocol_fingerprint", "eval_mode", "peft", "precision")
 
 
 def variant_labels(runs: pd.DataFrame, manifests: Callable[[], Mapping[str, dict]]) -> dict[str, str]:
@@ -406,7 +520,8 @@ def variant_labels(runs: pd.DataFrame, manifests: Callable[[], Mapping[str, dict
         return {}
     keys = [k for k in VARIANT_KEYS if k in runs]
     # rows written before a column existed read as its default (no adapters, the shared mode)
-    known = runs.dropna(subset=["config_fingerprint"]).fillna({"peft": "none", "eval_mode": "shared"})
+    known = runs.dropna(subset=["config_fingerprint"]).fillna({"peft": "none", "eval_mode": "shared",
+                                                                "precision": "fp32"})
     groups = [g for _, g in known.groupby(keys, dropna=False, observed=True, sort=False)
               if g["config_fingerprint"].nunique() > 1]
     if not groups:
@@ -447,32 +562,69 @@ def _short(value) -> str:
     return f"{value:g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False,
+                 skip_corrupt: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All runs under ``dirs`` as (runs, tasks) DataFrames; incomplete runs are skipped by default.
     A results folder's complete runs are read through its consolidated index (``.index/``). Runs
     that would be averaged into one candidate although their configurations differ get a
-    ``variant`` column (see `variant_labels`)."""
+    ``variant`` column (see `variant_labels`). A run reached twice (the same folder given twice,
+    a run folder and its results folder, or two copies of one run id) is counted once, with a
+    note; a damaged run is an error naming its file, or with ``skip_corrupt`` left out with a note."""
+    dirs = _distinct_dirs(dirs or ("results",))
+    skipped: list[Path] | None = [] if skip_corrupt else None
     runs_parts, tasks_parts = [], []
-    for d in dirs or ("results",):
+    for d in dirs:
         folders = _run_folders([d])
         root = Path(d)
         if not include_incomplete and not (root / "manifest.json").is_file():
-            runs, tasks = _load_indexed(root, folders)
+            runs, tasks = _load_indexed(root, folders, skipped)
             runs_parts.append(runs)
             tasks_parts.append(tasks)
             continue
-        run_files, task_files = [], []
-        for folder in folders:
-            if (folder / "run.parquet").is_file():
-                run_files.append(folder / "run.parquet")
-                task_files.append(folder / "tasks.parquet")
-            elif include_incomplete:
-                task_files += sorted((folder / "tasks").glob("*.parquet"))
-        runs_parts.append(read_tables(run_files, run_schema()))
-        tasks_parts.append(read_tables(task_files, task_schema()))
+        complete = [f for f in folders if (f / "run.parquet").is_file()]
+        runs, tasks = _read_complete(complete, skipped)
+        if include_incomplete:
+            parts = [p for f in folders if not (f / "run.parquet").is_file() for p in sorted((f / "tasks").glob("*.parquet"))]
+            tasks = pd.concat([tasks, read_tables(parts, task_schema())], ignore_index=True)
+        runs_parts.append(runs)
+        tasks_parts.append(tasks)
     runs, tasks = pd.concat(runs_parts, ignore_index=True), pd.concat(tasks_parts, ignore_index=True)
-    labels = variant_labels(runs, lambda: load_manifests(*(dirs or ("results",))))
+    if skipped:
+        log.warning("left out %d damaged run(s) (--skip-corrupt): %s", len(skipped), ", ".join(map(str, skipped)))
+    runs, tasks = _drop_duplicate_runs(runs, tasks)
+    labels = variant_labels(runs, lambda: load_manifests(*dirs))
     if labels:  # only then: the column marks what would otherwise be averaged
         runs["variant"] = runs["run_id"].map(labels)
         tasks["variant"] = tasks["run_id"].map(labels)
+    return runs, tasks
+
+
+def _distinct_dirs(dirs: Iterable[str | os.PathLike]) -> list[Path]:
+    """The given folders less repeats: the same folder twice, or a run folder whose results folder
+    is given too, would put the same rows into an analysis twice."""
+    given = [Path(d) for d in dirs]
+    keys = [resolved_path(d) for d in given]
+    out: list[Path] = []
+    for d, key in zip(given, keys):
+        parent_given = (d / "manifest.json").is_file() and key.parent in keys
+        if key in [resolved_path(o) for o in out] or parent_given:
+            log.warning("%s is given twice (or inside another results folder given); its runs are counted once", d)
+            continue
+        out.append(d)
+    return out
+
+
+def resolved_path(path: str | os.PathLike) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _drop_duplicate_runs(runs: pd.DataFrame, tasks: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """One copy of each run id (the first found); its task rows once per task index."""
+    dup = runs["run_id"].duplicated() if len(runs) else pd.Series([], dtype=bool)
+    if dup.any():
+        names = sorted(set(runs.loc[dup, "run_id"]))
+        log.warning("%d run(s) found in more than one place, counted once: %s", len(names), ", ".join(names))
+        runs = runs[~dup].reset_index(drop=True)
+    if len(tasks):
+        tasks = tasks[~tasks.duplicated(subset=["run_id", "task_index"])].reset_index(drop=True)
     return runs, tasks

@@ -13,7 +13,9 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import io
 import json
 import logging
 import re
@@ -31,7 +33,7 @@ from metaft.algorithms import Episode as AlgoEpisode
 from metaft.algorithms import get_algorithm
 from metaft.algorithms.base import NonFiniteLossError, meta_parameters
 from metaft.algorithms.registry import algorithm_class
-from metaft.algorithms.transformer_learner import EpisodicTransformer, episode_loss
+from metaft.algorithms.transformer_learner import EpisodicTransformer, bf16_support, episode_loss
 from metaft.tasks import (
     EncodingSettings,
     EpisodeEncoder,
@@ -54,7 +56,8 @@ from .evaluate import eval_schedule, evaluate
 from .flops import flops_per_token
 from .metering import Measurement, Meter
 from .models import load_backbone
-from .results import RunFolder, git_revision, hardware, package_versions
+from .paths import check_writable_folder
+from .results import RunFolder, atomic_write_bytes, atomic_write_json, git_revision, hardware, package_versions
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +98,12 @@ def task_seed(seed: int, index: int) -> int:
     return zlib.crc32(f"{seed}/{index}".encode())
 
 
+def _config_fields(algo: str):
+    import dataclasses
+
+    return dataclasses.fields(algorithm_class(algo).Config)
+
+
 def algorithm_kwargs(config: RunConfig) -> dict:
     """The run config's hyperparameters that the chosen algorithm accepts, plus its own settings
     (``[per_algorithm.<algo>]``, then ``[algorithm]``)."""
@@ -125,6 +134,9 @@ class Runner:
         self.config = config
         self.out = Path(out)
         self.data_dir = data_dir
+        if resume and overwrite:
+            raise SuiteError("--resume and --overwrite contradict each other: --resume continues a run, --overwrite "
+                             "deletes it and starts again; pass one of them")
         self.resume, self.overwrite, self.keep_init = resume, overwrite, keep_init
         self.progress = progress
         # None: torch optimizers; else an object with outer_step(model, algo) and
@@ -137,7 +149,28 @@ class Runner:
         # independent and a data-parallel engine would mix them.
         self.rank, self.world = rank_and_world()
         self.device = resolve_device(config.device)
+        if config.precision == "auto":  # resolved here, so run ids and the protocol name what really runs
+            why = bf16_support(self.device)
+            config = self.config = dataclasses.replace(config, precision="fp32" if why else "bf16")
+            if why and config.engine != "deepspeed":
+                log.warning("precision auto: %s, so this run is fp32 (it will not pair with bf16 runs)", why)
+            if config.engine == "deepspeed":
+                config = self.config = dataclasses.replace(config, precision="fp32")
+        if config.precision == "bf16":
+            why = bf16_support(self.device)
+            if why:
+                raise SuiteError(f"precision bf16 needs native bf16 support and {why}; use --precision fp32")
+            if config.engine == "deepspeed":
+                raise SuiteError("--precision bf16 is the torch engine's autocast; with --engine deepspeed use "
+                                 "--bf16 (DeepSpeed's own bf16)")
         algo = get_algorithm(config.algo, **algorithm_kwargs(config))  # validate before any work
+        if config.first_order and "first_order" not in {f.name for f in _config_fields(config.algo)}:
+            raise SuiteError(f"--first-order applies to second-order algorithms (maml, metasgd); {config.algo!r} "
+                             f"has no first-order variant, drop the flag")
+        if algo.meta_learns and (config.meta_epochs == 0 or config.n_meta_train == 0):
+            raise SuiteError(f"{config.algo!r} meta-learns, but meta_epochs is {config.meta_epochs} and n_meta_train "
+                             f"{config.n_meta_train}: the pretrained start would be stored as a {config.algo} "
+                             f"result; give it meta-training tasks and epochs, or use --algo baseline")
         if config.eval_mode == "own" and not algo.has_own_adaptation():
             raise SuiteError(f"algorithm {config.algo!r} has no own adaptation (it is a reference); "
                              f"evaluate it with eval_mode = 'shared'")
@@ -153,6 +186,7 @@ class Runner:
                               n_meta_val=self.config.n_meta_val, shapes=shapes, val_fraction=self.config.val_fraction)
         for dataset in bench.meta_test_datasets + bench.meta_train_datasets:
             dataset_metric(dataset)  # an unknown metric name fails here, before anything is written
+        check_ways(bench)
         return bench
 
     def run_id(self, model: str, seed: int, bench) -> str:
@@ -163,28 +197,26 @@ class Runner:
 
     # ------------------------------------------------------------------ one run
     def run_one(self, model_name: str, seed: int) -> RunResult:
-        cfg = self.config
         bench = self.benchmark()
+        # the model first: a bad model or max_length fails before the data is loaded or anything is written
+        lm = self._load_model(model_name, seed)
         # sampled once: the manifest records exactly the episodes that are trained and tested on
         episodes = {side: list(iter_episodes(bench, seed, side, self.data_dir)) for side in SIDES}
         leakage = check_leakage(episodes["meta-test"], episodes["meta-train"] + episodes["meta-val"])
         manifest = build_manifest(bench, seed, self.data_dir, episodes=[e for side in SIDES for e in episodes[side]])
         run_id = self.run_id(model_name, seed, bench)
         folder = RunFolder(self.out, run_id)
-        if self.rank == 0 and folder.path.exists():
-            if self.overwrite:
-                shutil.rmtree(folder.path)
-            elif not self.resume:
-                raise SuiteError(f"{folder.path} already exists; pass --resume to continue it or --overwrite "
-                                 f"to start it again")
-        barrier()
-        if self.resume and folder.is_complete():
-            log.warning("%s is complete; nothing to resume", run_id)
-            return RunResult(run_id, folder.path, pd.read_parquet(folder.path / "run.parquet").iloc[0].to_dict(),
-                             folder.read_tasks(), skipped=True)
+        if self.rank != 0:
+            return self._run_locked(folder, lm, seed, bench, episodes, leakage, manifest)
+        check_writable_folder(self.out, "--out")
+        with folder.lock():  # one writer per run folder: a second `suite run` of it is refused
+            return self._run_locked(folder, lm, seed, bench, episodes, leakage, manifest)
+
+    def _load_model(self, model_name: str, seed: int):
+        cfg = self.config
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
-        lm = load_backbone(model_name)  # before anything is written: a bad model leaves no folder
+        lm = load_backbone(model_name)
         lm.backbone = add_adapters(lm.backbone, cfg.adapter_settings())  # seeded: LoRA's A is random
         positions = getattr(lm.backbone.config, "max_position_embeddings", None) or \
             getattr(lm.backbone.config, "n_positions", None)
@@ -193,8 +225,33 @@ class Runner:
         if positions and cfg.max_length > positions:
             raise SuiteError(f"max_length {cfg.max_length} exceeds the {positions} positions of model {model_name!r}; "
                              f"pass --max-length {positions} or less")
+        return lm
+
+    def _run_locked(self, folder: RunFolder, lm, seed: int, bench, episodes: dict, leakage,
+                    manifest) -> RunResult:
+        model_name = lm.name
+        cfg, run_id = self.config, folder.run_id
+        previous = None
+        if self.rank == 0 and folder.path.exists():
+            if self.overwrite:
+                shutil.rmtree(folder.path)
+            elif not self.resume:
+                raise SuiteError(f"{folder.path} already exists; pass --resume to continue it or --overwrite "
+                                 f"to start it again")
+            elif (folder.path / "manifest.json").is_file():
+                previous = folder.read_manifest()
+                check_resumable(previous, manifest, folder.path)
+        barrier()
+        if self.resume and folder.is_complete():
+            log.warning("%s is complete; nothing to resume", run_id)
+            return RunResult(run_id, folder.path, pd.read_parquet(folder.path / "run.parquet").iloc[0].to_dict(),
+                             folder.read_tasks(), skipped=True)
         folder.path.mkdir(parents=True, exist_ok=True)
-        if self.rank == 0:
+        if self.rank == 0 and previous is not None:  # a resume keeps the manifest it started with
+            resumes = previous.get("resumes", []) + [{"git_revision": git_revision(), "hardware": hardware(),
+                                                      "packages": package_versions(), "workers": self.world}]
+            folder.write_manifest(dict(previous, resumes=resumes))
+        elif self.rank == 0:
             manifest.write(folder.path / "episodes.json")
             run_config = dict(cfg.to_dict(), models=[model_name], seeds=[seed])
             folder.write_manifest({
@@ -210,15 +267,15 @@ class Runner:
 
         pooling = lm.pooling if cfg.pooling == "auto" and lm.pooling else cfg.pooling
         learner = EpisodicTransformer(lm.backbone, head_init=cfg.head_init, freeze_embeddings=cfg.freeze_embeddings,
-                                      gradient_checkpointing=cfg.gradient_checkpointing, pooling=pooling
-                                      ).to(self.device)
+                                      gradient_checkpointing=cfg.gradient_checkpointing, pooling=pooling,
+                                      precision=cfg.precision).to(self.device)
         trainable = sum(p.numel() for p in learner.meta_parameters())
         cache = TokenCache()
         encoder = EpisodeEncoder(lm.tokenizer, EncodingSettings(cfg.max_length, cfg.stride), cache)
         algo = get_algorithm(cfg.algo, **algorithm_kwargs(cfg))
         common = {"run_id": run_id, "algo": cfg.algo, "model": model_name, "seed": seed, "benchmark": bench.key,
                   "episodes_fingerprint": manifest.fingerprint, "protocol_fingerprint": protocol_fingerprint(cfg, bench),
-                  "eval_mode": cfg.eval_mode, "peft": cfg.peft}
+                  "eval_mode": cfg.eval_mode, "peft": cfg.peft, "precision": cfg.precision}
 
         meta, meta_stats = self._meta_train(folder, learner, algo, encoder, episodes["meta-train"], seed)
         lrs, selection, sel_cost = self._select_lrs(folder, learner, algo, encoder, episodes, seed)
@@ -304,9 +361,9 @@ class Runner:
         state = {"model": {k: v for k, v in learner.state_dict().items() if not k.startswith("head.")},
                  "algorithm": algo.state_dict(), "measurement": meter.result.to_dict(), "stats": meta_stats}
         if self.rank == 0:
-            tmp = init.with_name(".init.pt.tmp")
-            torch.save(state, tmp)
-            tmp.replace(init)
+            buffer = io.BytesIO()
+            torch.save(state, buffer)
+            atomic_write_bytes(init, buffer.getvalue())
         return meter.result, meta_stats
 
     # ------------------------------------------------------------------ meta-testing
@@ -459,9 +516,7 @@ class Runner:
                  "mean_final_metric": means, "chosen": chosen,
                  "fallback": {t: cfg.finetune_lr for t in need - set(chosen)}, "cost": cost.to_dict()}
         if self.rank == 0:
-            tmp = saved.with_name(".selection.json.tmp")
-            tmp.write_text(json.dumps(state, indent=1))
-            tmp.replace(saved)
+            atomic_write_json(saved, state)
         return chosen, state, cost
 
     def _baseline_targets(self, common: dict) -> dict[int, float]:
@@ -473,6 +528,32 @@ class Runner:
                          (tasks["episodes_fingerprint"] == common["episodes_fingerprint"])]
             targets.update({int(i): float(m) for i, m in zip(same["task_index"], same["metric"])})
         return targets
+
+
+def check_ways(bench) -> None:
+    """``ways`` caps at a dataset's classes (2-class SST-2 beside 5-class Yelp in one protocol), but
+    a ``ways`` above every dataset's count would be recorded as a shape no task has (and such a
+    run would never pair with its twin written with the real number)."""
+    names = dict.fromkeys(bench.meta_test_datasets + bench.meta_train_datasets)
+    classes = {n: get_dataset_spec(n).num_labels for n in names if get_dataset_spec(n).task_type == "classification"}
+    shape = bench.shapes.get("classification")
+    if classes and shape is not None and shape.ways > max(classes.values()):
+        most = max(classes, key=classes.get)
+        raise SuiteError(f"shapes.classification.ways is {shape.ways} but no dataset of this benchmark has that many "
+                         f"classes (the most: {classes[most]}, {most}); use ways <= {classes[most]}")
+
+
+def check_resumable(previous: dict, manifest, path: Path) -> None:
+    """A resume continues the run it started: the same episodes from the same data. Anything else
+    would mix rows of two samples under one run id, so it is refused before anything is written."""
+    before, now = previous.get("episodes_fingerprint"), manifest.fingerprint
+    if before is not None and before != now:
+        old_data, new_data = previous.get("data_fingerprints", {}), manifest.data
+        changed = sorted(k for k in set(old_data) | set(new_data) if old_data.get(k) != new_data.get(k))
+        why = f"data changed: {', '.join(changed)}" if changed else "the episodes differ"
+        raise SuiteError(f"cannot resume {path}: it was started on other episodes ({why}; episodes fingerprint "
+                         f"{before}, now {now}); resume with the data it started on (its manifest names the "
+                         f"data_dir), or start again with --overwrite")
 
 
 def protocol_fingerprint(cfg: RunConfig, bench) -> str:
@@ -489,6 +570,8 @@ def protocol_fingerprint(cfg: RunConfig, bench) -> str:
                          "head_init": cfg.head_init}}
     if cfg.peft != "none":  # only then, so fingerprints of full fine-tuning stay what they were
         key["trainable"]["adapters"] = cfg.adapter_settings().describe()
+    if cfg.precision != "fp32":  # likewise: fp32 rows keep their fingerprints, bf16 rows never pair with them
+        key["precision"] = cfg.precision
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -1,11 +1,20 @@
 """Plain-text tables for terminal output (no dependency, stable for tests and docs)."""
 from __future__ import annotations
 
+import re
 from typing import Sequence
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(value: object) -> str:
+    """``value`` as text with control characters (terminal escape codes in a submitted row's
+    fields, say) shown as ``\\x1b`` escapes rather than sent to the terminal."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", str(value))
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> str:
-    cells = [[str(h) for h in headers]] + [["" if v is None else str(v) for v in row] for row in rows]
+    cells = [[printable(h) for h in headers]] + [["" if v is None else printable(v) for v in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     align = align or "l" * len(headers)
 

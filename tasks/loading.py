@@ -8,6 +8,7 @@ file fails here with its path and column, not deep inside training.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -72,8 +73,9 @@ def _load_split_cached(name: str, split: str, data_dir: str | None) -> LoadedSpl
         raise DataError(f"dataset {name!r} has no split {split!r}; its splits are {', '.join(spec.splits)}")
     if data_dir is not None:
         path = mirror_path(Path(data_dir), name, split)
+        digest = _checked_sha256(path, Path(data_dir), name, split)
         ds = _load_parquet(path, spec, split)
-        source, fingerprint = str(path), "sha256:" + _file_sha256(path)
+        source, fingerprint = str(path), "sha256:" + digest
     else:
         ds = _load_hub(spec, split)
         source = f"hub:{spec.hub_id}" + (f"/{spec.hub_config}" if spec.hub_config else "") + f"@{spec.revision or 'main'}"
@@ -106,6 +108,9 @@ def _load_hub(spec: DatasetSpec, split: str):
             f"{DATA_DIR_ENV} at a local mirror (written by `suite data export --to DIR` on a machine with network)")
     offline = any(os.environ.get(v, "0") not in ("0", "", "false", "False")
                   for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    if not offline and hub_unreachable():  # else the Hub client retries for about 25 s, then fails
+        go_offline()  # a dataset in the local HF cache still loads
+        offline = True
     try:  # offline, a dataset already in the local HF cache still loads
         return datasets.load_dataset(spec.hub_id, spec.hub_config, split=split, revision=spec.revision)
     except Exception as exc:
@@ -114,6 +119,34 @@ def _load_hub(spec: DatasetSpec, split: str):
                 any(w in text for w in ("connect", "offline", "resolve", "couldn't reach", "network")):
             raise DataError(hint) from exc
         raise
+
+
+def go_offline() -> None:
+    """Offline mode for the Hub clients already imported (they read the variables at import)."""
+    import sys
+
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"
+    for module, names in (("huggingface_hub.constants", ("HF_HUB_OFFLINE",)),
+                          ("datasets.config", ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))):
+        if module in sys.modules:
+            for name in names:
+                if hasattr(sys.modules[module], name):
+                    setattr(sys.modules[module], name, True)
+
+
+@lru_cache(maxsize=1)
+def hub_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the Hugging Face Hub cannot be reached (one TCP connect to its endpoint), or None."""
+    import socket
+    from urllib.parse import urlsplit
+
+    endpoint = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 def _validate(ds, spec: DatasetSpec, source: str) -> None:
@@ -146,6 +179,37 @@ def _file_sha256_cached(path: str, size: int, mtime: float) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+MIRROR_MANIFEST = "manifest.json"  # optional, in the mirror's root: datasets.<name>.splits.<split>.sha256
+
+
+@lru_cache(maxsize=8)
+def _mirror_checksums(data_dir: str, mtime_ns: int) -> dict[tuple[str, str], str]:
+    """``(dataset, split) -> sha256`` from the mirror's manifest (empty when it has none)."""
+    path = Path(data_dir) / MIRROR_MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+        return {(name, split): entry["sha256"] for name, ds in manifest.get("datasets", {}).items()
+                for split, entry in (ds.get("splits") or {}).items() if isinstance(entry, dict) and "sha256" in entry}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise DataError(f"{path} is not a valid mirror manifest ({exc}); fix or remove it") from None
+
+
+def _checked_sha256(path: Path, data_dir: Path, name: str, split: str) -> str:
+    """The file's sha256, checked against the mirror's manifest where it lists the file: a
+    modified or truncated mirror file is refused before it is read."""
+    if not path.is_file():
+        return ""  # _load_parquet names the missing file
+    digest = _file_sha256(path)
+    manifest = data_dir / MIRROR_MANIFEST
+    if manifest.is_file():
+        expected = _mirror_checksums(str(data_dir), manifest.stat().st_mtime_ns).get((name, split))
+        if expected is not None and expected != digest:
+            raise DataError(f"{path} does not match the mirror's {manifest} (sha256 {digest[:12]}..., expected "
+                            f"{expected[:12]}...); the file was modified or damaged: restore it, or update "
+                            f"its sha256 in {manifest} if the change is intended")
+    return digest
 
 
 def _file_sha256(path: Path) -> str:

@@ -15,13 +15,15 @@ SUITE = str(Path(sys.executable).parent / "suite")
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # about 210 s on an idle 2-core machine (bf16); room for a busy one
 def test_quick_preset_baseline_raises_the_classification_metric(tmp_path):
     """Between step 0 and the last step the query accuracy rises by >= 0.02 in the median over 16
-    classification tasks, and more tasks rise than fall (one-sided sign test at 0.05)."""
+    classification tasks, and more tasks rise than fall (one-sided sign test at 0.05). The quick
+    preset as shipped (bf16 since round 3: 2.15x the tasks per hour at the same metric)."""
     out = tmp_path / "r"
     proc = subprocess.run([SUITE, "run", "--algo", "baseline", "--preset", "quick", "--out", str(out),
                            "--datasets", "imdb,sst2,ag_news,yelp_review_full", "--meta-train-tasks", "0",
-                           "--meta-test-tasks", "16", "--no-progress"], capture_output=True, text=True, timeout=1500)
+                           "--meta-test-tasks", "16", "--no-progress"], capture_output=True, text=True, timeout=1700)
     assert proc.returncode == 0, proc.stderr
     _, tasks = load_results(out)
     assert len(tasks) == 16 and (tasks["task_type"] == "classification").all()
