@@ -39,3 +39,14 @@ def tokenizers(tiny_models):
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SUITE_CACHE_DIR", str(tmp_path / "cache"))
+
+
+# The longest files first: `make test` spreads files over 2 workers (pytest-xdist, --dist loadfile),
+# and a long file handed out last would leave one worker idle while the other finishes it.
+LONGEST_FIRST = ("test_protocol_budget.py", "test_run.py", "test_cluster_tune.py", "test_algorithms_transformers.py",
+                 "test_bad_input.py", "test_cluster_deepspeed.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_driver import cli_many
 
 from metaft.suite.results import RunFolder, load_results
 
@@ -107,34 +108,6 @@ PROBES = [
      "--zero needs --engine deepspeed"),
 ]
 
-DRIVER = r"""
-import contextlib, io, json, logging, shlex, sys
-from metaft.suite.cli import main
-out = {}
-for pid, cmd in json.loads(sys.stdin.read()):
-    err, std = io.StringIO(), io.StringIO()
-    logging.getLogger().handlers.clear()  # each command logs to its own captured stderr
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
-        try:
-            code = main(shlex.split(cmd))
-        except SystemExit as exc:
-            code = exc.code
-        except BaseException as exc:
-            code, err = "traceback", io.StringIO(f"{type(exc).__name__}: {exc}")
-    out[pid] = [code, std.getvalue(), err.getvalue()]
-print(json.dumps(out))
-"""
-
-
-def cli_many(commands: list[tuple[str, str]], cwd=None, env=None) -> dict[str, list]:
-    """``{id: [exit code, stdout, stderr]}`` of several `suite` commands run in one process, in order
-    (one import of the stack instead of one per command)."""
-    proc = subprocess.run([sys.executable, "-c", DRIVER], input=json.dumps(commands), capture_output=True, text=True,
-                          timeout=600, cwd=cwd, env={**os.environ, "RAY_ADDRESS": "", **(env or {})})
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def tree(path: Path) -> list[str]:
     return sorted(str(p.relative_to(path)) for p in path.rglob("*") if ".cache" not in p.parts)
 
@@ -152,15 +125,11 @@ def place(tmp_path_factory, tiny_models):
                        "search_str": 'type = "uniform"\nlow = "a"\nhigh = 1',
                        "search_inv": 'type = "uniform"\nlow = 2.0\nhigh = 1.0'}.items():
         (root / f"{name}.toml").write_text(f"[search.finetune_lr]\n{body}\n")
-    results = root / "results"
-    for algo in ("baseline", "reptile"):
-        proc = subprocess.run([SUITE, "run", "--algo", algo, "--model", str(tiny_models["bert"]), "--config", str(tiny),
-                               "--out", str(results), "--no-progress"], capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr
-    site = root / "site"
-    proc = subprocess.run([SUITE, "leaderboard", "build", "--results", str(results), "--out", str(site),
-                           "--resamples", "0"], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr
+    results, site = root / "results", root / "site"
+    run = f"run --model {tiny_models['bert']} --config {tiny} --out {results} --no-progress --algo"
+    got = cli_many([("baseline", f"{run} baseline"), ("reptile", f"{run} reptile"),
+                    ("site", f"leaderboard build --results {results} --out {site} --resamples 0")])
+    assert all(code == 0 for code, _, _ in got.values()), got
     foreign = root / "project"
     foreign.mkdir()
     (foreign / "train.py").write_text("print('mine')\n")
@@ -246,10 +215,10 @@ def test_resume_against_changed_data_is_refused_and_keeps_the_rows(place, data_d
     for name in ("sst2", "ag_news", "conll2003", "ontonotes5"):
         shutil.copytree(data_dir / name, mirror / name)
     shutil.copy(data_dir / "manifest.json", mirror / "manifest.json")
-    out = tmp_path / "results"
+    out = tmp_path / "results"  # the fixture's baseline run: the same episodes (data by content, not path)
+    shutil.copytree(next(place["results"].glob("baseline-*")), out / next(place["results"].glob("baseline-*")).name)
     args = ["run", "--algo", "baseline", "--model", place["model"], "--config", place["tiny"], "--out", out,
             "--no-progress"]
-    assert suite(*args, env={"SUITE_DATA_DIR": str(mirror)}).returncode == 0
     (run_dir,) = out.glob("baseline-*")
     (run_dir / "run.parquet").unlink()  # as if killed before the end
     before = {p.name: sha256(p) for p in run_dir.iterdir() if p.is_file()}
@@ -271,9 +240,9 @@ def test_resume_against_changed_data_is_refused_and_keeps_the_rows(place, data_d
 
 def test_a_second_writer_of_the_same_run_is_refused(place, tmp_path):
     out = tmp_path / "results"
+    shutil.copytree(next(place["results"].glob("baseline-*")), out / next(place["results"].glob("baseline-*")).name)
     args = ["run", "--algo", "baseline", "--model", place["model"], "--config", place["tiny"], "--out", out,
             "--no-progress"]
-    assert suite(*args).returncode == 0
     (run_dir,) = out.glob("baseline-*")
     (run_dir / "run.parquet").unlink()
     with RunFolder(out, run_dir.name).lock():  # another process holds the run
@@ -317,7 +286,9 @@ def test_a_damaged_run_is_named_in_one_line_or_left_out_on_request(place, tmp_pa
     (kept / "manifest.json").write_text("")
     code, _, stderr = cli_many([("build", f"leaderboard build --results {results} --out {tmp_path}/s "
                                           f"--skip-corrupt")])["build"]
-    assert code == 2 and "manifest.json is not valid JSON" in stderr and stderr.count("\n") == 1
+    lines = stderr.strip().splitlines()  # the note on what was left out, then the one-line error
+    assert code == 2 and len(lines) == 2 and "left out 1 damaged run" in lines[0]
+    assert "manifest.json is not valid JSON" in lines[1]
 
 
 def test_control_characters_in_a_row_reach_the_terminal_escaped(place, tmp_path):
@@ -334,3 +305,14 @@ def test_control_characters_in_a_row_reach_the_terminal_escaped(place, tmp_path)
         return
     listed = suite("results", out)
     assert "\x1b" not in listed.stdout and "\\x1b[2J" in listed.stdout
+
+
+def test_no_network_for_the_hub_is_one_line_and_quick(place, tmp_path):
+    """Without a mirror and without network the Hub client would retry for about 25 s and print each
+    warning twice; one connect to the Hub says so at once, and the error is one line."""
+    cmd = f"run --algo baseline --model {place['model']} --config {place['tiny']} --out {tmp_path}/r --no-progress"
+    code, _, stderr = cli_many([("hub", cmd)], env={"SUITE_DATA_DIR": "", "HF_HUB_OFFLINE": "0",
+                                                    "HF_DATASETS_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9"})["hub"]
+    assert code == 2 and "cannot load" in stderr and "local mirror" in stderr
+    assert len(stderr.strip().splitlines()) == 1, stderr
+    assert not (tmp_path / "r").exists()

@@ -1,12 +1,9 @@
 """bf16 as a protocol setting: autocast in the encoder, fp32 everything else, never paired with fp32."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 import torch
+from cli_driver import cli_many
 from transformers import AutoModel
 
 from metaft.algorithms import transformer_learner
@@ -14,8 +11,6 @@ from metaft.algorithms.transformer_learner import EpisodicTransformer, bf16_supp
 from metaft.suite.config import RunConfig
 from metaft.suite.errors import SuiteError
 from metaft.suite.results import load_results
-
-SUITE = str(Path(sys.executable).parent / "suite")
 
 
 def batch(n=4, length=12, labels=3):
@@ -77,12 +72,10 @@ def test_bf16_and_fp32_rows_of_one_configuration_never_pair(tiny_models, tmp_pat
                       'max_length = 32\nbatch_size = 8\nstride = 8\ninner_steps = 1\n'
                       '[shapes.classification]\nways = 2\nshots = 2\nqueries = 2\n')
     out = tmp_path / "r"
-    for algo in ("baseline", "reptile"):
-        for precision in ("fp32", "bf16"):
-            proc = subprocess.run([SUITE, "run", "--algo", algo, "--model", str(tiny_models["bert"]), "--config",
-                                   str(config), "--precision", precision, "--out", str(out), "--no-progress"],
-                                  capture_output=True, text=True, timeout=600)
-            assert proc.returncode == 0, proc.stderr
+    got = cli_many([(f"{algo}-{precision}", f"run --algo {algo} --model {tiny_models['bert']} --config {config} "
+                     f"--precision {precision} --out {out} --no-progress")
+                    for algo in ("baseline", "reptile") for precision in ("fp32", "bf16")])
+    assert all(code == 0 for code, _, _ in got.values()), got
     runs, tasks = load_results(out)
     assert sorted(runs["precision"]) == ["bf16", "bf16", "fp32", "fp32"]
     assert runs.groupby("precision")["protocol_fingerprint"].nunique().tolist() == [1, 1]
