@@ -87,6 +87,9 @@ def cmd_tune(args) -> int:
     algos = list(dict.fromkeys(args.algos))
     if not algos:
         raise ConfigError("--algos is empty; name at least one algorithm (see `suite algorithms`)")
+    from metaft.suite.models import check_available
+
+    check_available(args.models or list(base.models))  # else every trial fails the same way, loudly
     data_dir = args.data_dir or os.environ.get("SUITE_DATA_DIR") or None
     search = load_search_file(args.search)
     parse_search_space(search, args.search or "search space")

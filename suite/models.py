@@ -44,6 +44,30 @@ def resolve_model_path(name: str) -> str:
     return os.path.expanduser(name)
 
 
+def check_available(names: list[str]) -> None:
+    """Fail before any work when a Hub model can be neither fetched nor found in the local Hugging
+    Face cache (folders are left to the nodes that load them, where they may exist). Cheap
+    (no transformers import), so `suite tune` checks its models in the driver, before Ray starts."""
+    for name in names:
+        path = resolve_model_path(name)
+        if Path(path).is_dir():
+            continue
+        if name.startswith((".", "/", "~")) or os.sep in name and name.count("/") > 1:
+            continue  # a folder may exist on the nodes that run the trials and not here
+        from huggingface_hub import try_to_load_from_cache
+
+        from metaft.tasks.loading import hub_unreachable
+
+        try:
+            cached = isinstance(try_to_load_from_cache(name, "config.json"), str)
+        except ValueError:  # not a valid Hub id either
+            raise SuiteError(f"{name!r} is neither a local folder nor a Hub id; pass a Hub id, a local folder or "
+                             f"'minilm'") from None
+        if not cached and (_offline() or hub_unreachable()):
+            raise SuiteError(f"model {name!r} is not in the local Hugging Face cache and the Hub cannot be reached; "
+                             f"download it on a machine with network and pass its local folder, or use --model minilm")
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
 

@@ -104,6 +104,8 @@ PROBES = [
      "no Ray cluster answers"),
     ("tune-dead-ray-client", "tune --algos baseline --out {tmp}/t --storage {tmp}/st --address ray://127.0.0.1:1",
      2, "no Ray cluster answers"),
+    ("tune-model-offline", "tune --algos baseline --out {tmp}/t --storage {tmp}/st --models bert-base-uncased", 2,
+     "not in the local Hugging Face cache"),
     ("tune-zero-without-deepspeed", "tune --algos baseline --out {tmp}/t --storage {tmp}/st --zero 3", 2,
      "--zero needs --engine deepspeed"),
 ]
