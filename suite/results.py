@@ -32,6 +32,7 @@ import pandas as pd
 
 from .config import RunConfig
 from .errors import SuiteError
+from .paths import resolved
 
 log = logging.getLogger(__name__)
 
@@ -603,19 +604,15 @@ def _distinct_dirs(dirs: Iterable[str | os.PathLike]) -> list[Path]:
     """The given folders less repeats: the same folder twice, or a run folder whose results folder
     is given too, would put the same rows into an analysis twice."""
     given = [Path(d) for d in dirs]
-    keys = [resolved_path(d) for d in given]
+    keys = [resolved(d) for d in given]
     out: list[Path] = []
     for d, key in zip(given, keys):
         parent_given = (d / "manifest.json").is_file() and key.parent in keys
-        if key in [resolved_path(o) for o in out] or parent_given:
+        if key in [resolved(o) for o in out] or parent_given:
             log.warning("%s is given twice (or inside another results folder given); its runs are counted once", d)
             continue
         out.append(d)
     return out
-
-
-def resolved_path(path: str | os.PathLike) -> Path:
-    return Path(path).expanduser().resolve()
 
 
 def _drop_duplicate_runs(runs: pd.DataFrame, tasks: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

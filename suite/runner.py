@@ -99,8 +99,6 @@ def task_seed(seed: int, index: int) -> int:
 
 
 def _config_fields(algo: str):
-    import dataclasses
-
     return dataclasses.fields(algorithm_class(algo).Config)
 
 
@@ -150,12 +148,12 @@ class Runner:
         self.rank, self.world = rank_and_world()
         self.device = resolve_device(config.device)
         if config.precision == "auto":  # resolved here, so run ids and the protocol name what really runs
-            why = bf16_support(self.device)
-            config = self.config = dataclasses.replace(config, precision="fp32" if why else "bf16")
-            if why and config.engine != "deepspeed":
+            # (DeepSpeed runs take its own --bf16, so auto is fp32 for them)
+            why = None if config.engine == "deepspeed" else bf16_support(self.device)
+            bf16 = config.engine != "deepspeed" and why is None
+            config = self.config = dataclasses.replace(config, precision="bf16" if bf16 else "fp32")
+            if why:
                 log.warning("precision auto: %s, so this run is fp32 (it will not pair with bf16 runs)", why)
-            if config.engine == "deepspeed":
-                config = self.config = dataclasses.replace(config, precision="fp32")
         if config.precision == "bf16":
             why = bf16_support(self.device)
             if why:
