@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from metaft.suite.errors import SuiteError
-from metaft.suite.paths import check_replaceable, resolved
+from metaft.suite.paths import check_replaceable, replace_folder, resolved
 
 
 class PublishError(SuiteError, RuntimeError):
@@ -27,8 +27,6 @@ def publish_folder(site: str | Path, to: str | Path) -> Path:
     """Copy ``site`` to ``to`` (a ready-to-push folder). ``to`` must be new, empty or an earlier
     publication; it may neither be the site, contain it nor lie inside it. The copy is written
     beside ``to`` and swapped in, so a failure leaves the earlier publication whole."""
-    from .site import replace_folder
-
     site_path = resolved(site)
     if not (site_path / "index.html").is_file():
         raise PublishError(f"{site} is not a built site (no index.html); run `suite leaderboard build` first")

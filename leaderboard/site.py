@@ -24,7 +24,7 @@ from markupsafe import Markup
 
 from metaft.suite import __version__
 from metaft.suite.errors import ConfigError
-from metaft.suite.paths import check_replaceable
+from metaft.suite.paths import check_replaceable, replace_folder
 from metaft.suite.results import Manifests, load_manifests, load_results
 
 from . import costs, figures, stats, verdicts
@@ -421,17 +421,6 @@ class SiteBuilder:
         (tmp / SITE_MARKER).write_text("a site built by `suite leaderboard build`; the next build replaces it\n")
         replace_folder(tmp, out)
         return out
-
-
-def replace_folder(new: Path, target: Path) -> None:
-    """Swap ``new`` in at ``target``: the old folder is moved aside first, so ``target`` holds a
-    whole folder (old or new) at every moment, and removed only after the swap."""
-    old = target.with_name(f".{target.name}.old-{os.getpid()}")
-    if target.exists():
-        os.replace(target, old)
-    os.replace(new, target)
-    if old.exists():
-        shutil.rmtree(old)
 
 
 def build_site(results: list[str], out: str | Path, baseline: str = "baseline", n_resamples: int = 1999,

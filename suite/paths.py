@@ -84,3 +84,16 @@ def check_replaceable(path: str | os.PathLike, flag: str, marker: str, known: It
             raise PathError(f"{flag} {path} is a folder that this command did not write (no {marker} in it) and it "
                             f"is not empty; it would be replaced, so give a new or empty folder")
     return p
+
+
+def replace_folder(new: Path, target: Path) -> None:
+    """Swap ``new`` in at ``target``: the old folder is moved aside first, so ``target`` holds a
+    whole folder (old or new) at every moment, and removed only after the swap."""
+    import shutil
+
+    old = target.with_name(f".{target.name}.old-{os.getpid()}")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(new, target)
+    if old.exists():
+        shutil.rmtree(old)
