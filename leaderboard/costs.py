@@ -1,24 +1,44 @@
-"""Cost read from the stored learning curves, at analysis time, and amortized meta-training.
+"""Cost at equal quality, from quality at pre-declared budgets (never a stopping point chosen on
+the query set).
 
-For a candidate and a reference on the same (config-matched) task, the target is the
-reference's final metric on that task. A curve reaches the target at the first evaluated
-step whose metric is at least the target; the reference reaches its own target by
-definition (at the latest at its last step). A candidate that never reaches it is censored:
-its steps are set to one evaluation interval past the budget (``2 x budget`` on the log
-grid), never dropped, so a method cannot look cheap by failing on the hard tasks. The paired
-steps (misses at 2 x budget) are compared with the Wilcoxon signed-rank test: a rank test is
-indifferent to how far above the budget a miss is placed, only that it is worse than any hit.
+Every point of a stored learning curve is "quality after b steps" with b fixed before the run
+(the log-spaced evaluation schedule), so comparing two methods at a budget uses nothing chosen
+on the queries. For a candidate C and a reference R on paired tasks (the test unit is the task
+with one seed, the per-seed mean with several, as in the verdicts):
 
-Steps saved per task = reference steps-to-target - candidate steps-to-target; FLOPs saved =
-steps saved x the candidate's FLOPs per fine-tuning step. The up-front cost of a method is
-its meta-training FLOPs plus its lr selection's; the break-even number of downstream
-tasks is (candidate's up-front - reference's up-front) / mean FLOPs saved per task: how
-many fine-tunings the meta-learned start must serve before it has paid for itself
-(infinite when it saves nothing per task; 0 when it costs nothing extra up front).
+* **The same budget is the same compute.** The budgets are the compute points g at which either
+  side was evaluated (steps x that side's FLOPs per step) below R's full-budget compute; each
+  side is read at g as its value at its largest evaluated step whose compute does not exceed g
+  (its final value past its own budget).
+* **"C is cheaper than R"** needs all of (each a one-sided paired t-test at alpha):
+  (i) C at its full budget is non-inferior to R at R's full budget (mean difference > -margin):
+  the recipe as declared is at equal quality, so a curve that peaks early and ends lower is
+  never cheaper; and, for at least one budget b below R's full budget,
+  (ii) C at g is better than R at g (difference > 0): a flat curve of R's own, which is within
+  the margin of its final value long before the budget, is no evidence that C is cheaper; and
+  (iii) C at g is non-inferior to R's full-budget quality (difference > -margin).
+  (ii) and (iii) are one intersection-union test per budget (p = the larger p); the budgets are
+  one family under Holm; (i) is a further intersection. The claim's error is at most alpha. The
+  cheapest budget Holm keeps is reported. **"dearer"** is the same test with the roles swapped.
+* **Compute ratio** = R's compute at its *sufficient* budget over C's compute at C's; a side's
+  sufficient budget is its smallest budget from which on (at it and every larger budget) it is
+  non-inferior to R's full-budget quality (the same one-sided test; R is at its own full budget),
+  each compute from the side's own FLOPs per step; with a
+  percentile bootstrap interval over the test units (the sufficient budgets re-chosen in every
+  resample). Saved FLOPs per task = the difference of the two computes.
+* **Up-front cost** (meta-training plus lr selection, per run) amortized over N downstream tasks:
+  total per task = up-front / N + fine-tuning at the sufficient budget; the ratio at N = 10, 100,
+  1,000 and the break-even N = extra up-front / saved FLOPs per task come with the same bootstrap
+  interval. "never" only when the interval says so (even its optimistic end saves nothing).
+
+Steps-to-target (the first evaluated step at the reference's final value, per task) is an
+oracle stopping point: it is kept as a run-time column for inspection and never drives a
+verdict or a break-even here.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,92 +46,226 @@ from scipy import stats as sps
 
 from . import figures, stats
 
-
-def _steps_to_many(steps: pd.Series, metric: pd.Series, target: np.ndarray, sign: float = 1.0
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """First evaluated step reaching each task's target, censored at 2 x budget when never;
-    tasks sharing a schedule are stacked. ``sign`` -1: the metric is smaller-is-better, so
-    reaching means going at or below the target. Returns (steps, reached)."""
-    out = np.empty(len(target))
-    reached = np.zeros(len(target), dtype=bool)
-    groups: dict[tuple, list[int]] = {}
-    steps = list(steps)
-    keys = steps if steps and isinstance(steps[0], tuple) else figures.schedules(steps)  # tuples: converted already
-    for i, k in enumerate(keys):
-        groups.setdefault(k, []).append(i)
-    metric = list(metric)
-    for k, rows in groups.items():
-        m = np.stack([np.asarray(metric[i], dtype=float) for i in rows])
-        hit = sign * m >= sign * target[rows, None] - 1e-12
-        got = hit.any(1)
-        grid = np.asarray(k, dtype=float)
-        out[rows] = np.where(got, grid[hit.argmax(1)], 2.0 * grid[-1])
-        reached[rows] = got
-    return out, reached
+AMORTIZE_OVER = (10, 100, 1000)  # downstream tasks the up-front cost is spread over
 
 
-def paired_steps(tasks: pd.DataFrame, candidate: str, reference: str) -> pd.DataFrame:
-    """Per paired task: the reference's final metric (the target), both steps-to-target, and
-    whether the candidate reached it."""
-    cand = tasks[tasks["algo"] == candidate]
-    sign = stats.scope_sign(cand)
-    return _paired_steps(cand, reference_side(tasks[tasks["algo"] == reference], sign), sign)
+@dataclass
+class CurveSide:
+    """One side's curves on its own evaluation grid: ``values`` is units x len(grid), every row
+    carried forward after its budget ends; FLOPs and tokens per fine-tuning step."""
+
+    grid: np.ndarray
+    values: np.ndarray
+    flops_per_step: float
+    tokens_per_step: float = 0.0
+    upfront: float = 0.0  # FLOPs before the first task (meta-training + lr selection), per run
+
+    @property
+    def full(self) -> np.ndarray:
+        return self.values[:, -1]
+
+    def compute(self, step: float) -> float:
+        return float(step) * self.flops_per_step
+
+    def at_compute(self, g: np.ndarray) -> np.ndarray:
+        """units x len(g): the value at the largest evaluated step whose compute is <= g."""
+        own = self.grid * self.flops_per_step
+        idx = np.clip(np.searchsorted(own, np.asarray(g, dtype=float) * (1 + 1e-9), side="right") - 1, 0,
+                      len(self.grid) - 1)
+        return self.values[:, idx]
 
 
-def reference_side(ref: pd.DataFrame, sign: float) -> pd.DataFrame:
-    """The reference's rows as targets: its final metric and the steps its own curve took to reach
-    it. Computed once per reference and shared by every candidate paired with it."""
-    steps = "schedule" if "schedule" in ref else "curve_steps"
-    target = ref["metric"].to_numpy(float)
-    own, _ = _steps_to_many(ref[steps], ref["curve_metric"], target, sign)
-    return ref[stats.PAIR_KEYS].reset_index(drop=True).assign(
-        target=target, steps_reference=own, run_id_reference=ref["run_id"].to_numpy())
+@dataclass
+class CostResult:
+    verdict: str = "not tested"
+    note: str = ""
+    n: int = 0
+    unit: str = "tasks"
+    p_cheaper: float | None = None
+    p_dearer: float | None = None
+    cheaper_at: float | None = None  # smallest compute budget keeping the claim, over the reference's full budget
+    dearer_at: float | None = None  # the same for the mirror claim, over the candidate's full budget
+    sufficient_reference: float | None = None  # steps
+    sufficient_candidate: float | None = None  # steps; None: never non-inferior to the reference's final
+    compute_ratio: float | None = None
+    compute_ratio_lo: float | None = None
+    compute_ratio_hi: float | None = None
+    saved_flops_per_task: float | None = None
+    saved_flops_lo: float | None = None
+    saved_flops_hi: float | None = None
+    saved_tokens_per_task: float | None = None
+    extra_upfront_flops: float = 0.0
+    break_even_tasks: float | None = None
+    break_even_lo: float | None = None
+    break_even_hi: float | None = None
+    amortized: dict = field(default_factory=dict)  # N -> (ratio, lo, hi)
 
 
-def _paired_steps(cand: pd.DataFrame, ref_side: pd.DataFrame, sign: float) -> pd.DataFrame:
-    steps = "schedule" if "schedule" in cand else "curve_steps"  # tuples, converted once by `amortization`
-    cols = stats.PAIR_KEYS + [steps, "curve_metric", "ft_flops", "ft_steps", "run_id"]
-    joined = cand[cols].merge(ref_side, on=stats.PAIR_KEYS)
-    columns = ["task_index", "target", "steps_reference", "steps_candidate", "reached", "flops_per_step", "run_id",
-               "run_id_reference"]
-    if joined.empty:
-        return pd.DataFrame(columns=columns)
-    target = joined["target"].to_numpy(float)
-    cand_steps, reached = _steps_to_many(joined[steps], joined["curve_metric"], target, sign)
-    return pd.DataFrame({"task_index": joined["task_index"].to_numpy(), "target": target,
-                         "steps_reference": joined["steps_reference"].to_numpy(float),
-                         "steps_candidate": cand_steps, "reached": reached,
-                         "flops_per_step": (joined["ft_flops"].fillna(0) / joined["ft_steps"].clip(lower=1)).to_numpy(float),
-                         "run_id": joined["run_id"].to_numpy(), "run_id_reference": joined["run_id_reference"].to_numpy()},
-                        columns=columns)
+def one_sided_p(d: np.ndarray, delta: float) -> np.ndarray:
+    """p of the one-sided paired t-test of mean(d) > delta, per column of ``d`` (units x k). A
+    column without variance is decided by its mean (p 0 above delta, 1 otherwise)."""
+    d = np.asarray(d, dtype=float)
+    n = d.shape[0]
+    mean = d.mean(0)
+    sd = d.std(0, ddof=1) if n > 1 else np.zeros(d.shape[1:])
+    flat = sd <= 1e-12 * np.maximum(1.0, np.abs(mean))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (mean - delta) / (sd / math.sqrt(n))
+    p = sps.t.sf(t, max(n - 1, 1))
+    return np.where(flat, np.where(mean > delta + 1e-12, 0.0, 1.0), p)
 
 
-STEPS_MARGIN = 4  # steps: a cost difference smaller than this counts as no practical difference
+def cheaper_test(a: CurveSide, b: CurveSide, margin: float, alpha: float = stats.ALPHA
+                 ) -> tuple[float, float | None]:
+    """(p of "a is cheaper than b", the smallest compute budget at which Holm keeps the claim, as a
+    fraction of b's full-budget compute, or None). The budgets are every evaluated compute point
+    of either side below b's full-budget compute; both sides are read there."""
+    full = b.compute(b.grid[-1])
+    budgets = np.union1d(a.grid * a.flops_per_step, b.grid * b.flops_per_step)
+    budgets = budgets[budgets < full * (1 - 1e-9)]
+    if not len(budgets):
+        return 1.0, None
+    p_gate = float(one_sided_p((a.full - b.full)[:, None], -margin)[0])
+    a_at, b_at = a.at_compute(budgets), b.at_compute(budgets)
+    p_better = one_sided_p(a_at - b_at, 0.0)
+    p_sufficient = one_sided_p(a_at - b.full[:, None], -margin)
+    holm = np.array(stats.holm(list(np.maximum(p_better, p_sufficient))), dtype=float)
+    kept = np.flatnonzero(holm < alpha)
+    p = max(p_gate, float(holm.min()))
+    return p, (float(budgets[kept.min()] / full) if len(kept) and p_gate < alpha else None)
 
 
-def steps_verdict(saved: np.ndarray, margin: float = STEPS_MARGIN, alpha: float = 0.05) -> tuple[str, float | None,
-                                                                                                    float | None]:
-    """(verdict, p of the Wilcoxon signed-rank test, p of its equivalence version) on steps saved
-    per task (reference - candidate, misses censored). Equivalence within +-margin steps: two
-    one-sided Wilcoxon tests of the shifted differences (the rank analogue of TOST)."""
-    if len(saved) < 2:
-        return "not tested", None, None
-    p = float(sps.wilcoxon(saved).pvalue) if np.any(saved != 0) else 1.0
-    lower = float(sps.wilcoxon(saved + margin, alternative="greater").pvalue) if np.any(saved + margin != 0) else 1.0
-    upper = float(sps.wilcoxon(saved - margin, alternative="less").pvalue) if np.any(saved - margin != 0) else 1.0
-    p_eq = max(lower, upper)
-    equivalent = p_eq < alpha
-    if p < alpha:
-        word = "fewer steps" if np.median(saved) > 0 else "more steps"
-        return (f"{word} (within margin)" if equivalent else word), p, p_eq
-    return ("equivalent within margin" if equivalent else "inconclusive"), p, p_eq
+def _from_here_on(ok: np.ndarray) -> np.ndarray:
+    """Per row, the first budget from which every larger budget is non-inferior too (-1: none):
+    a curve that touches the target at 4 steps and ends below it is not sufficient at 4."""
+    stays = np.flip(np.logical_and.accumulate(np.flip(ok, 1), 1), 1)
+    return np.where(stays.any(1), stays.argmax(1), -1)
 
 
-def amortization(tasks: pd.DataFrame, runs: pd.DataFrame, references: list[str] | None = None) -> pd.DataFrame:
-    """Per model, dataset, candidate and reference: reach rate, mean steps-to-target of both,
-    FLOPs saved per task, and the break-even number of tasks."""
-    tasks = stats.prepare(tasks)
-    tasks = figures.with_schedules(tasks)  # once for every pair below (the site's rows carry it already)
+def _sufficient_many(weights: np.ndarray, d: np.ndarray, margin: float, alpha: float) -> np.ndarray:
+    """`sufficient_index` for every bootstrap resample at once: ``weights`` is resamples x units
+    (counts / n), ``d`` units x budgets. Returns indices, -1 where none is sufficient."""
+    n = d.shape[0]
+    mean = weights @ d
+    var = (weights @ d ** 2 - mean ** 2) * n / max(n - 1, 1)
+    sd = np.sqrt(np.clip(var, 0, None))
+    flat = sd <= 1e-12 * np.maximum(1.0, np.abs(mean))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (mean + margin) / (sd / math.sqrt(n))
+    ok = np.where(flat, mean > -margin + 1e-12, sps.t.sf(t, max(n - 1, 1)) < alpha)
+    return _from_here_on(ok)
+
+
+def _interval(x: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.quantile(x, [stats.ALPHA / 2, 1 - stats.ALPHA / 2], method="inverted_cdf")
+    return float(lo), float(hi)
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.where(num > 0, np.inf, 1.0))
+
+
+def break_even(extra_upfront: float, saved_per_task: float) -> float:
+    """Downstream tasks after which the extra up-front FLOPs are paid back (inf: never)."""
+    if saved_per_task > 0:
+        return max(extra_upfront, 0.0) / saved_per_task
+    return 0.0 if extra_upfront <= 0 and saved_per_task >= 0 else math.inf
+
+
+def cost_verdict(cand: CurveSide, ref: CurveSide, margin: float, alpha: float = stats.ALPHA, n_resamples: int = 1999,
+                 seed: int = 0, unit: str = "tasks", n_seeds: int = 1) -> CostResult:
+    """The cost claim of ``cand`` against ``ref`` (units are rows of both sides' values)."""
+    from .verdicts import MIN_SEEDS, MIN_TASKS
+
+    r = CostResult(n=len(ref.values), unit=unit, extra_upfront_flops=cand.upfront - ref.upfront)
+    if r.n < 2:
+        r.note = "fewer than 2 paired units"
+        return r
+    r.p_cheaper, r.cheaper_at = cheaper_test(cand, ref, margin, alpha)
+    r.p_dearer, r.dearer_at = cheaper_test(ref, cand, margin, alpha)
+    if unit == "seeds" and n_seeds < MIN_SEEDS:
+        r.verdict = f"inconclusive (fewer than {MIN_SEEDS} seeds)"
+    elif unit == "tasks" and r.n < MIN_TASKS:
+        r.verdict = f"inconclusive (fewer than {MIN_TASKS} tasks)"
+    elif r.cheaper_at is not None and r.dearer_at is None:
+        r.verdict = f"cheaper (at {r.cheaper_at:.0%} of the reference's compute)"
+    elif r.dearer_at is not None and r.cheaper_at is None:
+        r.verdict = f"dearer (the reference at {r.dearer_at:.0%} of the candidate's compute)"
+    else:
+        r.verdict = "no cost difference shown"
+    _ratios(r, cand, ref, margin, alpha, n_resamples, seed)
+    return r
+
+
+def _ratios(r: CostResult, cand: CurveSide, ref: CurveSide, margin: float, alpha: float, n_resamples: int,
+            seed: int) -> None:
+    """Sufficient budgets, the compute ratio, FLOPs saved, break-even and amortized ratios, with
+    percentile bootstrap intervals over the units."""
+    target = ref.full[:, None]
+    d_ref, d_cand = ref.values - target, cand.values - target
+    n = d_ref.shape[0]
+    weights = [np.full((1, n), 1.0 / n)]  # the sample itself first
+    if n_resamples:
+        rng = np.random.default_rng(seed)
+        idx = rng.integers(0, n, size=(n_resamples, n))
+        counts = np.zeros((n_resamples, n))
+        np.add.at(counts, (np.arange(n_resamples)[:, None], idx), 1.0)
+        weights.append(counts / n)
+    w = np.concatenate(weights)
+    i_ref = _sufficient_many(w, d_ref, margin, alpha)
+    i_cand = _sufficient_many(w, d_cand, margin, alpha)
+    ref_compute = np.where(i_ref >= 0, ref.grid[np.maximum(i_ref, 0)] * ref.flops_per_step, np.nan)
+    reached = i_cand >= 0
+    cand_compute = np.where(reached, cand.grid[np.maximum(i_cand, 0)] * cand.flops_per_step, np.inf)
+    ratio = np.where(reached, _ratio(ref_compute, cand_compute), 0.0)
+    saved = np.where(reached, ref_compute - np.where(reached, cand_compute, 0.0), -np.inf)
+    r.sufficient_reference = float(ref.grid[i_ref[0]]) if i_ref[0] >= 0 else None
+    r.sufficient_candidate = float(cand.grid[i_cand[0]]) if reached[0] else None
+    r.compute_ratio, r.saved_flops_per_task = float(ratio[0]), float(saved[0])
+    if reached[0]:
+        tok = cand.tokens_per_step * r.sufficient_candidate
+        r.saved_tokens_per_task = float(ref.tokens_per_step * (r.sufficient_reference or 0) - tok)
+    r.break_even_tasks = break_even(r.extra_upfront_flops, r.saved_flops_per_task)
+    for big_n in AMORTIZE_OVER:
+        total_ref = ref.upfront / big_n + ref_compute
+        total_cand = np.where(reached, cand.upfront / big_n + np.where(reached, cand_compute, 0.0), np.inf)
+        amortized = np.where(reached, _ratio(total_ref, total_cand), 0.0)
+        r.amortized[big_n] = (float(amortized[0]),) + (_interval(amortized[1:]) if n_resamples else (None, None))
+    if n_resamples:
+        r.compute_ratio_lo, r.compute_ratio_hi = _interval(ratio[1:])
+        r.saved_flops_lo, r.saved_flops_hi = _interval(saved[1:])
+        r.break_even_lo = break_even(r.extra_upfront_flops, r.saved_flops_hi)
+        r.break_even_hi = break_even(r.extra_upfront_flops, r.saved_flops_lo)
+
+
+# ---------------------------------------------------------------------------- from result rows
+def _side(rows: pd.DataFrame, steps_column: str, seeds: np.ndarray, upfront: dict[str, float]
+          ) -> tuple[CurveSide, str, int]:
+    steps = list(rows[steps_column])
+    grid = np.array(sorted(set().union(*steps)), dtype=float)
+    values = figures._on_grid(steps, list(rows["curve_metric"]), grid)
+    ft_steps = rows["ft_steps"].clip(lower=1).to_numpy(float)
+    flops = float(np.nanmean(rows["ft_flops"].fillna(0).to_numpy(float) / ft_steps))
+    tokens = float(np.nanmean(rows["ft_tokens"].fillna(0).to_numpy(float) / ft_steps)) if "ft_tokens" in rows else 0.0
+    codes, groups = pd.factorize(seeds)
+    unit, n_seeds = "tasks", len(groups)
+    if n_seeds > 1:  # per-seed means: tasks of one seed share one meta-trained initialisation
+        counts = np.bincount(codes)
+        values = np.stack([np.bincount(codes, weights=values[:, j]) / counts for j in range(values.shape[1])], 1)
+        unit = "seeds"
+    run_upfront = float(np.mean([upfront.get(x, 0.0) for x in pd.unique(rows["run_id"])])) if len(rows) else 0.0
+    return CurveSide(grid, values, flops, tokens, run_upfront), unit, n_seeds
+
+
+def amortization(tasks: pd.DataFrame, runs: pd.DataFrame | None, references: list[str] | None = None,
+                 margin: float | None = None, n_resamples: int = 1999) -> pd.DataFrame:
+    """Per model, dataset (and protocol), candidate and reference: the cost verdict, sufficient
+    budgets, compute ratio, FLOPs saved, break-even and amortized ratios, each with its interval."""
+    from .verdicts import DEFAULT_MARGIN
+
+    margin = DEFAULT_MARGIN if margin is None else margin
+    tasks = figures.with_schedules(stats.prepare(tasks))
     upfront = upfront_flops(runs)
     out = []
     for (model, dataset), scope in tasks.groupby(["model", "dataset"], sort=True, observed=True):
@@ -120,47 +274,46 @@ def amortization(tasks: pd.DataFrame, runs: pd.DataFrame, references: list[str] 
         for protocol in distinct:  # pairs under different protocols are separate studies
             sub = scope if len(distinct) == 1 else scope[(protocols == protocol).to_numpy()]
             suffix = "" if len(distinct) == 1 else f" (protocol {protocol[:8]})"
-            out += _amortization_rows(sub, model, dataset, suffix, references, upfront)
+            out += _scope_rows(sub, model, dataset, suffix, references, upfront, margin, n_resamples)
     return pd.DataFrame(out)
 
 
-def _amortization_rows(sub: pd.DataFrame, model, dataset, suffix: str, references, upfront: dict) -> list[dict]:
-    """One (model, dataset, protocol) scope's rows of `amortization`."""
-    out = []
-    by_algo = {str(a): df for a, df in sub.groupby("algo", sort=True, observed=True)}  # split once
+def _scope_rows(sub: pd.DataFrame, model, dataset, suffix: str, references, upfront: dict, margin: float,
+                n_resamples: int) -> list[dict]:
+    by_algo = {str(a): df for a, df in sub.groupby("algo", sort=True, observed=True)}
     sign = stats.scope_sign(sub)
+    out = []
     for ref in (references if references is not None else stats.references_in(sub)):
         if ref not in by_algo:
             continue
-        ref_side = reference_side(by_algo[ref], sign)
         for cand in sorted(a for a in by_algo if a != ref):
-            p = _paired_steps(by_algo[cand], ref_side, sign)
-            if p.empty:
+            joined = by_algo[cand].merge(by_algo[ref], on=stats.PAIR_KEYS, suffixes=("", "_ref"))
+            if joined.empty:
                 continue
-            saved_steps = float((p["steps_reference"] - p["steps_candidate"]).mean())
-            saved_flops = float(((p["steps_reference"] - p["steps_candidate"]) * p["flops_per_step"]).mean())
-            extra = _mean_of(upfront, p["run_id"].unique()) - _mean_of(upfront, p["run_id_reference"].unique())
-            diff = (p["steps_reference"] - p["steps_candidate"]).to_numpy(float)
-            verdict, p_steps, p_equivalent = steps_verdict(diff)
-            out.append({"model": model, "dataset": dataset, "candidate": cand + suffix, "reference": ref, "n": len(p),
-                        "p_steps": p_steps, "p_steps_equivalence": p_equivalent, "steps_verdict": verdict,
-                        "reach_rate": float(p["reached"].mean()),
-                        "steps_candidate": float(p["steps_candidate"].mean()),
-                        "steps_reference": float(p["steps_reference"].mean()),
-                        "saved_steps_per_task": saved_steps, "saved_flops_per_task": saved_flops,
-                        "extra_upfront_flops": extra, "break_even_tasks": break_even(extra, saved_flops)})
+            seeds = joined["episodes_fingerprint"].astype(str).to_numpy()
+            c, unit, n_seeds = _side(joined, "schedule", seeds, upfront)
+            ref_rows = joined[[k for k in joined.columns if k.endswith("_ref")]].rename(columns=lambda k: k[:-4])
+            r, _, _ = _side(ref_rows, "schedule", seeds, upfront)
+            c.values, r.values = sign * c.values, sign * r.values  # oriented: larger is better
+            note = ""
+            if not (c.flops_per_step > 0 and r.flops_per_step > 0):  # FLOPs not recorded: budgets in steps
+                c.flops_per_step = r.flops_per_step = 1.0
+                note = "FLOPs per step not recorded: budgets compared in steps"
+            res = cost_verdict(c, r, margin, n_resamples=n_resamples, unit=unit, n_seeds=n_seeds)
+            res.note = "; ".join(x for x in (res.note, note) if x)
+            row = {"model": model, "dataset": dataset, "candidate": cand + suffix, "reference": ref,
+                   "margin": margin, "flops_per_step_candidate": c.flops_per_step,
+                   "flops_per_step_reference": r.flops_per_step, "budget": float(r.grid[-1])}
+            row.update({k: v for k, v in asdict(res).items() if k != "amortized"})
+            for big_n, (x, lo, hi) in res.amortized.items():
+                row.update({f"ratio_at_{big_n}": x, f"ratio_at_{big_n}_lo": lo, f"ratio_at_{big_n}_hi": hi})
+            out.append(row)
     return out
 
 
-def break_even(extra_upfront: float, saved_per_task: float) -> float:
-    if saved_per_task > 0:
-        return max(extra_upfront, 0.0) / saved_per_task
-    return 0.0 if (extra_upfront <= 0 and saved_per_task == 0) else math.inf
-
-
-def upfront_flops(runs: pd.DataFrame) -> dict[str, float]:
+def upfront_flops(runs: pd.DataFrame | None) -> dict[str, float]:
     """Per run: meta-training plus lr-selection FLOPs (what a method pays before its first task)."""
-    if runs.empty:
+    if runs is None or runs.empty:
         return {}
     total = pd.Series(0.0, index=runs.index)
     for col in ("meta_flops", "selection_flops"):
@@ -169,21 +322,48 @@ def upfront_flops(runs: pd.DataFrame) -> dict[str, float]:
     return dict(zip(runs["run_id"], total))
 
 
-def _mean_of(values: dict[str, float], run_ids) -> float:
-    return float(np.mean([values.get(r, 0.0) for r in run_ids])) if len(run_ids) else 0.0
+def _num(x, fmt: str = ".3g") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞" if x > 0 else "none"
+    return format(x, fmt)
+
+
+def with_interval(x, lo, hi, fmt: str = ".3g") -> str:
+    return _num(x, fmt) + ("" if lo is None or (isinstance(lo, float) and math.isnan(lo))
+                           else f" [{_num(lo, fmt)}, {_num(hi, fmt)}]")
+
+
+def break_even_text(x, lo, hi) -> str:
+    """The break-even N with its interval; "never" only when even the optimistic end is never."""
+    if lo is not None and not (isinstance(lo, float) and math.isnan(lo)):
+        if math.isinf(lo):
+            return "never"
+        return f"{_num(x)} [{_num(lo)}, {'∞' if math.isinf(hi) else _num(hi)}]"
+    return "never" if x is None or math.isinf(x) else _num(x)
+
+
+COLUMNS = ["dataset", "candidate", "vs", "n", "cost verdict", "p (cheaper)", "p (dearer)", "sufficient steps (cand./ref.)",
+           "compute ratio [95%]", "FLOPs saved/task [95%]", "extra up-front FLOPs", "break-even tasks [95%]",
+           "ratio at N=100 [95%]"]
+
+
+def cost_cells(r) -> list[str]:
+    """One row of the cost table as text (shared by the terminal and the site). A candidate never
+    non-inferior to the reference's final quality has no ratio and saves nothing ("not reached")."""
+    suff = f"{_num(r.sufficient_candidate, 'g')}/{_num(r.sufficient_reference, 'g')}"
+    reached = r.sufficient_candidate is not None and not pd.isna(r.sufficient_candidate)
+    ratio = with_interval(r.compute_ratio, r.compute_ratio_lo, r.compute_ratio_hi) if reached else "not reached"
+    saved = with_interval(r.saved_flops_per_task, r.saved_flops_lo, r.saved_flops_hi) if reached else "not reached"
+    return [r.dataset, r.candidate, r.reference, f"{r.n} {r.unit}", r.verdict, _num(r.p_cheaper, ".3g"),
+            _num(r.p_dearer, ".3g"), suff, ratio, saved, _num(r.extra_upfront_flops),
+            break_even_text(r.break_even_tasks, r.break_even_lo, r.break_even_hi),
+            with_interval(r.ratio_at_100, r.ratio_at_100_lo, r.ratio_at_100_hi) if reached else "not reached"]
 
 
 def format_amortization(table: pd.DataFrame) -> str:
     from metaft.suite.table import format_table_by_model
 
-    def big(x):
-        return "never" if not math.isfinite(x) else f"{x:.3g}"
-
-    rows = [[r.dataset, r.candidate, r.reference, r.n, f"{r.reach_rate:.0%}", f"{r.steps_candidate:.1f}",
-             f"{r.steps_reference:.1f}", "–" if r.p_steps is None or pd.isna(r.p_steps) else f"{r.p_steps:.3g}",
-             r.steps_verdict, f"{r.saved_flops_per_task:.3g}", f"{r.extra_upfront_flops:.3g}",
-             big(r.break_even_tasks)] for r in table.itertuples()]
-    return format_table_by_model(table["model"], ["dataset", "candidate", "vs", "pairs", "reached", "steps (cand.)",
-                                                  "steps (ref.)",
-                         "p (steps)", f"steps verdict (±{STEPS_MARGIN})", "FLOPs saved/task", "extra up-front FLOPs",
-                         "break-even tasks"], rows, "lllrrrrrlrrr")
+    rows = [cost_cells(r) for r in table.itertuples()]
+    return format_table_by_model(table["model"], COLUMNS, rows, "lllrlrrrrrrrr")

@@ -132,39 +132,132 @@ def learning_curves(curves: pd.DataFrame, model: str, dataset: str | None, x: st
                   "showlegend": False, "hoverinfo": "skip", "legendgroup": label(algo)},
                  {"type": "scatter", "mode": "lines+markers", "name": label(algo), "x": xs,
                   "y": df["metric"].round(6).tolist(), "line": {"color": color}, "legendgroup": label(algo)}]
-    log_x = (x == "steps" and len(sub) and sub["step"].max() > 16) or (x == "compute" and len(sub)
-                                                                       and (sub["compute"] > 0).all())
     layout = dict(LAYOUT, title={"text": title},
-                  xaxis=dict(LAYOUT["xaxis"], title={"text": X_TITLES[x]}, type="log" if log_x else "linear"),
+                  xaxis=dict(LAYOUT["xaxis"], title={"text": X_TITLES[x]}),
                   yaxis=dict(LAYOUT["yaxis"], title={"text": "query metric (mean over tasks, 95% band)"}))
+    if x == "steps" and len(sub) and sub["step"].max() > 4:  # log-spaced schedules: log2(1 + step), 0 kept
+        steps = sorted(set(sub["step"].astype(int)))
+        for trace in data:
+            trace["x"] = [step_axis(v) for v in trace["x"]]
+        layout["xaxis"].update(tickvals=[step_axis(v) for v in steps], ticktext=[str(v) for v in steps])
+    elif x == "compute" and len(sub) and (sub["compute"] > 0).all():
+        layout["xaxis"]["type"] = "log"
     return {"data": data, "layout": layout}
+
+
+def step_axis(step: float) -> float:
+    """Where a step sits on a log-spaced step axis that still shows step 0: log2(1 + step)."""
+    return float(np.log2(1.0 + step))
 
 
 PALETTE = ["rgb(31,119,180)", "rgb(255,127,14)", "rgb(44,160,44)", "rgb(214,39,40)", "rgb(148,103,189)",
            "rgb(140,86,75)", "rgb(227,119,194)", "rgb(127,127,127)", "rgb(188,189,34)", "rgb(23,190,207)"]
 
 
-def pareto_front(points: pd.DataFrame) -> pd.DataFrame:
-    """Points not dominated in (higher metric, lower cost)."""
-    pts = points.sort_values(["cost", "metric"], ascending=[True, False])
-    front, best = [], -np.inf
-    for row in pts.itertuples():
-        if row.metric > best:
-            front.append(row.Index)
-            best = row.metric
-    return points.loc[front].sort_values("cost")
+# ---------------------------------------------------------------------------- cost-quality frontier
+FRONTIER_N = (None, 10, 100, 1000)  # up-front cost amortized over N tasks (None: fine-tuning only)
 
 
-def quality_vs_cost(tasks: pd.DataFrame, cost: str, title: str) -> dict:
-    pts = tasks.groupby("algo").agg(metric=("metric", "mean"), cost=(cost, "mean")).reset_index()
-    front = pareto_front(pts)
-    data = [{"type": "scatter", "mode": "markers+text", "name": "algorithms", "x": pts["cost"].tolist(),
-             "y": pts["metric"].tolist(), "text": [label(a) for a in pts["algo"]], "textposition": "top center",
-             "marker": {"size": 10}},
-            {"type": "scatter", "mode": "lines+markers", "name": "Pareto front", "x": front["cost"].tolist(),
-             "y": front["metric"].tolist(), "line": {"dash": "dash"}}]
-    layout = dict(LAYOUT, title={"text": title}, xaxis=dict(LAYOUT["xaxis"], title={"text": f"{cost} per task (mean)"}),
-                  yaxis=dict(LAYOUT["yaxis"], title={"text": "query metric (mean)"}))
+def frontier_points(tasks: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One point per (model, dataset, algorithm, evaluated budget) from the stored curves: mean
+    quality with its 95% t interval over the tasks, fine-tuning FLOPs per task at that budget
+    (the algorithm's own FLOPs per step), and its up-front FLOPs per run (meta-training + lr
+    selection). Oriented metrics are not flipped: ``sign`` says which way is better."""
+    from scipy import stats as sps
+
+    from .costs import upfront_flops
+
+    upfront = upfront_flops(runs) if runs is not None else {}
+    tasks = with_schedules(tasks)
+    rows = []
+    for (model, dataset, algo), sub in tasks.groupby(["model", "dataset", "algo"], sort=True, observed=True):
+        steps = list(sub["schedule"])
+        grid = np.array(sorted(set().union(*steps)))
+        metric = _on_grid(steps, list(sub["curve_metric"]), grid)
+        n = len(metric)
+        mean = metric.mean(0)
+        half = sps.t.ppf(0.975, n - 1) * metric.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(grid))
+        per_step = float(np.mean(sub["ft_flops"].fillna(0).to_numpy(float) / sub["ft_steps"].clip(lower=1)))
+        up = float(np.mean([upfront.get(r, 0.0) for r in pd.unique(sub["run_id"])]))
+        sign = -1.0 if "metric_sign" in sub and (sub["metric_sign"] < 0).all() else 1.0
+        rows += [{"model": model, "dataset": dataset, "algo": algo, "step": int(b), "metric": float(m),
+                  "lo": float(m - h), "hi": float(m + h), "n": n, "ft_flops": per_step * b, "upfront": up,
+                  "sign": sign} for b, m, h in zip(grid, mean, half)]
+    return pd.DataFrame(rows, columns=["model", "dataset", "algo", "step", "metric", "lo", "hi", "n", "ft_flops",
+                                       "upfront", "sign"])
+
+
+def pareto_mask(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:
+    """Points no other point dominates (no more compute and at least as good, one strictly)."""
+    order = np.lexsort((-quality, cost))
+    keep = np.zeros(len(cost), dtype=bool)
+    best = -np.inf
+    for i in order:
+        if quality[i] > best + 1e-12:
+            keep[i], best = True, quality[i]
+    return keep
+
+
+def _compute_axis(values: np.ndarray, unit: float) -> np.ndarray:
+    return np.log2(1.0 + values / unit)
+
+
+def frontier(points: pd.DataFrame, model: str, dataset: str, title: str) -> dict:
+    """Quality against compute per task, one point per (algorithm, budget), the Pareto set marked;
+    buttons amortize the up-front cost over N tasks. The x axis is log2(1 + FLOPs / one step of
+    the cheapest method), so zero compute (no fine-tuning) stays on the plot; ticks read in FLOPs."""
+    sub = points[(points["model"] == model) & (points["dataset"] == dataset)]
+    if sub.empty:
+        return {"data": [], "layout": dict(LAYOUT, title={"text": title})}
+    sign = float(sub["sign"].iloc[0])
+    steps_pos = sub[sub["step"] > 0]
+    unit = float((steps_pos["ft_flops"] / steps_pos["step"]).min()) if len(steps_pos) else 1.0
+    unit = unit if unit > 0 else 1.0
+    algos = sorted(sub["algo"].unique())
+    views = []
+    for big_n in FRONTIER_N:
+        cost = sub["ft_flops"].to_numpy(float) + (0.0 if big_n is None else sub["upfront"].to_numpy(float) / big_n)
+        views.append(cost)
+    data = []
+    for i, algo in enumerate(algos):
+        rows = (sub["algo"] == algo).to_numpy()
+        df = sub[rows]
+        data.append({"type": "scatter", "mode": "lines+markers", "name": label(algo),
+                     "x": _compute_axis(views[0][rows], unit).round(6).tolist(), "y": df["metric"].round(6).tolist(),
+                     "error_y": {"type": "data", "array": (df["hi"] - df["metric"]).round(6).tolist(),
+                                 "arrayminus": (df["metric"] - df["lo"]).round(6).tolist(), "thickness": 1},
+                     "text": [f"{label(algo)}: {b} steps" for b in df["step"]], "line": {"color": PALETTE[i % len(PALETTE)]},
+                     "hovertemplate": "%{text}<br>metric %{y:.3f}<extra></extra>"})
+    fronts = []
+    for cost in views:
+        keep = pareto_mask(cost, sign * sub["metric"].to_numpy(float))
+        order = np.argsort(cost[keep])
+        fronts.append((_compute_axis(cost[keep][order], unit).round(6).tolist(),
+                       sub["metric"].to_numpy(float)[keep][order].round(6).tolist(),
+                       [f"{label(a)}: {b} steps" for a, b in zip(sub["algo"].to_numpy()[keep][order],
+                                                                 sub["step"].to_numpy()[keep][order])]))
+    data.append({"type": "scatter", "mode": "lines+markers", "name": "Pareto set", "x": fronts[0][0],
+                 "y": fronts[0][1], "text": fronts[0][2], "line": {"dash": "dash", "color": "#1d2330", "width": 1},
+                 "marker": {"symbol": "circle-open", "size": 14, "color": "#1d2330"},
+                 "hovertemplate": "Pareto: %{text}<extra></extra>"})
+    top = float(max(_compute_axis(c, unit).max() for c in views))
+    ticks = [0.0] + [float(v) for v in 10.0 ** np.arange(np.floor(np.log10(unit)), np.ceil(np.log10(unit * 2 ** top)) + 1)]
+    tickvals = [float(_compute_axis(np.array([t]), unit)[0]) for t in ticks]
+    keep_ticks = [(v, "0" if t == 0 else f"{t:.0e}") for v, t in zip(tickvals, ticks) if v <= top * 1.05 + 0.5]
+    buttons = []
+    for big_n, cost, (fx, fy, ft) in zip(FRONTIER_N, views, fronts):
+        xs = [_compute_axis(cost[(sub["algo"] == a).to_numpy()], unit).round(6).tolist() for a in algos] + [fx]
+        ys = [sub[sub["algo"] == a]["metric"].round(6).tolist() for a in algos] + [fy]
+        texts = [[f"{label(a)}: {b} steps" for b in sub[sub["algo"] == a]["step"]] for a in algos] + [ft]
+        buttons.append({"label": "fine-tuning only" if big_n is None else f"up-front over {big_n} tasks",
+                        "method": "restyle", "args": [{"x": xs, "y": ys, "text": texts}]})
+    layout = dict(LAYOUT, title={"text": title, "y": 0.97}, height=440, margin=dict(LAYOUT["margin"], t=95),
+                  xaxis=dict(LAYOUT["xaxis"], title={"text": "FLOPs per task (log scale; 0 = no fine-tuning)"},
+                             tickvals=[v for v, _ in keep_ticks], ticktext=[t for _, t in keep_ticks]),
+                  yaxis=dict(LAYOUT["yaxis"], title={"text": "query metric (mean, 95% CI)"}),
+                  updatemenus=[{"type": "buttons", "direction": "right", "x": 0, "y": 1.02, "xanchor": "left",
+                                "yanchor": "bottom", "pad": {"b": 4}, "font": {"size": 11},
+                                "buttons": buttons, "showactive": True}])
     return {"data": data, "layout": layout}
 
 

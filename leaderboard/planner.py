@@ -5,13 +5,18 @@ From a pilot results folder, per model, dataset and candidate-reference pair:
 
 * the sd of the paired task differences (task level) and, with several pilot seeds, the sd of
   the per-seed mean differences (seed level);
-* tasks needed: the n at which a two-sided paired t-test at ``alpha`` detects ``effect`` with
-  ``power`` (statsmodels' ``TTestPower``), divided by the share of distinct query examples when
+* tasks needed: the n at which a two-sided paired t-test at Holm's first level (``alpha`` over
+  the candidates compared with the reference: the family the verdicts correct over) detects
+  ``effect`` with ``power`` (statsmodels' ``TTestPower``), as a range: from the pilot's sd and
+  from its one-sided 95% upper confidence limit (sd x sqrt((n-1) / chi2_0.05(n-1))), since a small
+  pilot's sd is itself uncertain (4 tasks: the limit is 2.9x the sd); divided by the share of
+  distinct query examples when
   the pilot's query sets overlapped across tasks (a task that shares its queries carries less
   information: overlap-adjusted effective tasks = nominal x distinct / queries);
 * seeds needed for an algorithm-level claim: from the seed-level sd when the pilot has >= 2
   seeds, never fewer than ``verdicts.MIN_SEEDS``;
-* cost: tasks x measured fine-tuning seconds per task for both algorithms, plus each
+* protocols: pairs under different protocols are separate studies, planned apart;
+* cost: tasks (the upper end of the range) x measured fine-tuning seconds per task for both algorithms, plus each
   algorithm's measured meta-training and lr-selection seconds, times the seeds.
 """
 from __future__ import annotations
@@ -35,34 +40,60 @@ def tasks_needed(effect: float, sd: float, alpha: float = stats.ALPHA, power: fl
     return max(2, math.ceil(n))
 
 
+def sd_upper_limit(sd: float, n: int, confidence: float = 0.95) -> float:
+    """One-sided upper confidence limit of a normal sd estimated from ``n`` values."""
+    from scipy import stats as sps
+
+    if n < 2 or not sd > 0:
+        return float("inf") if n < 2 else sd
+    return float(sd * math.sqrt((n - 1) / sps.chi2.ppf(1 - confidence, n - 1)))
+
+
 def plan(tasks: pd.DataFrame, runs: pd.DataFrame, manifests: dict[str, dict], effect: float = 0.02,
          alpha: float = stats.ALPHA, power: float = verdicts.POWER) -> pd.DataFrame:
     tasks = stats.prepare(tasks)
     per_run = runs.set_index("run_id") if len(runs) else pd.DataFrame()
     rows = []
-    for (model, dataset), sub in tasks.groupby(["model", "dataset"], sort=True):
-        table = stats.wide(sub, "metric")
-        for ref in stats.references_in(sub):
-            for cand in sorted(c for c in table.columns if c != ref):
-                joined = table[[cand, ref]].dropna()
-                if len(joined) < 2:
-                    continue
-                d = (joined[cand] - joined[ref]).to_numpy(float)
-                seeds = joined.index.get_level_values("episodes_fingerprint").to_numpy()
-                share = _distinct_share(manifests, sub, dataset)
-                n_tasks = math.ceil(tasks_needed(effect, float(d.std(ddof=1)), alpha, power) / share)
-                seed_means = pd.Series(d).groupby(seeds).mean()
-                n_seeds = verdicts.MIN_SEEDS
-                if len(seed_means) >= 2:
-                    n_seeds = max(n_seeds, tasks_needed(effect, float(seed_means.std(ddof=1)), alpha, power))
-                ft = {a: float(sub[sub["algo"] == a]["ft_seconds"].mean()) for a in (cand, ref)}
-                upfront = {a: _upfront_seconds(per_run, sub[sub["algo"] == a]["run_id"].unique()) for a in (cand, ref)}
-                one_seed = n_tasks * (ft[cand] + ft[ref]) + upfront[cand] + upfront[ref]
-                rows.append({"model": model, "dataset": dataset, "candidate": cand, "reference": ref,
-                             "pilot_tasks": len(d), "pilot_seeds": len(seed_means), "sd_diff": float(d.std(ddof=1)),
-                             "distinct_share": share, "tasks_needed": n_tasks, "seeds_needed": n_seeds,
-                             "cpu_hours_one_seed": one_seed / 3600, "cpu_hours_all_seeds": one_seed * n_seeds / 3600})
+    for (model, dataset), scope in tasks.groupby(["model", "dataset"], sort=True):
+        protocols = scope["protocol_fingerprint"].astype(str)
+        distinct = pd.unique(protocols)
+        for protocol in distinct:  # separate studies: never pooled into one sd
+            sub = scope[(protocols == protocol).to_numpy()]
+            suffix = "" if len(distinct) == 1 else f" (protocol {protocol[:8]})"
+            rows += _plan_rows(sub, model, dataset, suffix, per_run, manifests, effect, alpha, power)
     return pd.DataFrame(rows)
+
+
+def _plan_rows(sub, model, dataset, suffix, per_run, manifests, effect, alpha, power) -> list[dict]:
+    table = stats.wide(sub, "metric")
+    rows = []
+    for ref in stats.references_in(sub):
+        candidates = sorted(c for c in table.columns if c != ref)
+        level = alpha / max(len(candidates), 1)  # Holm's first level over this reference's family
+        for cand in candidates:
+            joined = table[[cand, ref]].dropna()
+            if len(joined) < 2:
+                continue
+            d = (joined[cand] - joined[ref]).to_numpy(float)
+            seeds = joined.index.get_level_values("episodes_fingerprint").to_numpy()
+            share = _distinct_share(manifests, sub, dataset)
+            sd = float(d.std(ddof=1))
+            upper = sd_upper_limit(sd, len(d))
+            n_tasks = math.ceil(tasks_needed(effect, sd, level, power) / share)
+            n_upper = math.ceil(tasks_needed(effect, upper, level, power) / share) if math.isfinite(upper) else n_tasks
+            seed_means = pd.Series(d).groupby(seeds).mean()
+            n_seeds = verdicts.MIN_SEEDS
+            if len(seed_means) >= 2:
+                n_seeds = max(n_seeds, tasks_needed(effect, float(seed_means.std(ddof=1)), level, power))
+            ft = {a: float(sub[sub["algo"] == a]["ft_seconds"].mean()) for a in (cand, ref)}
+            upfront = {a: _upfront_seconds(per_run, sub[sub["algo"] == a]["run_id"].unique()) for a in (cand, ref)}
+            one_seed = n_upper * (ft[cand] + ft[ref]) + upfront[cand] + upfront[ref]
+            rows.append({"model": model, "dataset": dataset, "candidate": cand + suffix, "reference": ref,
+                         "pilot_tasks": len(d), "pilot_seeds": len(seed_means), "sd_diff": sd, "sd_upper": upper,
+                         "alpha_level": level, "distinct_share": share, "tasks_needed": n_tasks,
+                         "tasks_needed_upper": n_upper, "seeds_needed": n_seeds,
+                         "cpu_hours_one_seed": one_seed / 3600, "cpu_hours_all_seeds": one_seed * n_seeds / 3600})
+    return rows
 
 
 def stated_plan(sd: float, effect: float, alpha: float, power: float, seconds_per_task: float = 0.0,
@@ -73,8 +104,9 @@ def stated_plan(sd: float, effect: float, alpha: float, power: float, seconds_pe
     n_tasks = tasks_needed(effect, sd, alpha, power)
     one_seed = n_tasks * 2 * seconds_per_task + 2 * upfront_seconds
     return pd.DataFrame([{"model": "-", "dataset": "(stated)", "candidate": "candidate", "reference": "reference",
-                          "pilot_tasks": 0, "pilot_seeds": 0, "sd_diff": sd, "distinct_share": 1.0,
-                          "tasks_needed": n_tasks, "seeds_needed": verdicts.MIN_SEEDS,
+                          "pilot_tasks": 0, "pilot_seeds": 0, "sd_diff": sd, "sd_upper": sd, "alpha_level": alpha,
+                          "distinct_share": 1.0, "tasks_needed": n_tasks, "tasks_needed_upper": n_tasks,
+                          "seeds_needed": verdicts.MIN_SEEDS,
                           "cpu_hours_one_seed": one_seed / 3600,
                           "cpu_hours_all_seeds": one_seed * verdicts.MIN_SEEDS / 3600}])
 
@@ -101,9 +133,10 @@ def _upfront_seconds(per_run: pd.DataFrame, run_ids) -> float:
 def format_plan(table: pd.DataFrame, effect: float, power: float) -> str:
     from metaft.suite.table import format_table
 
-    rows = [[r.dataset, r.candidate, r.reference, f"{r.pilot_tasks}/{r.pilot_seeds}", f"{r.sd_diff:.3f}",
-             f"{r.distinct_share:.2f}", r.tasks_needed, r.seeds_needed, f"{r.cpu_hours_one_seed:.2f}",
-             f"{r.cpu_hours_all_seeds:.2f}"] for r in table.itertuples()]
-    return format_table(["dataset", "candidate", "vs", "pilot tasks/seeds", "sd of diff", "distinct queries",
-                         f"tasks for {effect:g} at {power:.0%}", "seeds", "hours (1 seed)", "hours (all seeds)"],
-                        rows, "lllrrrrrrr")
+    rows = [[r.dataset, r.candidate, r.reference, f"{r.pilot_tasks}/{r.pilot_seeds}",
+             f"{r.sd_diff:.3f} (≤{r.sd_upper:.3f})", f"{r.alpha_level:.3g}", f"{r.distinct_share:.2f}",
+             r.tasks_needed if r.tasks_needed_upper == r.tasks_needed else f"{r.tasks_needed}-{r.tasks_needed_upper}",
+             r.seeds_needed, f"{r.cpu_hours_one_seed:.2f}", f"{r.cpu_hours_all_seeds:.2f}"] for r in table.itertuples()]
+    return format_table(["dataset", "candidate", "vs", "pilot tasks/seeds", "sd of diff (95% upper)", "alpha (Holm)",
+                         "distinct queries", f"tasks for {effect:g} at {power:.0%}", "seeds", "hours (1 seed)",
+                         "hours (all seeds)"], rows, "lllrrrrrrrr")

@@ -125,6 +125,17 @@ def with_ci(value: str, lo, hi, digits: int = 3) -> Cell:
     return Cell(value, ci=f"[{fmt(lo, digits)}, {fmt(hi, digits)}]")
 
 
+def mark(claim: str, p_holm, title: str) -> Cell:
+    """A claim as a table mark: ▲ better, ▼ worse (the claim's own word, so the mark can never
+    contradict the verdict), the claim's words in grey otherwise."""
+    p = "" if p_holm is None or pd.isna(p_holm) else f" p={p_holm:.3g}"
+    if claim.startswith("better"):
+        return Cell(f"▲{p}", span="sig-better", title=f"{claim}; {title}")
+    if claim.startswith("worse"):
+        return Cell(f"▼{p}", span="sig-worse", title=f"{claim}; {title}")
+    return Cell(claim, span="ns", title=title)
+
+
 def templates() -> Environment:
     return Environment(loader=PackageLoader("metaft.leaderboard", "templates"), autoescape=select_autoescape(default=True),
                        trim_blocks=True, lstrip_blocks=True)
@@ -141,17 +152,19 @@ class SiteBuilder:
         self.data, self.out, self.baseline, self.n_resamples = data, Path(out), baseline, n_resamples
         self._plot_id = 0
         self._ci: dict[tuple, tuple[float, float]] = {}
+        self._tables: dict[tuple, pd.DataFrame] = {}
         self._runs_by_id = {r["run_id"]: r for r in data.runs.to_dict("records")}
         # the learning-curve columns are heavy; the tables and tests never need them
         self.core = data.tasks.drop(columns=["curve_steps", "curve_metric", "curve_seconds"])
         self.curves = figures.curve_table(data.tasks, data.runs)
+        self.frontier_points = figures.frontier_points(data.tasks, data.runs)
         self.datasets = sorted(self.core["dataset"].unique())
         self.env = templates()
 
     def prefetch_cis(self, items: list[tuple[tuple, pd.Series]]) -> None:
-        """Bootstrap CIs of means, batched; the overview and dataset pages share cells."""
+        """t CIs of means, batched; the overview and dataset pages share cells."""
         todo = [(k, v) for k, v in items if k not in self._ci]
-        for (key, _), ci in zip(todo, stats.bootstrap_many([v for _, v in todo], self.n_resamples)):
+        for (key, _), ci in zip(todo, stats.t_intervals([v for _, v in todo])):
             self._ci[key] = ci
 
     # ------------------------------------------------------------------ page scaffolding
@@ -159,26 +172,34 @@ class SiteBuilder:
         nav = [(d, f"{slug(d)}.html") for d in self.datasets]
         return self.env.get_template(template).render(title=title, up="../" * depth, plots=plots, nav=nav, **context)
 
-    def plot(self, fig) -> Markup:
-        """Trusted markup: a fixed snippet around JSON that escapes <, > and &."""
+    def plot(self, fig, kind: str = "") -> Markup:
+        """Trusted markup: a fixed snippet around JSON that escapes <, > and &; ``kind`` is a fixed
+        CSS class naming the figure (e.g. "frontier")."""
         self._plot_id += 1
         pid = f"plot{self._plot_id}"
-        return Markup(f'<div class="plot" id="{pid}"></div><script>(function(){{var f={figures.figure_json(fig)};'
+        cls = f"plot {kind}" if kind else "plot"
+        return Markup(f'<div class="{cls}" id="{pid}"></div><script>(function(){{var f={figures.figure_json(fig)};'
                       f'Plotly.newPlot("{pid}",f.data,f.layout,{{responsive:true,displaylogo:false}});}})();</script>')
 
     # ------------------------------------------------------------------ tables
     def leaderboard_table(self, tasks: pd.DataFrame, model: str, with_datasets: bool, depth: int = 0):
-        """The ranked table of one model, plus the comparisons it was ranked by."""
+        """The table of one model, plus the comparisons shown under it. Ranks come from tests whose
+        unit is the seed when there are several (none is significant below ``MIN_SEEDS`` seeds), and
+        only where one metric is shared (never a rank by a mean over unlike metrics); the marks
+        against each reference are the per-dataset verdicts (on a dataset page) or the stratified
+        cross-dataset claims (on the overview)."""
         sub = tasks[tasks["model"] == model]
         algos = sorted(sub["algo"].unique())
-        pairs = stats.all_pairs(sub, measures=("metric",), model=model, n_resamples=0)  # p-values for ranks
-        ranks = stats.ranks_for(sub, pairs)
+        one_metric = sub["metric_name"].nunique() <= 1 if "metric_name" in sub else True
+        pairs = self.unit_pairs(sub, model)
+        ranks = stats.ranks_for(sub, pairs) if one_metric else {a: None for a in algos}
         refs = stats.references_in(sub, self.baseline)
         vs_refs = {r: stats.against_baseline(sub, r, model=model, n_resamples=self.n_resamples) for r in refs}
         datasets = sorted(sub["dataset"].unique()) if with_datasets else []
+        marks = self.marks(model, None if with_datasets else str(sub["dataset"].iloc[0]))
         head = ["rank", "algorithm", "tasks", "metric (95% CI)"] + datasets + [f"vs {r}" for r in refs] + \
                ["FLOPs / task", "ft s / task (descriptive)", "GPU-h (ft)", "runs"]
-        order = sorted(algos, key=lambda a: (ranks[a], a))
+        order = sorted(algos, key=lambda a: (ranks[a] if ranks[a] is not None else 0, a))
         scope = tuple(sorted(sub["dataset"].unique()))
         by_algo = {a: df for a, df in sub.groupby("algo")}
         self.prefetch_cis([((model, a, scope), by_algo[a]["metric"]) for a in order] +
@@ -187,12 +208,12 @@ class SiteBuilder:
         rows = []
         for algo in order:
             df = by_algo[algo]
-            cells = [Cell(ranks[algo]), left(algo, "l algo"), Cell(len(df)),
+            cells = [Cell("–" if ranks[algo] is None else ranks[algo]), left(algo, "l algo"), Cell(len(df)),
                      with_ci(fmt(df["metric"].mean()), *self._ci[(model, algo, scope)])]
             for d in datasets:
                 x = df[df["dataset"] == d]["metric"]
                 cells.append(with_ci(fmt(x.mean()), *self._ci[(model, algo, (d,))]) if len(x) else Cell("–"))
-            cells += [self.significance_mark(vs_refs[r], algo, r, stats.scope_sign(sub)) for r in refs]
+            cells += [marks.get((algo, r), Cell("–")) for r in refs]
             flops = df["ft_flops"].mean() if "ft_flops" in df else float("nan")
             cells += [Cell("–" if pd.isna(flops) else f"{flops:.3g}"), Cell(fmt(df["ft_seconds"].mean(), 2)),
                       Cell(fmt(df["ft_gpu_hours"].sum(), 5)),
@@ -202,29 +223,51 @@ class SiteBuilder:
         table = Table("leaderboard", head, rows, left_head=("algorithm",), attrs={"data-model": model})
         return table, pairs, vs_refs, algos
 
-    def significance_mark(self, vs_base: pd.DataFrame, algo: str, reference: str, sign: float = 1.0) -> Cell:
-        """▲/▼ by the metric's direction (``sign`` -1: smaller is better)."""
-        if algo == reference or vs_base.empty:
-            return Cell("–")
-        r = vs_base[(vs_base["measure"] == "metric") & (vs_base["a"] == algo)]
-        if r.empty:
-            return Cell("–")
-        r = r.iloc[0]
-        if r["p_holm"] is None or pd.isna(r["p_holm"]):
-            return Cell("not tested", span="ns", title=str(r["note"]))
-        title = f"Holm p={r['p_holm']:.3g}"
-        if r["significant"]:
-            better = r["mean_diff"] * sign > 0
-            cls, sym = ("sig-better", "▲") if better else ("sig-worse", "▼")
-            return Cell(f"{sym} p={r['p_holm']:.3g}", span=cls, title=title)
-        return Cell(f"n.s. p={r['p_holm']:.3g}", span="ns", title=title)
+    def unit_pairs(self, sub: pd.DataFrame, model: str) -> pd.DataFrame:
+        """Every pair of algorithms tested on the metric with seeds as the unit when there are several
+        (per-seed means; fewer than ``MIN_SEEDS`` seeds: nothing is significant), tasks with one."""
+        n_seeds = sub["episodes_fingerprint"].nunique()
+        if n_seeds < 2:
+            return stats.all_pairs(sub, measures=("metric",), model=model, n_resamples=0)
+        keys = ["model", "episodes_fingerprint", "protocol_fingerprint", "algo"]
+        seeds = sub.groupby(keys, observed=True, sort=True)["metric"].mean().reset_index().assign(task_index=0)
+        pairs = stats.all_pairs(seeds, measures=("metric",), model=model, n_resamples=0)
+        if n_seeds < verdicts.MIN_SEEDS:
+            pairs["significant"] = False
+        return pairs
+
+    def marks(self, model: str, dataset: str | None) -> dict[tuple[str, str], Cell]:
+        """(candidate, reference) -> the claim as a mark: ▲ better, ▼ worse, the verdict's words otherwise."""
+        out = {}
+        if dataset is None:
+            table = self.summary()
+            for r in table[table["model"] == model].itertuples():
+                title = f"stratified over {r.datasets} datasets, {r.units} {r.unit}, Holm p={r.p_holm:.3g}"
+                out[(r.candidate, r.reference)] = mark(r.claim, r.p_holm, title)
+            return out
+        table = self.verdicts_of(dataset)
+        for r in table[table["model"] == model].itertuples():
+            title = f"{r.n} {r.unit}; " + (r.note or "") if r.note else f"{r.n} {r.unit}"
+            out[(r.candidate, r.reference)] = mark(r.verdict, r.p_holm, title)
+        return out
+
+    def verdicts_of(self, dataset: str) -> pd.DataFrame:
+        key = ("verdicts", dataset)
+        if key not in self._tables:
+            self._tables[key] = verdicts.verdicts(self.core[self.core["dataset"] == dataset])
+        return self._tables[key]
+
+    def summary(self) -> pd.DataFrame:
+        if ("summary",) not in self._tables:
+            self._tables[("summary",)] = verdicts.stratified_summary(self.core)
+        return self._tables[("summary",)]
 
     def verdict_table(self, dataset: str) -> Section | None:
         """The per-dataset verdicts (one metric, config-matched pairs, Holm, TOST, MDE)."""
-        table = verdicts.verdicts(self.core[self.core["dataset"] == dataset])
+        table = self.verdicts_of(dataset)
         if table.empty:
             return None
-        head = ["model", "candidate", "vs", "pairs", "mean diff [95% CI]", "Holm p", "TOST p", "MDE (80%)",
+        head = ["model", "candidate", "vs", "pairs", "mean diff [95% CI]", "Holm p", "TOST p", "MDE (80%, Holm)",
                 "verdict"]
         rows = [[left(r.model), left(r.candidate, "l algo"), left(r.reference), Cell(r.n),
                  with_ci(fmt(r.mean_diff, 4), r.ci_low, r.ci_high, 4), Cell(fmt(r.p_holm, 4)),
@@ -233,8 +276,10 @@ class SiteBuilder:
         margin = table["margin"].iloc[0]
         note = (f'Verdicts on {dataset} ({table["metric_name"].iloc[0]}): paired t-test, Holm over the candidates '
                 f"compared with one reference; equivalence: TOST within ±{margin:g}; MDE: the smallest difference "
-                f'these pairs detect with 80% power. "inconclusive (underpowered)": the study could not have '
-                f"detected a difference as small as the margin.")
+                f"these pairs detect with 80% power at Holm's first level (alpha over the candidates compared with "
+                f'the reference). "inconclusive (underpowered)": the study could not have detected a difference '
+                f"as small as the margin. Directional words need {verdicts.MIN_TASKS} tasks with one seed, "
+                f"{verdicts.MIN_SEEDS} seeds with several.")
         return Section("Verdicts", [note], Table("verdicts", head, rows))
 
     def comparisons_table(self, comp: pd.DataFrame) -> Table:
@@ -251,58 +296,74 @@ class SiteBuilder:
         core = self.core if dataset is None else self.core[self.core["dataset"] == dataset]
         out = []
         for model in sorted(core["model"].unique()):
-            sub = core[core["model"] == model]
             table, pairs, vs_refs, algos = self.leaderboard_table(core, model, dataset is None, depth)
             plots = [
                 self.plot(figures.learning_curves(self.curves, model, dataset, "steps",
-                                                  "Learning curve: metric vs fine-tuning steps")),
+                                                  "Learning curve: metric vs fine-tuning steps"), "curve-steps"),
                 self.plot(figures.learning_curves(self.curves, model, dataset, "seconds",
-                                                  "Learning curve: metric vs seconds")),
+                                                  "Learning curve: metric vs seconds (descriptive)")),
                 self.plot(figures.learning_curves(self.curves, model, dataset, "compute",
-                                                  "Metric vs compute, meta-training amortized")),
-                self.plot(figures.quality_vs_cost(sub, "ft_seconds", "Quality vs fine-tuning cost")),
-                self.plot(figures.pvalue_matrix(pairs, algos, "metric", "Holm-adjusted p-values (paired t, metric)"))]
+                                                  "Metric vs compute, meta-training amortized over the run's tasks"))]
+            if len(algos) >= 3:  # with two there is one p-value, in the table already
+                unit = "seeds" if core["episodes_fingerprint"].nunique() > 1 else "tasks"
+                plots.append(self.plot(figures.pvalue_matrix(pairs, algos, "metric",
+                                                             f"Holm-adjusted p-values (paired t over {unit}, metric)")))
             out.append(ModelSection(model, title_suffix, table, plots,
                                     [(ref, self.comparisons_table(comp)) for ref, comp in vs_refs.items()]))
         return out
 
+    def frontiers(self, dataset: str) -> list[Markup]:
+        """The cost-quality frontier of every model on one dataset."""
+        points = self.frontier_points
+        sub = points[points["dataset"] == dataset]
+        return [self.plot(figures.frontier(points, model, dataset, f"Cost-quality frontier on {dataset} ({model})"),
+                          "frontier") for model in sorted(sub["model"].unique())]
+
     def stratified_table(self) -> Section | None:
         """The cross-dataset answer: per-dataset standardised effects, datasets as strata."""
-        table = verdicts.stratified_summary(self.core)
+        table = self.summary()
         if table.empty:
             return None
-        head = ["model", "candidate", "vs", "datasets", "tasks", "standardised effect", "p (stratified)", "Holm p"]
+        head = ["model", "candidate", "vs", "datasets", "tasks", "units", "standardised effect", "p (stratified)",
+                "Holm p", "claim"]
         rows = [[left(r.model), left(r.candidate, "l algo"), left(r.reference), Cell(r.datasets), Cell(r.tasks),
-                 Cell(f"{r.effect:+.3f}"), Cell(f"{r.p_value:.4f}"), Cell(f"{r.p_holm:.4f}")]
-                for r in table.itertuples()]
-        note = ("Never a mean of unlike metrics: each dataset's paired differences are divided by their root mean "
-                "square (a unit-free effect), datasets count equally, and the p-value is a permutation test "
-                "flipping signs within datasets (strata). Per-dataset verdicts are on each dataset's page. The "
-                "ranked table below averages raw metrics across datasets and is descriptive only.")
+                 Cell(f"{r.units} {r.unit}"), Cell(f"{r.effect:+.3f}"), Cell(f"{r.p_value:.4f}"),
+                 Cell(f"{r.p_holm:.4f}"), left(r.claim, "l claim")] for r in table.itertuples()]
+        note = ("Never a mean of unlike metrics: each dataset's paired differences (per-seed means with several "
+                "seeds) are divided by their root mean square (a unit-free effect), datasets count equally, and "
+                "the p-value is a permutation test flipping the sign of each seed in every dataset at once (of "
+                "each task with one seed). The family for Holm: every candidate against every reference of the "
+                f"model. A claim needs {verdicts.MIN_SEEDS} seeds. Per-dataset verdicts are on each dataset's page.")
         return Section("Across datasets (stratified)", [note], Table("stratified", head, rows))
 
-    def amortization_table(self) -> Section | None:
-        """Steps-to-target from the stored curves (misses censored), reach rates, break-even tasks."""
-        table = costs.amortization(self.data.tasks, self.data.runs)
+    def amortization_table(self, dataset: str | None = None) -> Section | None:
+        """Cost at equal quality from quality at pre-declared budgets (leaderboard.costs)."""
+        tasks = self.data.tasks if dataset is None else self.data.tasks[self.data.tasks["dataset"] == dataset]
+        key = ("costs", dataset)
+        if key not in self._tables:
+            self._tables[key] = costs.amortization(tasks, self.data.runs, n_resamples=self.n_resamples)
+        table = self._tables[key]
         if table.empty:
             return None
-        head = ["model", "dataset", "candidate", "vs", "pairs", "reached", "steps (candidate)", "steps (reference)",
-                "p (steps, Wilcoxon)", f"steps verdict (±{costs.STEPS_MARGIN})", "FLOPs saved / task",
-                "extra up-front FLOPs", "break-even tasks"]
+        head = ["model"] + costs.COLUMNS
         rows = []
         for r in table.itertuples():
-            be = "never" if not np.isfinite(r.break_even_tasks) else f"{r.break_even_tasks:.3g}"
-            rows.append([left(r.model), left(r.dataset), left(r.candidate, "l algo"), left(r.reference), Cell(r.n),
-                         Cell(f"{r.reach_rate:.0%}"), Cell(fmt(r.steps_candidate, 1)),
-                         Cell(fmt(r.steps_reference, 1)), Cell(fmt(r.p_steps, 4)), left(r.steps_verdict),
-                         Cell(f"{r.saved_flops_per_task:.3g}"), Cell(f"{r.extra_upfront_flops:.3g}"),
-                         Cell(be, "break-even")])
-        note = ("Target: the reference's final metric on the same task. Steps-to-target are read from the stored "
-                "learning curves; a task whose curve never reaches the target is censored at twice the budget "
-                "(never dropped), and the reach rate is shown. Break-even: the candidate's extra up-front FLOPs "
-                "(meta-training and lr selection, minus the reference's) over the FLOPs it saves per task; "
-                '"never" when it saves nothing.')
-        return Section("Cost to the reference's quality, and when meta-training pays back", [note],
+            cells = costs.cost_cells(r)
+            rows.append([left(r.model), left(cells[0]), left(cells[1], "l algo"), left(cells[2]), Cell(cells[3]),
+                         left(cells[4], "l cost-verdict", title=r.note)] + [Cell(c) for c in cells[5:11]] +
+                        [Cell(cells[11], "break-even"), Cell(cells[12])])
+        note = ("Cost at equal quality, from quality at pre-declared budgets (the evaluation schedule, fixed before "
+                "the run; nothing is chosen per task on the query set). Cheaper: the candidate is non-inferior "
+                f"(±{table['margin'].iloc[0]:g}) to the reference at its full budget, and at some smaller compute "
+                "budget it is both better than the reference at that budget and non-inferior to the reference's "
+                "full-budget quality (one-sided paired t-tests, Holm over the budgets; the claim's error is at most "
+                "5%). Dearer: the same test with the roles swapped. Sufficient steps: each side's smallest budget "
+                "non-inferior to the reference's final quality. Compute ratio: the reference's FLOPs at its "
+                "sufficient budget over the candidate's, each from its own FLOPs per step. Break-even: the extra "
+                "up-front FLOPs (meta-training and lr selection, minus the reference's) over the FLOPs saved per "
+                "task; 'never' only when even the interval's optimistic end saves nothing. [95%]: percentile "
+                "bootstrap over the test units (tasks with one seed, seed means with several).")
+        return Section("Cost at equal quality, and when meta-training pays back", [note],
                        Table("amortization", head, rows))
 
     def regret_table(self) -> Section | None:
@@ -350,12 +411,27 @@ class SiteBuilder:
             runs=[(r, f"{slug(r)}.html") for r in sorted(d.runs["run_id"])], n_tasks=len(d.tasks),
             algorithms=sorted(d.tasks["algo"].unique()), n_resamples=self.n_resamples,
             notes=[QA_HEAD_NOTE, CONTAMINATION_NOTE], version_note=self.version_note(),
-            stratified=self.stratified_table(), sections=self.sections(None, ""),
+            stratified=self.stratified_table(), per_dataset=self.per_dataset(), sections=self.sections(None, ""),
             amortization=self.amortization_table(), regret=self.regret_table(), overlap=self.overlap_items())
 
     def dataset_page(self, dataset: str) -> str:
         return self.render("dataset.html", dataset, depth=1, verdicts=self.verdict_table(dataset),
+                           frontiers=self.frontiers(dataset), costs=self.amortization_table(dataset),
                            sections=self.sections(dataset, f" on {dataset}", depth=1))
+
+    def per_dataset(self) -> list[tuple[str, str, Section | None, list[Markup]]]:
+        """The overview's side-by-side view: each dataset's verdicts and frontier."""
+        return [(d, f"datasets/{slug(d)}.html", self.compact_verdicts(d), self.frontiers(d)) for d in self.datasets]
+
+    def compact_verdicts(self, dataset: str) -> Section | None:
+        table = self.verdicts_of(dataset)
+        if table.empty:
+            return None
+        rows = [[left(r.model), left(r.candidate, "l algo"), left(r.reference), Cell(f"{r.n} {r.unit}"),
+                 with_ci(fmt(r.mean_diff, 3), r.ci_low, r.ci_high, 3), left(r.verdict, "l verdict", title=r.note)]
+                for r in table.itertuples()]
+        return Section(dataset, [], Table("verdicts compact", ["model", "candidate", "vs", "n", "mean diff [95% CI]",
+                                                               "verdict"], rows))
 
     def run_page(self, run_id: str) -> str:
         manifest = self.data.manifests.get(run_id, {})

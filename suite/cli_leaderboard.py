@@ -34,12 +34,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--results", nargs="+", default=["results"], help="results folders (or run folders)")
     p.add_argument("--out", default="site", help="site folder to write")
     p.add_argument("--baseline", default="baseline", help="algorithm every other is compared against")
-    p.add_argument("--resamples", type=int, default=1999, help="bootstrap resamples for CIs (0: no bootstrap CIs)")
+    p.add_argument("--resamples", type=int, default=1999, help="bootstrap resamples for the cost intervals (0: none; other CIs are t intervals)")
     add_skip_corrupt(p)
     p.set_defaults(func=cmd_build)
     p = lsub.add_parser("compare", help="per-dataset verdicts against the references, in the terminal")
     p.add_argument("--results", nargs="+", default=["results"], help="results folders (or run folders)")
     p.add_argument("--margin", type=float, default=0.02, help="equivalence margin in the metric's units")
+    p.add_argument("--resamples", type=int, default=1999,
+                   help="bootstrap resamples for the cost intervals (0: no intervals)")
     add_skip_corrupt(p)
     p.set_defaults(func=cmd_compare)
     p = lsub.add_parser("serve", help="serve a built site on localhost")
@@ -85,6 +87,8 @@ def cmd_compare(args) -> int:
 
     if not 0 < args.margin < 1e6:
         raise ConfigError(f"--margin must be a finite number > 0 in the metric's units, got {args.margin}")
+    if args.resamples < 0:
+        raise ConfigError(f"--resamples must be >= 0 (0: no bootstrap intervals), got {args.resamples}")
     runs, all_tasks = load_results(*args.results, skip_corrupt=args.skip_corrupt)
     if all_tasks.empty:
         raise ConfigError(f"no complete runs under {', '.join(args.results)}; run `suite run` first")
@@ -103,16 +107,22 @@ def cmd_compare(args) -> int:
         from metaft.suite.table import format_table_by_model
 
         print("\nacross datasets (stratified: each dataset's paired differences divided by their RMS, datasets "
-              "weighted equally, sign-flip permutation within datasets; never a mean of unlike metrics):\n")
-        print(format_table_by_model(summary["model"], ["candidate", "vs", "datasets", "tasks", "standardised effect",
-                                                       "p", "Holm p"],
-                           [[r.candidate, r.reference, r.datasets, r.tasks, f"{r.effect:+.3f}", f"{r.p_value:.4f}",
-                             f"{r.p_holm:.4f}"] for r in summary.itertuples()], "llrrrrr"))
-    costs = amortization(tasks, runs)
+              "weighted equally, signs flipped per seed (per task with one seed); never a mean of unlike metrics; "
+              "Holm over every candidate and reference of the model):\n")
+        print(format_table_by_model(summary["model"], ["candidate", "vs", "datasets", "tasks", "units",
+                                                       "standardised effect", "p", "Holm p", "claim"],
+                           [[r.candidate, r.reference, r.datasets, r.tasks, f"{r.units} {r.unit}", f"{r.effect:+.3f}",
+                             f"{r.p_value:.4f}", f"{r.p_holm:.4f}", r.claim] for r in summary.itertuples()],
+                           "llrrrrrrl"))
+    costs = amortization(tasks, runs, margin=args.margin, n_resamples=args.resamples)
     if not costs.empty:
-        print("\nsteps to the reference's final metric on the same task (misses censored at 2 x budget), and the "
-              "number of downstream tasks after which the extra up-front cost (meta-training, lr selection) is "
-              "paid back by the FLOPs saved per task:\n")
+        print(f"\ncost at equal quality, from quality at pre-declared budgets (docs/protocol.md#cost): cheaper = "
+              f"non-inferior (±{args.margin:g}) at its full budget, and at some smaller compute budget both better "
+              f"than the reference there and non-inferior to the reference's full-budget quality (one-sided t, "
+              f"Holm over budgets); dearer = the same with the roles swapped. Compute ratio: the reference's over "
+              f"the candidate's FLOPs at each one's smallest budget non-inferior to the reference's final quality; "
+              f"break-even: extra up-front FLOPs (meta-training, lr selection) over FLOPs saved per task; "
+              f"[95%]: bootstrap over the test units, {args.resamples} resamples:\n")
         print(format_amortization(costs))
     regret = selector_regret(all_tasks) if len(oracles) else []
     if len(regret):
@@ -150,11 +160,12 @@ def cmd_plan(args) -> int:
               "and a candidate on the same episodes first")
         return 0
     print(format_plan(table, args.effect, args.power))
-    print(f"\ntasks: a two-sided paired t-test at alpha {args.alpha:g} detecting {args.effect:g} with power "
-          f"{args.power:.0%} given the pilot's sd of paired differences, divided by the share of distinct query "
+    print(f"\ntasks: a two-sided paired t-test at Holm's first level (alpha {args.alpha:g} over the candidates "
+          f"compared with the reference) detecting {args.effect:g} with power {args.power:.0%}, from the pilot's sd "
+          f"of paired differences to its 95% upper confidence limit, divided by the share of distinct query "
           f"examples (overlapping query sets carry less information); seeds: at least 5 for an algorithm-level "
           f"claim, more when the pilot's seed-level sd asks for it; hours: measured fine-tuning seconds per task "
-          f"of both algorithms x tasks, plus their meta-training and lr selection, on the pilot's device.")
+          f"of both algorithms x tasks (the range's upper end), plus their meta-training and lr selection, on the pilot's device.")
     return 0
 
 

@@ -27,6 +27,8 @@ def write_results(root: Path, n_tasks: int = 24, seeds=(0, 1), models=("minilm",
             for algo in algos:
                 shift, cost_scale = {"baseline": (0, 1.0), "good": (0.15, 0.6), "same": (0, 1.0)}.get(algo, (-0.1, 1.3))
                 noise = rng.normal(0, 0.01, n_tasks) if algo != "baseline" else np.zeros(n_tasks)
+                if algo == "same":  # the baseline plus noise of mean exactly zero: no difference to find
+                    noise -= noise.mean()
                 quality = np.clip(base_quality + shift + noise, 0, 1)
                 cost = base_cost * cost_scale * rng.uniform(0.95, 1.05, n_tasks)
                 run_id = f"{'hostile' if algo == HOSTILE else algo}-{model}-s{seed}"
@@ -81,14 +83,15 @@ def write_planted_verdicts(root: Path, n_tasks: int = 40, metric_name: str = "ac
         folder = RunFolder(root, run_id)
         for i in range(n_tasks):
             q = float(1 - quality[i]) if as_error_rate else float(quality[i])
+            start = float(1 - quality[i] / 2) if as_error_rate else float(quality[i] / 2)  # the mirrored curve
             folder.write_task(i, {
                 "run_id": run_id, "algo": algo, "model": "minilm", "seed": 0, "benchmark": "cross-dataset-v2",
                 "episodes_fingerprint": "fp0", "protocol_fingerprint": "p0", "eval_mode": "shared",
                 "task_index": i, "task_id": f"meta-test/{i:04d}/ag_news", "dataset": "ag_news",
-                "task_type": "classification", "metric_name": metric_name, "metric": q, "metric_at_0": q / 2,
+                "task_type": "classification", "metric_name": metric_name, "metric": q, "metric_at_0": start,
                 "exact_match": None, "ft_steps": 8, "ft_seconds": 1.0, "ft_cpu_seconds": 1.0, "ft_gpu_seconds": 0.0,
                 "ft_gpu_hours": 0.0, "ft_peak_rss_mb": 900.0, "ft_peak_cuda_mb": 0.0, "ft_tokens": 1000,
-                "ft_flops": 1e9, "curve_steps": [0, 8], "curve_metric": [q / 2, q], "curve_seconds": [0.0, 1.0]})
+                "ft_flops": 1e9, "curve_steps": [0, 8], "curve_metric": [start, q], "curve_seconds": [0.0, 1.0]})
         atomic_write_json(folder.path / "manifest.json", {"run_id": run_id, "config": {"algo": algo}})
         folder.write_run({"run_id": run_id, "algo": algo, "model": "minilm", "seed": 0,
                           "benchmark": "cross-dataset-v2", "episodes_fingerprint": "fp0", "n_tasks": n_tasks,

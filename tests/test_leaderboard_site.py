@@ -15,11 +15,12 @@ from results_fixture import HOSTILE, write_results
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
 SUITE = str(Path(sys.executable).parent / "suite")
+SEEDS = (0, 1, 2, 3, 4)  # ranks and marks test over seeds, and need five of them to claim anything
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    results = write_results(tmp_path_factory.mktemp("results"))
+    results = write_results(tmp_path_factory.mktemp("results"), seeds=SEEDS)
     out = tmp_path_factory.mktemp("site") / "site"
     proc = subprocess.run([SUITE, "leaderboard", "build", "--results", str(results), "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
@@ -72,7 +73,8 @@ def test_overview_in_headless_chromium(site, browser):
     assert ranks[HOSTILE] == 4
     assert HOSTILE in [r.find_element(By.CSS_SELECTOR, "td.algo").text for r in rows]  # shown as text
     plots = browser.find_elements(By.CSS_SELECTOR, ".plot")
-    assert len(plots) == 5  # curves vs steps, seconds, compute; quality vs cost; p-values
+    assert len(browser.find_elements(By.CSS_SELECTOR, ".plot.frontier")) == 4  # one per dataset, side by side
+    assert len(plots) == 4 + 4  # and the model's curves vs steps, seconds, compute, and its p-values
     for plot in plots:
         assert plot.find_elements(By.CSS_SELECTOR, ".main-svg"), "a plot did not render"
     marks = browser.find_elements(By.CSS_SELECTOR, ".sig-better")
@@ -82,9 +84,33 @@ def test_overview_in_headless_chromium(site, browser):
 
 def test_dataset_and_run_pages_render(site, browser):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get((site / "datasets" / "ag_news.html").as_uri())
+    WebDriverWait(browser, 30).until(lambda d: d.execute_script(
+        "return document.querySelectorAll('.plot.frontier .main-svg').length") > 0)
     assert console_errors(browser) == []
+    headings = [h.text for h in browser.find_elements(By.TAG_NAME, "h2")]
+    assert headings[:2] == ["Verdicts", "Cost-quality frontier"]  # the page leads with both
+    frontier = browser.execute_script(
+        "var gd = document.querySelector('.plot.frontier'); return {names: gd.data.map(t => t.name), "
+        "pareto: gd.data[gd.data.length - 1].text, ticks: gd.layout.xaxis.ticktext, "
+        "buttons: gd.layout.updatemenus[0].buttons.map(b => b.label)};")
+    assert frontier["names"][-1] == "Pareto set" and frontier["pareto"]
+    assert all(p.startswith("good: ") for p in frontier["pareto"])  # the better and cheaper curve dominates
+    assert frontier["ticks"][0] == "0" and frontier["buttons"][0] == "fine-tuning only"
+    steps = browser.execute_script("return document.querySelector('.plot.curve-steps').layout.xaxis.ticktext")
+    assert steps == ["0", "1", "2", "4", "8"]  # the log-spaced step axis reads in steps, 0 included
+    verdict = {r.find_elements(By.TAG_NAME, "td")[1].text: r.find_elements(By.TAG_NAME, "td")[-1].text
+               for r in browser.find_elements(By.CSS_SELECTOR, "table.verdicts tbody tr")}
+    head = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "table.leaderboard th")]
+    column = head.index("vs baseline")
+    marks = {r.find_element(By.CSS_SELECTOR, "td.algo").text: r.find_elements(By.TAG_NAME, "td")[column].text
+             for r in browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr")}
+    assert verdict["good"] == "better" and marks["good"].startswith("▲")
+    for algo, text in verdict.items():  # the mark is the verdict: it can never contradict it
+        assert marks[algo].startswith("▲") == text.startswith("better"), (algo, marks[algo], text)
+        assert marks[algo].startswith("▼") == text.startswith("worse"), (algo, marks[algo], text)
     assert browser.find_elements(By.CSS_SELECTOR, "table.leaderboard tbody tr")
     link = browser.find_element(By.CSS_SELECTOR, "table.leaderboard a")
     link.click()

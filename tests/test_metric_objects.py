@@ -2,6 +2,7 @@
 the leaderboard reads a metric's direction and range from it."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 import torch
 from results_fixture import PLANTED_VERDICTS, write_planted_verdicts
@@ -58,8 +59,13 @@ def test_a_smaller_is_better_metric_is_ranked_and_judged_by_its_direction(tmp_pa
     assert got == PLANTED_VERDICTS
     better = table[table["candidate"] == "plants-better"].iloc[0]
     assert better["mean_diff"] == pytest.approx(-0.10) and not better["higher_is_better"]  # shown as measured
-    steps = costs.paired_steps(prepared, "plants-better", "baseline")
-    assert steps["reached"].all()  # a lower error than the baseline's final one counts as reaching it
+    accuracy_costs = costs.amortization(load_results(write_planted_verdicts(tmp_path / "acc"))[1], None,
+                                        n_resamples=0).set_index("candidate")
+    error_costs = costs.amortization(tasks, None, n_resamples=0).set_index("candidate")
+    columns = ["verdict", "sufficient_candidate", "sufficient_reference", "compute_ratio", "p_cheaper", "p_dearer"]
+    pd.testing.assert_frame_equal(error_costs[columns], accuracy_costs[columns])
+    assert error_costs.loc["plants-better", "sufficient_candidate"] == 8  # a lower error reaches the baseline's
+    assert pd.isna(error_costs.loc["plants-worse", "sufficient_candidate"])  # a higher one never does
 
     legacy = tasks.assign(metric_name="f1", task_type="ner")
     assert set(stats.prepare(legacy)["metric_name"]) == {"entity_f1"}
