@@ -205,16 +205,14 @@ def _ratios(r: CostResult, cand: CurveSide, ref: CurveSide, margin: float, alpha
     target = ref.full[:, None]
     d_ref, d_cand = ref.values - target, cand.values - target
     n = d_ref.shape[0]
-    weights = [np.full((1, n), 1.0 / n)]  # the sample itself first
-    if n_resamples:
-        rng = np.random.default_rng(seed)
-        idx = rng.integers(0, n, size=(n_resamples, n))
-        counts = np.zeros((n_resamples, n))
-        np.add.at(counts, (np.arange(n_resamples)[:, None], idx), 1.0)
-        weights.append(counts / n)
-    w = np.concatenate(weights)
-    i_ref = _sufficient_many(w, d_ref, margin, alpha)
-    i_cand = _sufficient_many(w, d_cand, margin, alpha)
+    chunks = [np.full((1, n), 1.0 / n)]  # the sample itself first, then resamples in chunks (bounded memory)
+    rng = np.random.default_rng(seed)
+    for start in range(0, n_resamples, 256):
+        rows = min(256, n_resamples - start)
+        idx = rng.integers(0, n, size=(rows, n)) + n * np.arange(rows)[:, None]
+        chunks.append(np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n) / n)
+    i_ref = np.concatenate([_sufficient_many(w, d_ref, margin, alpha) for w in chunks])
+    i_cand = np.concatenate([_sufficient_many(w, d_cand, margin, alpha) for w in chunks])
     ref_compute = np.where(i_ref >= 0, ref.grid[np.maximum(i_ref, 0)] * ref.flops_per_step, np.nan)
     reached = i_cand >= 0
     cand_compute = np.where(reached, cand.grid[np.maximum(i_cand, 0)] * cand.flops_per_step, np.inf)
@@ -326,13 +324,8 @@ def _num(x, fmt: str = ".3g") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
     if isinstance(x, float) and math.isinf(x):
-        return "∞" if x > 0 else "none"
+        return "∞" if x > 0 else "-∞"
     return format(x, fmt)
-
-
-def with_interval(x, lo, hi, fmt: str = ".3g") -> str:
-    return _num(x, fmt) + ("" if lo is None or (isinstance(lo, float) and math.isnan(lo))
-                           else f" [{_num(lo, fmt)}, {_num(hi, fmt)}]")
 
 
 def break_even_text(x, lo, hi) -> str:
@@ -350,16 +343,33 @@ COLUMNS = ["dataset", "candidate", "vs", "n", "cost verdict", "p (cheaper)", "p 
 
 
 def cost_cells(r) -> list[str]:
-    """One row of the cost table as text (shared by the terminal and the site). A candidate never
-    non-inferior to the reference's final quality has no ratio and saves nothing ("not reached")."""
+    """One row of the cost table as text (shared by the terminal and the site). "n.r.": not
+    reached (the candidate is never non-inferior to the reference's final quality), in the sample
+    or at an end of the interval."""
     suff = f"{_num(r.sufficient_candidate, 'g')}/{_num(r.sufficient_reference, 'g')}"
-    reached = r.sufficient_candidate is not None and not pd.isna(r.sufficient_candidate)
-    ratio = with_interval(r.compute_ratio, r.compute_ratio_lo, r.compute_ratio_hi) if reached else "not reached"
-    saved = with_interval(r.saved_flops_per_task, r.saved_flops_lo, r.saved_flops_hi) if reached else "not reached"
     return [r.dataset, r.candidate, r.reference, f"{r.n} {r.unit}", r.verdict, _num(r.p_cheaper, ".3g"),
-            _num(r.p_dearer, ".3g"), suff, ratio, saved, _num(r.extra_upfront_flops),
+            _num(r.p_dearer, ".3g"), suff, ratio_text(r.compute_ratio, r.compute_ratio_lo, r.compute_ratio_hi),
+            saved_text(r.saved_flops_per_task, r.saved_flops_lo, r.saved_flops_hi), _num(r.extra_upfront_flops),
             break_even_text(r.break_even_tasks, r.break_even_lo, r.break_even_hi),
-            with_interval(r.ratio_at_100, r.ratio_at_100_lo, r.ratio_at_100_hi) if reached else "not reached"]
+            ratio_text(r.ratio_at_100, r.ratio_at_100_lo, r.ratio_at_100_hi)]
+
+
+def _missing(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def ratio_text(x, lo, hi) -> str:
+    """A compute ratio with its interval; 0 means not reached ("n.r.")."""
+    def one(v):
+        return "–" if _missing(v) else "n.r." if v == 0 else _num(v)
+    return one(x) + ("" if _missing(lo) else f" [{one(lo)}, {one(hi)}]")
+
+
+def saved_text(x, lo, hi) -> str:
+    """FLOPs saved per task with its interval; -inf means not reached ("n.r.")."""
+    def one(v):
+        return "–" if _missing(v) else "n.r." if math.isinf(v) and v < 0 else _num(v)
+    return one(x) + ("" if _missing(lo) else f" [{one(lo)}, {one(hi)}]")
 
 
 def format_amortization(table: pd.DataFrame) -> str:

@@ -125,6 +125,21 @@ def with_ci(value: str, lo, hi, digits: int = 3) -> Cell:
     return Cell(value, ci=f"[{fmt(lo, digits)}, {fmt(hi, digits)}]")
 
 
+def seed_units(sub: pd.DataFrame) -> pd.DataFrame:
+    """The rows a test over ``sub`` should see: with several seeds one row per (seed, protocol,
+    algorithm), the mean over its tasks (the tasks of one seed share one meta-trained start, so
+    they are not independent replicates); with one seed the tasks themselves."""
+    if sub["episodes_fingerprint"].nunique() < 2:
+        return sub
+    keys = ["model", "episodes_fingerprint", "protocol_fingerprint", "algo"]
+    measures = [m for m in stats.MEASURES if m in sub]
+    out = sub.groupby(keys, observed=True, sort=True)[measures].mean().reset_index().assign(task_index=0)
+    if "metric_sign" in sub:
+        out["metric_sign"] = stats.scope_sign(sub)
+    out.attrs.update(sub.attrs)
+    return out
+
+
 def mark(claim: str, p_holm, title: str) -> Cell:
     """A claim as a table mark: ▲ better, ▼ worse (the claim's own word, so the mark can never
     contradict the verdict), the claim's words in grey otherwise."""
@@ -194,7 +209,8 @@ class SiteBuilder:
         pairs = self.unit_pairs(sub, model)
         ranks = stats.ranks_for(sub, pairs) if one_metric else {a: None for a in algos}
         refs = stats.references_in(sub, self.baseline)
-        vs_refs = {r: stats.against_baseline(sub, r, model=model, n_resamples=self.n_resamples) for r in refs}
+        units = seed_units(sub)
+        vs_refs = {r: stats.against_baseline(units, r, model=model, n_resamples=self.n_resamples) for r in refs}
         datasets = sorted(sub["dataset"].unique()) if with_datasets else []
         marks = self.marks(model, None if with_datasets else str(sub["dataset"].iloc[0]))
         head = ["rank", "algorithm", "tasks", "metric (95% CI)"] + datasets + [f"vs {r}" for r in refs] + \
@@ -226,13 +242,8 @@ class SiteBuilder:
     def unit_pairs(self, sub: pd.DataFrame, model: str) -> pd.DataFrame:
         """Every pair of algorithms tested on the metric with seeds as the unit when there are several
         (per-seed means; fewer than ``MIN_SEEDS`` seeds: nothing is significant), tasks with one."""
-        n_seeds = sub["episodes_fingerprint"].nunique()
-        if n_seeds < 2:
-            return stats.all_pairs(sub, measures=("metric",), model=model, n_resamples=0)
-        keys = ["model", "episodes_fingerprint", "protocol_fingerprint", "algo"]
-        seeds = sub.groupby(keys, observed=True, sort=True)["metric"].mean().reset_index().assign(task_index=0)
-        pairs = stats.all_pairs(seeds, measures=("metric",), model=model, n_resamples=0)
-        if n_seeds < verdicts.MIN_SEEDS:
+        pairs = stats.all_pairs(seed_units(sub), measures=("metric",), model=model, n_resamples=0)
+        if 1 < sub["episodes_fingerprint"].nunique() < verdicts.MIN_SEEDS:
             pairs["significant"] = False
         return pairs
 
@@ -330,9 +341,9 @@ class SiteBuilder:
                  Cell(f"{r.units} {r.unit}"), Cell(f"{r.effect:+.3f}"), Cell(f"{r.p_value:.4f}"),
                  Cell(f"{r.p_holm:.4f}"), left(r.claim, "l claim")] for r in table.itertuples()]
         note = ("Never a mean of unlike metrics: each dataset's paired differences (per-seed means with several "
-                "seeds) are divided by their root mean square (a unit-free effect), datasets count equally, and "
-                "the p-value is a permutation test flipping the sign of each seed in every dataset at once (of "
-                "each task with one seed). The family for Holm: every candidate against every reference of the "
+                "seeds) are divided by their root mean square (a unit-free effect), datasets count equally; the "
+                "p-value comes from a t-test over the seeds' cross-dataset effects with several seeds (a seed is "
+                "one unit in every dataset), from an exact sign-flip test within datasets with one. The family for Holm: every candidate against every reference of the "
                 f"model. A claim needs {verdicts.MIN_SEEDS} seeds. Per-dataset verdicts are on each dataset's page.")
         return Section("Across datasets (stratified)", [note], Table("stratified", head, rows))
 

@@ -362,7 +362,8 @@ def paired_values(tasks: pd.DataFrame, measure: str, a: str, b: str, model: str 
 
 def compare(tasks: pd.DataFrame, pairs: Iterable[tuple[str, str]], measures: Sequence[str] = MEASURES,
             model: str | None = None, dataset: str | None = None, n_resamples: int = 9999) -> pd.DataFrame:
-    """Every (a, b) in ``pairs`` on every measure; Holm over the pairs within each measure.
+    """Every (a, b) in ``pairs`` on every measure; Holm over the pairs within each measure. Pairs
+    under several protocols are tested per protocol (``a (protocol xxxxxxxx)``), never pooled.
     CIs of the mean difference are t intervals (:func:`t_intervals`); ``n_resamples=0`` skips
     them (e.g. when only p-values are needed)."""
     scoped = _scope(tasks, model, dataset)
@@ -371,20 +372,23 @@ def compare(tasks: pd.DataFrame, pairs: Iterable[tuple[str, str]], measures: Seq
     tables = wide_many(scoped, measures)
     for measure in measures:
         table = tables[measure]
-        values = [paired_values(scoped, measure, a, b, table=table) for a, b in pairs]
-        family = [paired_test(va, vb, measure, a, b, n_resamples=0) for (va, vb), (a, b) in zip(values, pairs)]
-        protocols = table.index.get_level_values("protocol_fingerprint")
-        for c in family:
-            if c.n and protocols.nunique() > 1:
-                both = table[c.a].notna().to_numpy() & table[c.b].notna().to_numpy()
-                count = protocols[both].nunique()
-                if count > 1:
-                    c.note = (f"pairs from {count} protocols pooled in this table; the verdicts test each "
-                              f"protocol on its own")
-            if c.n == 0:
-                recorded = [x for x in (c.a, c.b) if x in table.columns and table[x].notna().any()]
-                c.note = (unpaired_reason(scoped, c.a, c.b) if len(recorded) == 2 or measure == "metric" else
-                          f"no {measure} values recorded for {' and '.join(x for x in (c.a, c.b) if x not in recorded)}")
+        protocols = np.asarray(table.index.get_level_values("protocol_fingerprint")).astype(str)
+        values, family = [], []
+        for a, b in pairs:
+            va, vb = (table[a].to_numpy(float), table[b].to_numpy(float)) if a in table and b in table else \
+                (np.full(len(table), np.nan), np.full(len(table), np.nan))
+            both = ~(np.isnan(va) | np.isnan(vb))
+            present = pd.unique(protocols[both])
+            for protocol in present if len(present) > 1 else [None]:  # separate studies, never pooled
+                keep = both if protocol is None else both & (protocols == protocol)
+                label = a if protocol is None else f"{a} (protocol {protocol[:8]})"
+                values.append((va[keep], vb[keep]))
+                c = paired_test(va[keep], vb[keep], measure, label, b, n_resamples=0)
+                if c.n == 0:
+                    recorded = [x for x in (a, b) if x in table.columns and table[x].notna().any()]
+                    c.note = (unpaired_reason(scoped, a, b) if len(recorded) == 2 or measure == "metric" else
+                              f"no {measure} values recorded for {' and '.join(x for x in (a, b) if x not in recorded)}")
+                family.append(c)
         for c, ci in zip(family, t_intervals([va - vb for va, vb in values]) if n_resamples else
                          [(None, None)] * len(values)):
             if c.n:

@@ -100,14 +100,15 @@ def cmd_compare(args) -> int:
     print(format_verdicts(table))
     print("\none test per dataset (its own metric), paired over config-matched tasks; Holm over the candidates "
           "against one reference on one dataset; TOST: equivalence within the margin; MDE: the smallest "
-          "difference this many tasks detects with 80% power. With one seed the claim is about these "
+          "difference this many tasks detects with 80% power at Holm's first level. With one seed the claim is about these "
           "meta-trained initialisations, not the algorithms.")
     summary = stratified_summary(tasks)
     if len(summary) and summary["datasets"].max() > 1:
         from metaft.suite.table import format_table_by_model
 
         print("\nacross datasets (stratified: each dataset's paired differences divided by their RMS, datasets "
-              "weighted equally, signs flipped per seed (per task with one seed); never a mean of unlike metrics; "
+              "weighted equally; a t-test over seeds with several, a sign-flip test over tasks with one; never a mean "
+              "of unlike metrics; "
               "Holm over every candidate and reference of the model):\n")
         print(format_table_by_model(summary["model"], ["candidate", "vs", "datasets", "tasks", "units",
                                                        "standardised effect", "p", "Holm p", "claim"],
@@ -122,7 +123,8 @@ def cmd_compare(args) -> int:
               f"Holm over budgets); dearer = the same with the roles swapped. Compute ratio: the reference's over "
               f"the candidate's FLOPs at each one's smallest budget non-inferior to the reference's final quality; "
               f"break-even: extra up-front FLOPs (meta-training, lr selection) over FLOPs saved per task; "
-              f"[95%]: bootstrap over the test units, {args.resamples} resamples:\n")
+              f"[95%]: bootstrap over the test units, {args.resamples} resamples; n.r.: not reached (never "
+              f"non-inferior to the reference's final quality):\n")
         print(format_amortization(costs))
     regret = selector_regret(all_tasks) if len(oracles) else []
     if len(regret):

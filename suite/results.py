@@ -74,9 +74,10 @@ TASK_COLUMNS = {
     "curve_steps": "list[int]: fine-tuning steps at which the query metric was measured",
     "curve_metric": "list[float]: the query metric at those steps",
     "curve_seconds": "list[float], s: fine-tuning seconds at those steps",
-    "target": "float or null: the quality target for steps-to-target",
+    "target": "float or null: the quality target of the oracle stopping point `steps_to_target`",
     "target_source": "string: 'baseline' (its final metric on the same task) or 'best' (fraction of best)",
-    "steps_to_target": "int or null: first measured step reaching the target (null: never)",
+    "steps_to_target": "int or null: oracle stopping point, the first measured step reaching the target (null: "
+                       "never); chosen on the query set, so for inspection only: no verdict or break-even uses it",
     "seconds_to_target": "float or null, s: fine-tuning seconds at that step",
 }
 RUN_COLUMNS = {

@@ -37,5 +37,5 @@ def format_summary(tasks: pd.DataFrame, run_row: dict) -> str:
             f"{run_row['meta_gpu_hours']:.5f} GPU-h, peak RSS {run_row['meta_peak_rss_mb']:.0f} MiB, "
             f"{run_row['meta_tokens']} tokens, {run_row['meta_flops']:.3g} FLOPs")
     body = format_table(["dataset", "metric", "tasks", "at step 0", "final (mean ± sd)", "ft s/task", "GPU-h",
-                         "steps-to-target", "reached"], rows, "llrrrrrrr")
+                         "oracle stop (median)", "reached"], rows, "llrrrrrrr")
     return head + "\n\n" + body

@@ -217,5 +217,5 @@ def test_pairs_under_two_protocols_are_two_studies_not_two_seeds():
     assert (summary["tasks"] == 12).all()
     steps = costs.amortization(both, pd.DataFrame(), n_resamples=0)
     assert set(steps["candidate"]) == {"cand (protocol grid)", "cand (protocol fixed-lr)"} and (steps["n"] == 12).all()
-    pooled = stats.compare(both, [("cand", "baseline")], measures=("metric",), n_resamples=0).iloc[0]
-    assert pooled["n"] == 24 and "pairs from 2 protocols pooled" in pooled["note"]  # said where it still pools
+    split = stats.compare(both, [("cand", "baseline")], measures=("metric",), n_resamples=0).set_index("a")
+    assert set(split.index) == {"cand (protocol grid)", "cand (protocol fixed-lr)"} and (split["n"] == 12).all()

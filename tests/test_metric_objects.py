@@ -46,7 +46,7 @@ def test_evaluate_scores_with_the_metric_it_is_given():
 
 def test_a_smaller_is_better_metric_is_ranked_and_judged_by_its_direction(tmp_path):
     """The planted study written as error rates (1 - accuracy): the same candidates must rank
-    first and get the same verdicts, steps-to-target must count going *below* the target, and
+    first and get the same verdicts and cost rows (a lower error reaches the target), and
     rows from before metrics were objects ("f1") are read as the task type's F1."""
     _, tasks = load_results(write_planted_verdicts(tmp_path / "err", metric_name="error_rate", as_error_rate=True))
     prepared = stats.prepare(tasks)

@@ -62,7 +62,7 @@ def test_run_writes_complete_rows(algo, tiny_models, tiny_config, tmp_path):
     out = tmp_path / "results"
     proc = suite(*run_args(tiny_models["bert"], tiny_config(), out, algo))
     assert proc.returncode == 0, proc.stderr
-    assert "overall" in proc.stdout and "steps-to-target" in proc.stdout
+    assert "overall" in proc.stdout and "oracle stop" in proc.stdout
     runs, tasks = load_results(out)
     assert len(runs) == 1 and len(tasks) == 4
     assert set(TASK_COLUMNS) <= set(tasks.columns)
