@@ -224,8 +224,9 @@ class SiteBuilder:
         rows = []
         for algo in order:
             df = by_algo[algo]
-            cells = [Cell("–" if ranks[algo] is None else ranks[algo]), left(algo, "l algo"), Cell(len(df)),
-                     with_ci(fmt(df["metric"].mean()), *self._ci[(model, algo, scope)])]
+            pooled = with_ci(fmt(df["metric"].mean()), *self._ci[(model, algo, scope)]) if one_metric else \
+                Cell("–", title="the datasets use different metrics: no mean over them is shown")
+            cells = [Cell("–" if ranks[algo] is None else ranks[algo]), left(algo, "l algo"), Cell(len(df)), pooled]
             for d in datasets:
                 x = df[df["dataset"] == d]["metric"]
                 cells.append(with_ci(fmt(x.mean()), *self._ci[(model, algo, (d,))]) if len(x) else Cell("–"))
@@ -349,11 +350,11 @@ class SiteBuilder:
 
     def amortization_table(self, dataset: str | None = None) -> Section | None:
         """Cost at equal quality from quality at pre-declared budgets (leaderboard.costs)."""
-        tasks = self.data.tasks if dataset is None else self.data.tasks[self.data.tasks["dataset"] == dataset]
-        key = ("costs", dataset)
-        if key not in self._tables:
-            self._tables[key] = costs.amortization(tasks, self.data.runs, n_resamples=self.n_resamples)
-        table = self._tables[key]
+        if ("costs",) not in self._tables:  # once per build; each dataset page shows its rows
+            self._tables[("costs",)] = costs.amortization(self.data.tasks, self.data.runs, n_resamples=self.n_resamples)
+        table = self._tables[("costs",)]
+        if dataset is not None and len(table):
+            table = table[table["dataset"] == dataset]
         if table.empty:
             return None
         head = ["model"] + costs.COLUMNS

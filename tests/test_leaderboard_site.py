@@ -263,3 +263,16 @@ def test_the_hindsight_oracle_is_shown_apart_and_never_ranked(browser, tmp_path)
     assert cells[2] == "intermediate" and float(cells[6]) > 0  # the selector missed the oracle's source half the time
     assert cells[8] == "50%"
     assert console_errors(browser) == []
+
+
+def test_the_overview_neither_ranks_nor_averages_unlike_metrics(tmp_path):
+    from metaft.leaderboard.site import SiteBuilder, load_site_data
+
+    data = load_site_data([str(write_results(tmp_path / "r", n_tasks=8, seeds=(0,), hostile=False))])
+    names = data.tasks["metric_name"].astype(str)
+    data.tasks["metric_name"] = names.where(data.tasks["dataset"].astype(str) != "ontonotes5", "entity_f1")
+    builder = SiteBuilder(data, tmp_path / "site", n_resamples=0)
+    overview, *_ = builder.leaderboard_table(builder.core, "minilm", with_datasets=True)
+    assert all(row[0].text == "–" and row[3].text == "–" for row in overview.rows)  # no rank, no pooled mean
+    page, *_ = builder.leaderboard_table(builder.core[builder.core["dataset"] == "ag_news"], "minilm", False)
+    assert all(isinstance(row[0].text, int) for row in page.rows)  # one metric on a dataset page: ranked
