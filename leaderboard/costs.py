@@ -189,9 +189,9 @@ def cost_verdict(cand: CurveSide, ref: CurveSide, margin: float, alpha: float = 
     elif unit == "tasks" and r.n < MIN_TASKS:
         r.verdict = f"inconclusive (fewer than {MIN_TASKS} tasks)"
     elif r.cheaper_at is not None and r.dearer_at is None:
-        r.verdict = f"cheaper (at {r.cheaper_at:.0%} of the reference's compute)"
+        r.verdict = f"cheaper (at {r.cheaper_at:.0%} of the reference's fine-tuning FLOPs)"
     elif r.dearer_at is not None and r.cheaper_at is None:
-        r.verdict = f"dearer (the reference at {r.dearer_at:.0%} of the candidate's compute)"
+        r.verdict = f"dearer (the reference at {r.dearer_at:.0%} of its fine-tuning FLOPs)"
     else:
         r.verdict = "no cost difference shown"
     _ratios(r, cand, ref, margin, alpha, n_resamples, seed)
