@@ -303,7 +303,8 @@ def _scope_rows(sub: pd.DataFrame, model, dataset, suffix: str, references, upfr
                    "margin": margin, "flops_per_step_candidate": c.flops_per_step,
                    "flops_per_step_reference": r.flops_per_step, "budget": float(r.grid[-1])}
             row.update({k: v for k, v in asdict(res).items() if k != "amortized"})
-            for big_n, (x, lo, hi) in res.amortized.items():
+            for big_n in AMORTIZE_OVER:  # present in every row, None where the test did not run
+                x, lo, hi = res.amortized.get(big_n, (None, None, None))
                 row.update({f"ratio_at_{big_n}": x, f"ratio_at_{big_n}_lo": lo, f"ratio_at_{big_n}_hi": hi})
             out.append(row)
     return out

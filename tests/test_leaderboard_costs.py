@@ -215,3 +215,12 @@ def test_an_unregistered_metric_is_an_error_naming_the_missing_plugin():
     tasks = pd.DataFrame(rows("baseline", np.ones((3, 7)), 1e9)).assign(metric_name="bleu_from_a_plugin")
     with pytest.raises(NotFoundError, match="bleu_from_a_plugin.*not registered.*install the plugin"):
         stats.prepare(tasks)
+
+
+def test_too_few_pairs_give_a_row_that_says_so_and_still_prints():
+    tasks = pd.DataFrame(rows("baseline", np.tile(flat(GRID), (1, 1)), 1e9) +
+                         rows("cand", np.tile(flat(GRID), (1, 1)), 1e9))
+    table = costs.amortization(tasks, None, n_resamples=0)
+    row = table.iloc[0]
+    assert row.verdict == "not tested" and row.note.startswith("fewer than 2") and row.ratio_at_100 is None
+    assert "not tested" in costs.format_amortization(table)
