@@ -246,12 +246,9 @@ def _side(rows: pd.DataFrame, steps_column: str, seeds: np.ndarray, upfront: dic
     ft_steps = rows["ft_steps"].clip(lower=1).to_numpy(float)
     flops = float(np.nanmean(rows["ft_flops"].fillna(0).to_numpy(float) / ft_steps))
     tokens = float(np.nanmean(rows["ft_tokens"].fillna(0).to_numpy(float) / ft_steps)) if "ft_tokens" in rows else 0.0
-    codes, groups = pd.factorize(seeds)
-    unit, n_seeds = "tasks", len(groups)
-    if n_seeds > 1:  # per-seed means: tasks of one seed share one meta-trained initialisation
-        counts = np.bincount(codes)
-        values = np.stack([np.bincount(codes, weights=values[:, j]) / counts for j in range(values.shape[1])], 1)
-        unit = "seeds"
+    from .verdicts import per_unit
+
+    (values,), unit, n_seeds = per_unit([values], seeds)
     run_upfront = float(np.mean([upfront.get(x, 0.0) for x in pd.unique(rows["run_id"])])) if len(rows) else 0.0
     return CurveSide(grid, values, flops, tokens, run_upfront), unit, n_seeds
 

@@ -71,27 +71,33 @@ def _on_grid(steps: list[tuple], values: list, grid: np.ndarray) -> np.ndarray:
 def curve_table(tasks: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Mean learning curve with a 95% t band per (model, dataset, algo) on a common step grid
     (union of the evaluated steps; curves carried forward after a task's budget ends), plus the
-    mean cumulative compute at each step: fine-tuning FLOPs so far plus the run's meta-training
-    FLOPs (and lr selection's) amortized over its meta-test tasks."""
+    mean cumulative compute at each step: fine-tuning FLOPs so far (``ft_flops``, each algorithm's
+    own FLOPs per step) and that plus the run's up-front FLOPs (meta-training and lr selection,
+    ``upfront`` per run) amortized over its meta-test tasks (``compute``). The per-dataset rows
+    are also the cost-quality frontier's points; ``sign`` is -1 for a smaller-is-better metric."""
     from scipy import stats as sps
 
-    upfront = {}
-    if runs is not None and len(runs):
-        for r in runs.to_dict("records"):
-            total = sum(float(r.get(c) or 0.0) for c in ("meta_flops", "selection_flops")
-                        if r.get(c) is not None and not pd.isna(r.get(c)))
-            upfront[r["run_id"]] = total / max(int(r.get("n_tasks") or 1), 1)
+    from .costs import upfront_flops
+
+    upfront = upfront_flops(runs)
+    n_tasks = {}
+    if runs is not None and len(runs) and "n_tasks" in runs:
+        n_tasks = {r: max(int(n or 1), 1) for r, n in zip(runs["run_id"], runs["n_tasks"].fillna(1))}
     tasks = with_schedules(tasks)
-    per_dataset = {}  # (model, algo) -> [(grid, metric, seconds, compute)] of its datasets
+    per_dataset = {}  # (model, algo) -> [(dataset, grid, metric, seconds, upfront, share, per_step, ft_steps, sign)]
     for (model, dataset, algo), sub in tasks.groupby(["model", "dataset", "algo"], sort=True, observed=True):
         steps = list(sub["schedule"])
         grid = np.array(sorted(set().union(*steps)))
         metric = _on_grid(steps, list(sub["curve_metric"]), grid)
         seconds = _on_grid(steps, list(sub["curve_seconds"]), grid)
         per_step = (sub["ft_flops"].fillna(0) / sub["ft_steps"].clip(lower=1)).to_numpy(float)
-        offset = sub["run_id"].map(upfront).fillna(0.0).to_numpy(float) if upfront else np.zeros(len(sub))
+        runs_of = sub["run_id"].astype(str)
+        total = runs_of.map(upfront).fillna(0.0).to_numpy(float) if upfront else np.zeros(len(sub))
+        share = total / runs_of.map(n_tasks).fillna(1).to_numpy(float) if n_tasks else total
         ft_steps = sub["ft_steps"].to_numpy()[:, None]
-        per_dataset.setdefault((model, algo), []).append((dataset, grid, metric, seconds, offset, per_step, ft_steps))
+        sign = -1.0 if "metric_sign" in sub and bool((sub["metric_sign"] < 0).all()) else 1.0
+        per_dataset.setdefault((model, algo), []).append(
+            (dataset, grid, metric, seconds, total, share, per_step, ft_steps, sign))
     rows = [(model, b[0], algo, *b[1:]) for (model, algo), blocks in per_dataset.items() for b in blocks]
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
     for (model, algo), blocks in sorted(per_dataset.items()):
@@ -99,19 +105,23 @@ def curve_table(tasks: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.Dat
         wide = np.array(sorted(set().union(*(b[1] for b in blocks))))
         rows.append((model, ALL, algo, wide, np.concatenate([_regrid(b[2], b[1], wide) for b in blocks]),
                      np.concatenate([_regrid(b[3], b[1], wide) for b in blocks]),
-                     np.concatenate([b[4] for b in blocks]), np.concatenate([b[5] for b in blocks]),
-                     np.concatenate([b[6] for b in blocks])))
+                     *(np.concatenate([b[k] for b in blocks]) for k in (4, 5, 6, 7)),
+                     min(b[8] for b in blocks)))
     frames = []
-    for model, dataset, algo, grid, metric, seconds, offset, per_step, ft_steps in rows:
-        compute = offset[:, None] + per_step[:, None] * np.minimum(grid[None, :], ft_steps)
+    for model, dataset, algo, grid, metric, seconds, total, share, per_step, ft_steps, sign in rows:
+        ft = per_step[:, None] * np.minimum(grid[None, :], ft_steps)
         n = len(metric)
         mean = metric.mean(0)
         half = (sps.t.ppf(0.975, n - 1) * metric.std(0, ddof=1) / np.sqrt(n)) if n > 1 else np.zeros(len(grid))
         frames.append(pd.DataFrame({"model": model, "dataset": dataset, "algo": algo, "step": grid,
                                     "metric": mean, "lo": mean - half, "hi": mean + half,
-                                    "seconds": seconds.mean(0), "compute": compute.mean(0), "n": n}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=["model", "dataset", "algo", "step", "metric", "lo", "hi", "seconds", "compute", "n"])
+                                    "seconds": seconds.mean(0), "compute": (share[:, None] + ft).mean(0),
+                                    "ft_flops": ft.mean(0), "upfront": float(total.mean()), "sign": sign, "n": n}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CURVE_COLUMNS)
+
+
+CURVE_COLUMNS = ["model", "dataset", "algo", "step", "metric", "lo", "hi", "seconds", "compute", "ft_flops", "upfront",
+                 "sign", "n"]
 
 
 X_TITLES = {"steps": "fine-tuning steps", "seconds": "fine-tuning seconds (mean)",
@@ -155,36 +165,8 @@ PALETTE = ["rgb(31,119,180)", "rgb(255,127,14)", "rgb(44,160,44)", "rgb(214,39,4
 
 
 # ---------------------------------------------------------------------------- cost-quality frontier
+# points: the per-dataset rows of `curve_table` (one per algorithm and evaluated budget)
 FRONTIER_N = (None, 10, 100, 1000)  # up-front cost amortized over N tasks (None: fine-tuning only)
-
-
-def frontier_points(tasks: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One point per (model, dataset, algorithm, evaluated budget) from the stored curves: mean
-    quality with its 95% t interval over the tasks, fine-tuning FLOPs per task at that budget
-    (the algorithm's own FLOPs per step), and its up-front FLOPs per run (meta-training + lr
-    selection). Oriented metrics are not flipped: ``sign`` says which way is better."""
-    from scipy import stats as sps
-
-    from .costs import upfront_flops
-
-    upfront = upfront_flops(runs) if runs is not None else {}
-    tasks = with_schedules(tasks)
-    rows = []
-    for (model, dataset, algo), sub in tasks.groupby(["model", "dataset", "algo"], sort=True, observed=True):
-        steps = list(sub["schedule"])
-        grid = np.array(sorted(set().union(*steps)))
-        metric = _on_grid(steps, list(sub["curve_metric"]), grid)
-        n = len(metric)
-        mean = metric.mean(0)
-        half = sps.t.ppf(0.975, n - 1) * metric.std(0, ddof=1) / np.sqrt(n) if n > 1 else np.zeros(len(grid))
-        per_step = float(np.mean(sub["ft_flops"].fillna(0).to_numpy(float) / sub["ft_steps"].clip(lower=1)))
-        up = float(np.mean([upfront.get(r, 0.0) for r in pd.unique(sub["run_id"])]))
-        sign = -1.0 if "metric_sign" in sub and (sub["metric_sign"] < 0).all() else 1.0
-        rows += [{"model": model, "dataset": dataset, "algo": algo, "step": int(b), "metric": float(m),
-                  "lo": float(m - h), "hi": float(m + h), "n": n, "ft_flops": per_step * b, "upfront": up,
-                  "sign": sign} for b, m, h in zip(grid, mean, half)]
-    return pd.DataFrame(rows, columns=["model", "dataset", "algo", "step", "metric", "lo", "hi", "n", "ft_flops",
-                                       "upfront", "sign"])
 
 
 def pareto_mask(cost: np.ndarray, quality: np.ndarray) -> np.ndarray:

@@ -172,7 +172,7 @@ class SiteBuilder:
         # the learning-curve columns are heavy; the tables and tests never need them
         self.core = data.tasks.drop(columns=["curve_steps", "curve_metric", "curve_seconds"])
         self.curves = figures.curve_table(data.tasks, data.runs)
-        self.frontier_points = figures.frontier_points(data.tasks, data.runs)
+        self.frontier_points = self.curves[self.curves["dataset"] != figures.ALL]
         self.datasets = sorted(self.core["dataset"].unique())
         self.env = templates()
 
