@@ -230,8 +230,8 @@ class Algorithm:
         torch's optimizer for another engine (see :func:`finetune`)."""
         if mode not in EVAL_MODES:
             raise ConfigError(f"unknown evaluation mode {mode!r}; choose one of {', '.join(EVAL_MODES)}")
-        adapted = copy.deepcopy(model)
         batches = as_batches(support)
+        adapted = self.start(model, batches)
         begin_episode(adapted, batches)
         steps = self.config.finetune_steps if steps is None else steps
         if mode == "own":
@@ -245,6 +245,12 @@ class Algorithm:
                         optimizer=optimizer or self.config.finetune_optimizer,
                         params=meta_parameters(adapted) + _episode_parameters(adapted),
                         on_step=on_step, step_factory=step_factory)
+
+    def start(self, model: nn.Module, support: Any) -> nn.Module:
+        """A task's starting weights, a copy that fine-tuning may change: the meta-learned model
+        itself here; a selecting algorithm (intermediate) loads the start it chooses for ``support``.
+        Every recipe (suite/recipes.py) fine-tunes from this."""
+        return copy.deepcopy(model)
 
     def state_dict(self) -> dict:
         """Algorithm state beyond the model (e.g. learned step sizes), for checkpoints."""

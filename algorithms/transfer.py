@@ -287,7 +287,7 @@ class Intermediate(SourceAlgorithm):
         sims = {s: float(F.cosine_similarity(target, c.to(target), dim=0)) for s, c in self.centroids.items()}
         return max(sims, key=sims.get), sims
 
-    def adapt(self, model: nn.Module, support: Any, loss_fn: LossFn, steps: int | None = None, **kw) -> nn.Module:
+    def start(self, model: nn.Module, support: Any) -> nn.Module:
         if self.force_source is not None:
             if self.force_source not in self.sources:
                 raise ConfigError(f"unknown source {self.force_source!r}; have {', '.join(self.sources)}")
@@ -297,7 +297,7 @@ class Intermediate(SourceAlgorithm):
         self.last_choice = {"source": chosen, "similarity": sims}
         start = copy.deepcopy(model)
         load_trainable(start, self.sources[chosen])
-        return super().adapt(start, support, loss_fn, steps, **kw)
+        return start
 
     def adaptation_info(self) -> dict:
         return dict(self.last_choice or {})

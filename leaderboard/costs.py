@@ -59,20 +59,39 @@ class CurveSide:
     flops_per_step: float
     tokens_per_step: float = 0.0
     upfront: float = 0.0  # FLOPs before the first task (meta-training + lr selection), per run
+    fixed_flops: float = 0.0  # per task whatever the step: a recipe's head (support forward pass)
 
     @property
     def full(self) -> np.ndarray:
         return self.values[:, -1]
 
     def compute(self, step: float) -> float:
-        return float(step) * self.flops_per_step
+        return self.fixed_flops + float(step) * self.flops_per_step
+
+    @property
+    def grid_compute(self) -> np.ndarray:
+        """The compute of each evaluated step (:func:`compute_at`)."""
+        return compute_at(self.grid, self.flops_per_step, self.fixed_flops)
 
     def at_compute(self, g: np.ndarray) -> np.ndarray:
         """units x len(g): the value at the largest evaluated step whose compute is <= g."""
-        own = self.grid * self.flops_per_step
+        own = self.grid_compute
         idx = np.clip(np.searchsorted(own, np.asarray(g, dtype=float) * (1 + 1e-9), side="right") - 1, 0,
                       len(self.grid) - 1)
         return self.values[:, idx]
+
+
+def compute_at(steps, per_step, fixed=0.0):
+    """FLOPs to reach ``steps``: a recipe's fixed head cost plus the steps' (the one cost model of
+    the verdicts, the curves and the frontier; fixed is 0 for the finetune recipe)."""
+    return fixed + np.asarray(steps, dtype=float) * per_step
+
+
+def flops_model(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(FLOPs per step, fixed FLOPs) per row: ``ft_flops`` holds the head's ``head_flops``."""
+    fixed = rows["head_flops"].fillna(0).to_numpy(float) if "head_flops" in rows else np.zeros(len(rows))
+    per_step = (rows["ft_flops"].fillna(0).to_numpy(float) - fixed) / rows["ft_steps"].clip(lower=1).to_numpy(float)
+    return per_step, fixed
 
 
 @dataclass
@@ -121,7 +140,7 @@ def cheaper_test(a: CurveSide, b: CurveSide, margin: float, alpha: float = stats
     fraction of b's full-budget compute, or None). The budgets are every evaluated compute point
     of either side below b's full-budget compute; both sides are read there."""
     full = b.compute(b.grid[-1])
-    budgets = np.union1d(a.grid * a.flops_per_step, b.grid * b.flops_per_step)
+    budgets = np.union1d(a.grid_compute, b.grid_compute)
     budgets = budgets[budgets < full * (1 - 1e-9)]
     if not len(budgets):
         return 1.0, None
@@ -213,9 +232,9 @@ def _ratios(r: CostResult, cand: CurveSide, ref: CurveSide, margin: float, alpha
         chunks.append(np.bincount(idx.ravel(), minlength=rows * n).reshape(rows, n) / n)
     i_ref = np.concatenate([_sufficient_many(w, d_ref, margin, alpha) for w in chunks])
     i_cand = np.concatenate([_sufficient_many(w, d_cand, margin, alpha) for w in chunks])
-    ref_compute = np.where(i_ref >= 0, ref.grid[np.maximum(i_ref, 0)] * ref.flops_per_step, np.nan)
+    ref_compute = np.where(i_ref >= 0, ref.grid_compute[np.maximum(i_ref, 0)], np.nan)
     reached = i_cand >= 0
-    cand_compute = np.where(reached, cand.grid[np.maximum(i_cand, 0)] * cand.flops_per_step, np.inf)
+    cand_compute = np.where(reached, cand.grid_compute[np.maximum(i_cand, 0)], np.inf)
     ratio = np.where(reached, _ratio(ref_compute, cand_compute), 0.0)
     saved = np.where(reached, ref_compute - np.where(reached, cand_compute, 0.0), -np.inf)
     r.sufficient_reference = float(ref.grid[i_ref[0]]) if i_ref[0] >= 0 else None
@@ -244,13 +263,14 @@ def _side(rows: pd.DataFrame, steps_column: str, seeds: np.ndarray, upfront: dic
     grid = np.array(sorted(set().union(*steps)), dtype=float)
     values = figures._on_grid(steps, list(rows["curve_metric"]), grid)
     ft_steps = rows["ft_steps"].clip(lower=1).to_numpy(float)
-    flops = float(np.nanmean(rows["ft_flops"].fillna(0).to_numpy(float) / ft_steps))
+    per_step, fixed = flops_model(rows)
+    flops = float(np.nanmean(per_step))
     tokens = float(np.nanmean(rows["ft_tokens"].fillna(0).to_numpy(float) / ft_steps)) if "ft_tokens" in rows else 0.0
     from .verdicts import per_unit
 
     (values,), unit, n_seeds = per_unit([values], seeds)
     run_upfront = float(np.mean([upfront.get(x, 0.0) for x in pd.unique(rows["run_id"])])) if len(rows) else 0.0
-    return CurveSide(grid, values, flops, tokens, run_upfront), unit, n_seeds
+    return CurveSide(grid, values, flops, tokens, run_upfront, float(np.nanmean(fixed))), unit, n_seeds
 
 
 def amortization(tasks: pd.DataFrame, runs: pd.DataFrame | None, references: list[str] | None = None,
@@ -291,8 +311,10 @@ def _scope_rows(sub: pd.DataFrame, model, dataset, suffix: str, references, upfr
             r, _, _ = _side(ref_rows, "schedule", seeds, upfront)
             c.values, r.values = sign * c.values, sign * r.values  # oriented: larger is better
             note = ""
-            if not (c.flops_per_step > 0 and r.flops_per_step > 0):  # FLOPs not recorded: budgets in steps
+            recorded = [x.flops_per_step > 0 or x.fixed_flops > 0 for x in (c, r)]
+            if not all(recorded):  # FLOPs not recorded: budgets in steps
                 c.flops_per_step = r.flops_per_step = 1.0
+                c.fixed_flops = r.fixed_flops = 0.0
                 note = "FLOPs per step not recorded: budgets compared in steps"
             res = cost_verdict(c, r, margin, n_resamples=n_resamples, unit=unit, n_seeds=n_seeds)
             res.note = "; ".join(x for x in (res.note, note) if x)

@@ -77,7 +77,7 @@ def curve_table(tasks: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.Dat
     are also the cost-quality frontier's points; ``sign`` is -1 for a smaller-is-better metric."""
     from scipy import stats as sps
 
-    from .costs import upfront_flops
+    from .costs import compute_at, flops_model, upfront_flops
 
     upfront = upfront_flops(runs)
     n_tasks = {}
@@ -90,14 +90,14 @@ def curve_table(tasks: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.Dat
         grid = np.array(sorted(set().union(*steps)))
         metric = _on_grid(steps, list(sub["curve_metric"]), grid)
         seconds = _on_grid(steps, list(sub["curve_seconds"]), grid)
-        per_step = (sub["ft_flops"].fillna(0) / sub["ft_steps"].clip(lower=1)).to_numpy(float)
+        per_step, fixed = flops_model(sub)
         runs_of = sub["run_id"].astype(str)
         total = runs_of.map(upfront).fillna(0.0).to_numpy(float) if upfront else np.zeros(len(sub))
         share = total / runs_of.map(n_tasks).fillna(1).to_numpy(float) if n_tasks else total
         ft_steps = sub["ft_steps"].to_numpy()[:, None]
         sign = -1.0 if "metric_sign" in sub and bool((sub["metric_sign"] < 0).all()) else 1.0
         per_dataset.setdefault((model, algo), []).append(
-            (dataset, grid, metric, seconds, total, share, per_step, ft_steps, sign))
+            (dataset, grid, metric, seconds, total, share, per_step, ft_steps, sign, fixed))
     rows = [(model, b[0], algo, *b[1:]) for (model, algo), blocks in per_dataset.items() for b in blocks]
     rows.sort(key=lambda r: (r[0], r[1], r[2]))
     for (model, algo), blocks in sorted(per_dataset.items()):
@@ -106,10 +106,10 @@ def curve_table(tasks: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.Dat
         rows.append((model, ALL, algo, wide, np.concatenate([_regrid(b[2], b[1], wide) for b in blocks]),
                      np.concatenate([_regrid(b[3], b[1], wide) for b in blocks]),
                      *(np.concatenate([b[k] for b in blocks]) for k in (4, 5, 6, 7)),
-                     min(b[8] for b in blocks)))
+                     min(b[8] for b in blocks), np.concatenate([b[9] for b in blocks])))
     frames = []
-    for model, dataset, algo, grid, metric, seconds, total, share, per_step, ft_steps, sign in rows:
-        ft = per_step[:, None] * np.minimum(grid[None, :], ft_steps)
+    for model, dataset, algo, grid, metric, seconds, total, share, per_step, ft_steps, sign, fixed in rows:
+        ft = compute_at(np.minimum(grid[None, :], ft_steps), per_step[:, None], fixed[:, None])
         n = len(metric)
         mean = metric.mean(0)
         half = (sps.t.ppf(0.975, n - 1) * metric.std(0, ddof=1) / np.sqrt(n)) if n > 1 else np.zeros(len(grid))

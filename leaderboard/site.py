@@ -172,7 +172,10 @@ class SiteBuilder:
         # the learning-curve columns are heavy; the tables and tests never need them
         self.core = data.tasks.drop(columns=["curve_steps", "curve_metric", "curve_seconds"])
         self.curves = figures.curve_table(data.tasks, data.runs)
-        self.frontier_points = self.curves[self.curves["dataset"] != figures.ALL]
+        # the frontier holds every (start, recipe, budget) point of a model: recipes side by side
+        several = "recipe" in data.tasks and data.tasks["recipe"].astype(str).nunique() > 1
+        points = figures.curve_table(stats.across_recipes(data.tasks), data.runs) if several else self.curves
+        self.frontier_points = points[points["dataset"] != figures.ALL]
         self.datasets = sorted(self.core["dataset"].unique())
         self.env = templates()
 

@@ -205,6 +205,14 @@ def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
             unlabelled = [not m.endswith(f" + {p}") for m, p in zip(models, peft[with_adapters])]
             idx = models.index[unlabelled]
             tasks.loc[idx, "model"] = models[idx] + " + " + peft[idx]
+    if "recipe" in tasks:  # another recipe is another protocol: shown as its own model, like adapters
+        recipe = tasks["recipe"].fillna(DEFAULT_RECIPE).astype(str)
+        tasks["recipe"] = recipe
+        other = recipe != DEFAULT_RECIPE
+        if other.any():
+            models = tasks.loc[other, "model"].astype(str)
+            idx = models.index[[not m.endswith(f" + {r}") for m, r in zip(models, recipe[other])]]
+            tasks.loc[idx, "model"] = models[idx] + " + " + recipe[idx]
     if "variant" in tasks:  # runs of one algorithm with different settings on the same pairs: never averaged
         variant = tasks["variant"].notna()
         algo = tasks.loc[variant, "algo"].astype(str)
@@ -227,6 +235,51 @@ def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
 
 
 PREPARED = "leaderboard.prepared"
+DEFAULT_RECIPE = "finetune"
+ACROSS_RECIPES = "leaderboard.across_recipes"
+
+
+def across_recipes(tasks: pd.DataFrame) -> pd.DataFrame:
+    """The labelled cross-recipe view: every recipe's rows under their base model, the recipe in
+    the candidate's name (``reptile + setfit``), paired by the protocol without the recipe
+    (``protocol_base``), so "does SetFit beat the baseline?" and "does a meta-learned start beat
+    the best plain recipe?" are tests. Only this view pairs across recipes (:func:`compare` refuses
+    otherwise)."""
+    tasks = prepare(tasks)
+    if tasks.attrs.get(ACROSS_RECIPES) or "recipe" not in tasks:
+        out = tasks.copy()
+        out.attrs[ACROSS_RECIPES] = True
+        return out
+    tasks = tasks.copy()
+    recipe = tasks["recipe"].astype(str)
+    other = recipe != DEFAULT_RECIPE
+    if other.any():
+        for col in ("model", "algo", "protocol_fingerprint"):  # categoricals would refuse the new labels
+            tasks[col] = tasks[col].astype(object)
+        suffix = " + " + recipe[other]
+        models = tasks.loc[other, "model"].astype(str)
+        tasks.loc[other, "model"] = [m[: -len(x)] if m.endswith(x) else m for m, x in zip(models, suffix)]
+        tasks.loc[other, "algo"] = tasks.loc[other, "algo"].astype(str) + suffix
+        if "protocol_base" in tasks:
+            base = tasks.loc[other, "protocol_base"]
+            tasks.loc[other & tasks["protocol_base"].notna(), "protocol_fingerprint"] = base.dropna()
+    tasks.attrs[ACROSS_RECIPES] = True
+    return tasks
+
+
+def check_same_recipe(tasks: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> None:
+    """An explicit pair of candidates that share no recipe is refused outside the labelled view."""
+    from metaft.suite.errors import ConfigError
+
+    if tasks.attrs.get(ACROSS_RECIPES) or "recipe" not in tasks or tasks["recipe"].nunique() < 2:
+        return
+    by_algo = tasks.groupby("algo", observed=True)["recipe"].agg(lambda r: set(r.astype(str)))
+    for a, b in pairs:
+        ra, rb = by_algo.get(a, set()), by_algo.get(b, set())
+        if ra and rb and not ra & rb:
+            raise ConfigError(f"{a} ({', '.join(sorted(ra))}) and {b} ({', '.join(sorted(rb))}) were fine-tuned by "
+                              f"different recipes, another protocol; compare them as a labelled cross-recipe "
+                              f"comparison (suite leaderboard compare --across-recipes, or stats.across_recipes)")
 
 
 def metric_sign(name: str) -> float:
@@ -368,6 +421,7 @@ def compare(tasks: pd.DataFrame, pairs: Iterable[tuple[str, str]], measures: Seq
     them (e.g. when only p-values are needed)."""
     scoped = _scope(tasks, model, dataset)
     pairs = list(pairs)
+    check_same_recipe(scoped, pairs)
     rows: list[Comparison] = []
     tables = wide_many(scoped, measures)
     for measure in measures:

@@ -42,6 +42,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--margin", type=float, default=0.02, help="equivalence margin in the metric's units")
     p.add_argument("--resamples", type=int, default=1999,
                    help="bootstrap resamples for the cost intervals (0: no intervals)")
+    p.add_argument("--across-recipes", action="store_true",
+                   help="pair rows of different recipes (linear-probe, setfit, finetune) on the same tasks, the "
+                        "recipe in each candidate's name: a labelled cross-recipe comparison (default: within a recipe)")
     add_skip_corrupt(p)
     p.set_defaults(func=cmd_compare)
     p = lsub.add_parser("serve", help="serve a built site on localhost")
@@ -93,6 +96,12 @@ def cmd_compare(args) -> int:
     if all_tasks.empty:
         raise ConfigError(f"no complete runs under {', '.join(args.results)}; run `suite run` first")
     tasks, oracles = split_oracles(all_tasks)  # hindsight bounds are never compared as methods
+    if args.across_recipes:
+        from metaft.leaderboard.stats import across_recipes
+
+        tasks = across_recipes(tasks)
+        print("across recipes (labelled): rows of every recipe paired on the same tasks by the protocol without "
+              "the recipe; a candidate 'X + setfit' is start X fine-tuned by SetFit\n")
     table = verdicts(tasks, margin=args.margin)
     if table.empty:
         print("no reference runs (baseline or multitask): nothing to compare against")

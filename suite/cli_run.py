@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .config import EVAL_MODES, PRECISIONS, PRESETS, resolve_config
+from .config import EVAL_MODES, PRECISIONS, PRESETS, RECIPE_NAMES, resolve_config
 from .errors import SuiteError
 
 
@@ -62,6 +62,15 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="shared: the same fine-tuning for every algorithm (primary); own: the algorithm's own "
                         "adaptation (SGD at the inner lr; head only for anil; learned step sizes for metasgd); "
                         "hindsight: the oracle bound of intermediate (every source, best on the query set)")
+    p.add_argument("--recipe", choices=RECIPE_NAMES, default=None,
+                   help="how each task is fine-tuned from the algorithm's start: finetune (the shared loop), "
+                        "linear-probe (frozen encoder + logistic regression) or setfit (contrastive pairs + "
+                        "logistic head); classification only for the last two (default: finetune)")
+    p.add_argument("--setfit-iterations", type=int, default=None,
+                   help="SetFit's pair iterations: 2 x iterations x support pairs (default 20; 0: SetFit's "
+                        "oversampling)")
+    p.add_argument("--setfit-lr-grid", default=None, type=comma_floats,
+                   help="SetFit body lrs; several are chosen on the validation tasks (default 2e-5, SetFit's)")
     p.add_argument("--pooling", choices=("auto", "mean", "mean-normalized", "first", "last"), default=None,
                    help="sentence vector of the classification head (auto: what the checkpoint was trained with)")
     p.add_argument("--inner-lr", type=float, default=None)
@@ -137,6 +146,7 @@ def peft_overrides(args) -> dict:
 
 
 OVERRIDES = ("algo", "protocol", "seeds", "n_meta_train", "n_meta_test", "n_meta_val", "eval_mode", "pooling",
+             "recipe", "setfit_iterations", "setfit_lr_grid",
              "meta_epochs", "ft_steps", "inner_lr",
              "inner_steps", "outer_lr", "meta_batch_size", "finetune_lr", "batch_size", "max_length", "head_init",
              "first_order", "freeze_embeddings", "gradient_checkpointing", "target", "device", "engine", "precision")

@@ -24,6 +24,7 @@ PRECISIONS = ("fp32", "bf16", "auto")
 MAX_TASKS = 10_000
 SHAPE_KEYS = ("ways", "shots", "queries")
 EVAL_MODES = ("shared", "own", "hindsight")
+RECIPE_NAMES = ("finetune", "linear-probe", "setfit")  # suite/recipes.py holds each one's definition
 
 
 # Field metadata that marks a hyperparameter: "algorithm" ones are forwarded to every algorithm
@@ -66,6 +67,11 @@ class RunConfig:
     # "shared" (identical for all), "own" (the algorithm's own adaptation) or "hindsight" (oracle bound of a
     # selecting algorithm: every candidate start, best on the query set; never ranked)
     eval_mode: str = "shared"
+    # how each task is fine-tuned from the algorithm's start (suite/recipes.py): "finetune" (the loop
+    # above), "linear-probe" or "setfit"; part of the protocol, so recipes pair only within a recipe
+    recipe: str = "finetune"
+    setfit_iterations: int = 20  # SetFit's pair iterations (0: its "oversampling" default)
+    setfit_lr_grid: list[float] = field(default_factory=lambda: [2e-5])  # SetFit's body lr; > 1: chosen on val
     evaluate_on: str = "meta-test"  # "meta-val": fine-tune and score the validation tasks (for tuning)
     pooling: str = "auto"  # sentence vector: auto (the model's own), mean, first or last token
     head_init: str = field(default="proto", metadata=RUN_LEVEL)
@@ -165,6 +171,21 @@ class RunConfig:
                 "give one finetune_lr per trial instead")
         if self.eval_mode not in EVAL_MODES:
             bad("eval_mode", f"must be one of {', '.join(EVAL_MODES)}, got {self.eval_mode!r}")
+        if self.recipe not in RECIPE_NAMES:
+            bad("recipe", f"must be one of {', '.join(RECIPE_NAMES)}, got {self.recipe!r}")
+        if self.recipe != "finetune" and self.eval_mode != "shared":
+            bad("recipe", f"is {self.recipe!r}, which is its own fine-tuning; eval_mode {self.eval_mode!r} applies "
+                "to the finetune recipe only: drop --eval-mode or use --recipe finetune")
+        if self.recipe != "finetune" and self.engine != "torch":
+            bad("recipe", f"{self.recipe!r} runs in the torch engine; use --engine torch or --recipe finetune")
+        if self.setfit_iterations < 0:
+            bad("setfit_iterations", f"must be >= 0 (0: SetFit's oversampling default), got {self.setfit_iterations}")
+        if not self.setfit_lr_grid or any(not (isinstance(v, (int, float)) and 0 < v < math.inf)
+                                          for v in self.setfit_lr_grid):
+            bad("setfit_lr_grid", f"must hold finite positive learning rates, got {self.setfit_lr_grid}")
+        if self.recipe == "setfit" and len(set(self.setfit_lr_grid)) > 1 and self.n_meta_val < 1:
+            bad("setfit_lr_grid", "has several learning rates but n_meta_val is 0: there are no validation "
+                "tasks to choose on")
         try:
             self.adapter_settings().validate()
         except SuiteError as exc:
@@ -190,6 +211,14 @@ class RunConfig:
         """The chosen algorithm's own settings: its ``[per_algorithm.<algo>]`` table, then ``[algorithm]``."""
         return {**self.per_algorithm.get(self.algo, {}), **self.algorithm}
 
+    def lr_grid(self) -> list[float]:
+        """The learning rates the run's recipe chooses from on validation tasks ([] : none to choose)."""
+        if self.recipe == "setfit":
+            return list(dict.fromkeys(self.setfit_lr_grid))
+        if self.recipe == "linear-probe":
+            return []
+        return list(dict.fromkeys(self.finetune_lr_grid))
+
     def ft_budget(self, task_type: str, support_batches: int) -> int:
         """Fine-tuning steps of one task: --ft-steps, else the task type's budget, else epochs x batches."""
         return self.ft_steps or self.budgets.get(task_type) or self.finetune_epochs * support_batches
@@ -205,6 +234,9 @@ class RunConfig:
                 d.pop(key, None)
         if d.get("precision") == "fp32":  # likewise for runs written before precision was a setting
             d.pop("precision")
+        if d.get("recipe") == "finetune":  # and for runs written before recipes were a setting
+            for key in ("recipe", "setfit_iterations", "setfit_lr_grid"):
+                d.pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 

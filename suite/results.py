@@ -59,6 +59,15 @@ TASK_COLUMNS = {
     "peft": "string or null: 'none' (full fine-tuning), 'lora' or 'ia3' (adapters on a frozen backbone)",
     "precision": "string or null: 'fp32' or 'bf16' (the encoder under autocast); null in rows written before "
                  "precision was a setting, which were fp32",
+    "recipe": "string or null: how the task was fine-tuned from the start: 'finetune', 'linear-probe' or "
+              "'setfit' (suite/recipes.py); null in rows written before recipes were a setting, which were finetune",
+    "protocol_base": "string or null: the protocol fingerprint without the recipe (equal to protocol_fingerprint "
+                     "for finetune rows): the key of a labelled cross-recipe comparison (--across-recipes)",
+    "head_seconds": "float or null, s: the logistic head's support forward pass and fit (linear-probe, setfit; "
+                    "0 for finetune), included in ft_seconds",
+    "head_flops": "float or null: FLOPs of that forward pass (2 x forward parameters x support tokens), "
+                  "included in ft_flops; the compute to reach step k is head_flops + k x (ft_flops - head_flops) / "
+                  "ft_steps",
     "finetune_lr": "float or null: the fine-tuning lr used (chosen on validation tasks when a grid is given)",
     "adapt_info": "string or null: JSON of what the algorithm chose for this task (e.g. the intermediate source "
                   "and its similarities; in hindsight mode every source's final metric)",
@@ -85,6 +94,8 @@ RUN_COLUMNS = {
     "protocol": "string", "episodes_fingerprint": "string", "config_fingerprint": "string",
     "protocol_fingerprint": "string", "eval_mode": "string", "peft": "string or null: none, lora or ia3",
     "precision": "string or null: fp32 or bf16 (null: written before precision was a setting, fp32)",
+    "recipe": "string or null: finetune, linear-probe or setfit (null: written before recipes, finetune)",
+    "protocol_base": "string or null: the protocol fingerprint without the recipe",
     "suite_version": "string", "git_revision": "string", "device": "string", "engine": "string",
     "trainable_parameters": "int: parameters the outer loop and fine-tuning update",
     "pooling": "string: sentence pooling of the classification head (mean, first, last)",
@@ -509,7 +520,8 @@ def load_manifests(*dirs: str | os.PathLike) -> Manifests:
     return Manifests({folder.name: folder / "manifest.json" for folder in _run_folders(dirs)})
 
 
-VARIANT_KEYS = ("algo", "model", "episodes_fingerprint", "protocol_fingerprint", "eval_mode", "peft", "precision")
+VARIANT_KEYS = ("algo", "model", "episodes_fingerprint", "protocol_fingerprint", "eval_mode", "peft", "precision",
+                "recipe")
 
 
 def variant_labels(runs: pd.DataFrame, manifests: Callable[[], Mapping[str, dict]]) -> dict[str, str]:
@@ -523,7 +535,7 @@ def variant_labels(runs: pd.DataFrame, manifests: Callable[[], Mapping[str, dict
     keys = [k for k in VARIANT_KEYS if k in runs]
     # rows written before a column existed read as its default (no adapters, the shared mode)
     known = runs.dropna(subset=["config_fingerprint"]).fillna({"peft": "none", "eval_mode": "shared",
-                                                                "precision": "fp32"})
+                                                                "precision": "fp32", "recipe": "finetune"})
     groups = [g for _, g in known.groupby(keys, dropna=False, observed=True, sort=False)
               if g["config_fingerprint"].nunique() > 1]
     if not groups:

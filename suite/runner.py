@@ -48,7 +48,7 @@ from metaft.tasks.benchmark import SIDES, query_overlap
 from metaft.tasks.metrics import Metric, get_metric
 from metaft.tasks.pools import check_leakage
 
-from . import __version__
+from . import __version__, recipes
 from .adapters import add_adapters, save_adapter
 from .config import RunConfig, hyperparameters, task_type_names
 from .errors import FailedRunError, SuiteError
@@ -184,6 +184,7 @@ class Runner:
                               n_meta_val=self.config.n_meta_val, shapes=shapes, val_fraction=self.config.val_fraction)
         for dataset in bench.meta_test_datasets + bench.meta_train_datasets:
             dataset_metric(dataset)  # an unknown metric name fails here, before anything is written
+        recipes.check_serves(self.config.recipe, [get_dataset_spec(d).task_type for d in bench.meta_test_datasets])
         check_ways(bench)
         return bench
 
@@ -273,7 +274,8 @@ class Runner:
         algo = get_algorithm(cfg.algo, **algorithm_kwargs(cfg))
         common = {"run_id": run_id, "algo": cfg.algo, "model": model_name, "seed": seed, "benchmark": bench.key,
                   "episodes_fingerprint": manifest.fingerprint, "protocol_fingerprint": protocol_fingerprint(cfg, bench),
-                  "eval_mode": cfg.eval_mode, "peft": cfg.peft, "precision": cfg.precision}
+                  "eval_mode": cfg.eval_mode, "peft": cfg.peft, "precision": cfg.precision, "recipe": cfg.recipe,
+                  "protocol_base": protocol_fingerprint(dataclasses.replace(cfg, recipe=recipes.DEFAULT_RECIPE), bench)}
 
         meta, meta_stats = self._meta_train(folder, learner, algo, encoder, episodes["meta-train"], seed)
         lrs, selection, sel_cost = self._select_lrs(folder, learner, algo, encoder, episodes, seed)
@@ -392,16 +394,25 @@ class Runner:
         finally:
             bar.close()
 
-    def _finetune(self, ep, learner, algo, encoder, lr: float, seed: int, mode: str):
-        """Fine-tune one task for its budget; (curve, measurement, steps). The curve holds
+    def _finetune(self, ep, learner, algo, encoder, lr: float, seed: int, mode: str) -> recipes.RecipeResult:
+        """Fine-tune one task from the algorithm's start with the run's recipe. The curve holds
         (step, metric, seconds, exact match) at the log-spaced evaluation steps."""
         cfg = self.config
         torch.manual_seed(task_seed(seed, ep.index))  # each task's result is independent of the others
         support = [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.support, ep.num_labels, cfg.batch_size)]
         query = [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.query, ep.num_labels, cfg.eval_batch_size)]
+        metric = dataset_metric(ep.dataset)
+        if cfg.recipe == "linear-probe":
+            return recipes.linear_probe(algo.start(learner, support), support, query, metric, self.device)
+        if cfg.recipe == "setfit":
+            def encode(examples):
+                return to_device(encoder.encode(ep.task_type, examples, ep.num_labels), self.device)
+
+            settings = recipes.SetFitSettings(iterations=cfg.setfit_iterations, lr=lr, batch_size=cfg.batch_size)
+            return recipes.setfit(algo.start(learner, support), list(ep.support), encode, support, query, metric,
+                                  self.device, settings, task_seed(seed, ep.index))
         steps = cfg.ft_budget(ep.task_type, len(support))
         schedule = set(eval_schedule(steps))
-        metric = dataset_metric(ep.dataset)
         meter = Meter(self.device)
         curve: list[tuple[int, float, float, float | None]] = []
 
@@ -421,7 +432,7 @@ class Runner:
                        mode=mode,
                        step_factory=self.engine.finetune_step if self.engine and self.world == 1 and mode == "shared"
                        else None)
-        return curve, meter.result, steps
+        return recipes.RecipeResult(curve, meter.result, steps)
 
     def _hindsight(self, ep, learner, algo, encoder, lr: float, seed: int):
         """The oracle bound of a selecting algorithm: fine-tune from every candidate start, keep
@@ -434,22 +445,22 @@ class Runner:
         finally:
             algo.force_source = None
         metric = dataset_metric(ep.dataset)
-        best = max(results, key=lambda s: metric.oriented(results[s][0][-1][1]))
+        best = max(results, key=lambda s: metric.oriented(results[s].curve[-1][1]))
         total = Measurement()
-        for _, m, _ in results.values():
-            total = total.plus(m)
-        info = {"source": best, "final_metric": {s: float(r[0][-1][1]) for s, r in results.items()}}
-        curve, _, steps = results[best]
-        return curve, total, steps, info
+        for r in results.values():
+            total = total.plus(r.measurement)
+        info = {"source": best, "final_metric": {s: float(r.curve[-1][1]) for s, r in results.items()}}
+        return recipes.RecipeResult(results[best].curve, total, results[best].steps), info
 
     def _test_task(self, ep, learner, algo, encoder, lr: float, baseline_target: float | None, seed: int) -> dict:
         cfg = self.config
         if cfg.eval_mode == "hindsight":
-            curve, measurement, steps, info = self._hindsight(ep, learner, algo, encoder, lr, seed)
+            result, info = self._hindsight(ep, learner, algo, encoder, lr, seed)
         else:
-            curve, measurement, steps = self._finetune(ep, learner, algo, encoder, lr, seed, cfg.eval_mode)
+            result = self._finetune(ep, learner, algo, encoder, lr, seed, cfg.eval_mode)
             info = algo.adaptation_info()
-        steps_k, metrics, seconds, em = zip(*curve)
+        steps, measurement = result.steps, result.measurement
+        steps_k, metrics, seconds, em = zip(*result.curve)
         final = metrics[-1]
         if cfg.target == "baseline" and cfg.algo == "baseline":
             baseline_target = final  # the baseline's own final metric is the target by definition
@@ -467,9 +478,10 @@ class Runner:
             "metric_name": metric.name,
             "metric": float(final), "metric_at_0": float(metrics[0]),
             "exact_match": None if em[-1] is None else float(em[-1]),
-            "finetune_lr": float(lr) if cfg.eval_mode != "own" else None,
+            "finetune_lr": float(lr) if cfg.eval_mode != "own" and recipes.get_recipe(cfg.recipe).uses_lr else None,
             "adapt_info": json.dumps(info, sort_keys=True) if info else None,
             "ft_steps": steps, **_ft_columns(measurement),
+            "head_seconds": result.head.seconds, "head_flops": result.head.flops,
             "curve_steps": list(steps_k), "curve_metric": [float(m) for m in metrics],
             "curve_seconds": [float(s) for s in seconds],
             "target": float(target), "target_source": source,
@@ -482,7 +494,7 @@ class Runner:
         """The fine-tuning lr per task type, chosen on validation tasks from the grid by the mean
         final validation metric ({}, None, zero cost when there is nothing to choose)."""
         cfg = self.config
-        grid = list(dict.fromkeys(cfg.finetune_lr_grid))
+        grid = cfg.lr_grid()
         if len(grid) == 1:
             return {t: grid[0] for t in task_type_names()}, None, Measurement()
         if len(grid) < 2 or cfg.eval_mode == "own":
@@ -499,13 +511,13 @@ class Runner:
         try:
             for lr in grid:
                 for ep in val:
-                    curve, m, _ = self._finetune(ep, learner, algo, encoder, lr, seed, "shared")
-                    scores.setdefault(ep.task_type, {}).setdefault(repr(lr), []).append(curve[-1][1])
-                    cost = cost.plus(m)
+                    r = self._finetune(ep, learner, algo, encoder, lr, seed, "shared")
+                    scores.setdefault(ep.task_type, {}).setdefault(repr(lr), []).append(r.curve[-1][1])
+                    cost = cost.plus(r.measurement)
                     bar.update(1)
         except NonFiniteLossError:
             raise RunFailed(f"{folder.run_id}: a validation fine-tuning diverged; drop the largest learning rate "
-                            f"from finetune_lr_grid") from None
+                            f"from its learning-rate grid (finetune_lr_grid, or setfit_lr_grid)") from None
         finally:
             bar.close()
         means = {t: {lr: float(np.mean(v)) for lr, v in by_lr.items()} for t, by_lr in scores.items()}
@@ -570,6 +582,10 @@ def protocol_fingerprint(cfg: RunConfig, bench) -> str:
         key["trainable"]["adapters"] = cfg.adapter_settings().describe()
     if cfg.precision != "fp32":  # likewise: fp32 rows keep their fingerprints, bf16 rows never pair with them
         key["precision"] = cfg.precision
+    if cfg.recipe != recipes.DEFAULT_RECIPE:  # and so are finetune rows; another recipe is another protocol
+        key["recipe"] = {"name": cfg.recipe}
+        if cfg.recipe == "setfit":  # its budget follows the pairs, its grid is its own
+            key["recipe"].update(iterations=cfg.setfit_iterations, grid=sorted(set(cfg.setfit_lr_grid)))
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -1,0 +1,162 @@
+"""Recipes (suite/recipes.py): the linear probe is scikit-learn's logistic regression on the
+suite's embeddings, SetFit's pairs are setfit's own, the curve is log-spaced with a head that
+never sees a query, and recipes pair only within a recipe unless the comparison is labelled."""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from cli_driver import cli_many
+from metaft.suite import recipes
+from metaft.suite.config import preset
+from metaft.suite.errors import ConfigError, SuiteError
+
+
+@pytest.mark.parametrize("iterations", [0, 1, 20])
+def test_setfit_pairs_are_setfits_contrastive_dataset(iterations):
+    from setfit.sampler import ContrastiveDataset
+
+    labels = [c for c in range(4) for _ in range(8)]
+    random.Random(iterations).shuffle(labels)  # an episode's support order, not sorted by class
+    texts = [f"example {i}" for i in range(len(labels))]
+    theirs = list(ContrastiveDataset(texts, labels, multilabel=False, num_iterations=iterations or None))
+    ours = recipes.setfit_pairs(labels, iterations)
+    assert [(texts[i], texts[j], t) for i, j, t in ours] == \
+        [(p["sentence_1"], p["sentence_2"], p["label"]) for p in theirs]
+    positives = sum(t for _, _, t in ours)
+    assert positives == len(ours) / 2  # balanced, as SetFit's sampler
+    if iterations:
+        assert len(ours) == 2 * iterations * len(labels)  # 20 x 32 -> 1,280 pairs = 80 steps at batch 16
+    else:  # oversampling: both sides to the larger count (384 negatives of 528 pairs with replacement)
+        assert len(ours) == 2 * 384
+
+
+def _episode(data_dir, index=0):
+    from metaft.suite.runner import Runner, dataset_metric, to_device
+    from metaft.tasks import EncodingSettings, EpisodeEncoder, TokenCache, iter_episodes
+    from metaft.suite.models import load_backbone
+    from metaft.algorithms.transformer_learner import EpisodicTransformer
+
+    cfg = preset("study")
+    cfg.n_meta_test = index + 1
+    bench = Runner(cfg).benchmark()
+    ep = list(iter_episodes(bench, 0, "meta-test", str(data_dir)))[index]
+    lm = load_backbone("minilm")
+    learner = EpisodicTransformer(lm.backbone, pooling=lm.pooling)
+    encoder = EpisodeEncoder(lm.tokenizer, EncodingSettings(cfg.max_length, cfg.stride), TokenCache())
+    device = torch.device("cpu")
+
+    def batches(examples, size):
+        return [to_device(b, device) for b in encoder.batches(ep.task_type, examples, ep.num_labels, size)]
+
+    return ep, lm, learner, encoder, batches, dataset_metric(ep.dataset), cfg
+
+
+def test_linear_probe_is_sklearn_logistic_regression_on_the_suites_embeddings(data_dir):
+    from sentence_transformers import SentenceTransformer
+    from sklearn.linear_model import LogisticRegression
+
+    ep, lm, learner, _, batches, metric, cfg = _episode(data_dir)
+    result = recipes.linear_probe(learner, batches(ep.support, 16), batches(ep.query, 64), metric, torch.device("cpu"))
+    assert result.steps == 0 and result.curve[0][0] == 0
+    assert result.head.flops > 0 and result.measurement.flops == result.head.flops
+    # the same examples through sentence-transformers (its own tokenisation, pooling, Normalize)
+    st = SentenceTransformer(lm.path, device="cpu")
+    st.max_seq_length = cfg.max_length
+    head = LogisticRegression().fit(st.encode([e["text"] for e in ep.support]), [e["label"] for e in ep.support])
+    predictions = head.predict(st.encode([e["text"] for e in ep.query]))
+    labels = np.array([e["label"] for e in ep.query])
+    ours = recipes.fit_head(recipes.sentence_vectors(learner, batches(ep.support, 16)),
+                            np.array([e["label"] for e in ep.support]))
+    mine = ours.predict(recipes.sentence_vectors(learner, batches(ep.query, 64)))
+    assert (mine == predictions).mean() >= 1 - 1 / len(labels)  # float32 sums in another order: at most 1 flip
+    assert result.curve[0][1] == pytest.approx(float((mine == labels).mean()))
+
+
+def test_setfit_curve_is_log_spaced_and_its_head_sees_only_the_support_set(data_dir, monkeypatch):
+    ep, _, learner, encoder, batches, metric, _ = _episode(data_dir)
+    seen = []
+    real_fit = recipes.fit_head
+
+    def spy(features, labels):
+        seen.append((features.copy(), labels.copy()))
+        return real_fit(features, labels)
+
+    monkeypatch.setattr(recipes, "fit_head", spy)
+    support = batches(ep.support, 16)
+    start = {k: v.clone() for k, v in learner.state_dict().items()}
+
+    def encode(examples):
+        return encoder.encode(ep.task_type, examples, ep.num_labels)
+
+    settings = recipes.SetFitSettings(iterations=1, lr=2e-5, batch_size=16)  # 64 pairs: 4 steps
+    result = recipes.setfit(learner, list(ep.support), encode, support, batches(ep.query, 64), metric,
+                            torch.device("cpu"), settings, seed=0)
+    assert [k for k, *_ in result.curve] == [0, 1, 2, 4] and result.steps == 4
+    support_labels = np.array([e["label"] for e in ep.support])
+    assert len(seen) == 4 and all(len(f) == len(ep.support) and (y == support_labels).all() for f, y in seen)
+    assert not np.allclose(seen[0][0], seen[-1][0])  # the encoder was trained between the first and last fits
+    assert any(not torch.equal(v, learner.state_dict()[k]) for k, v in start.items())
+    seconds = [s for _, _, s, _ in result.curve]
+    assert seconds == sorted(seconds) and result.head.seconds > 0
+    assert result.measurement.tokens > result.head.tokens > 0  # pairs' tokens plus the final head's
+
+
+def test_recipes_refuse_what_they_do_not_serve():
+    with pytest.raises(ConfigError, match="recipe 'setfit' serves classification tasks.*ner"):
+        recipes.check_serves("setfit", ["classification", "ner"])
+    with pytest.raises(ConfigError, match="unknown recipe 'lora'"):
+        recipes.get_recipe("lora")
+    cfg = preset("study")
+    cfg.recipe, cfg.eval_mode = "setfit", "own"
+    with pytest.raises(SuiteError, match="eval_mode .own. applies to the finetune recipe only"):
+        cfg.validate()
+    finetune = preset("study")
+    assert finetune.fingerprint() == preset("study").fingerprint()
+    other = preset("study")
+    other.recipe = "setfit"
+    assert other.validate().fingerprint() != finetune.fingerprint()
+
+
+@pytest.mark.skip(reason="486 s on 2 cores (the study preset's lr selection and meta-training): to be sized "
+                         "down before it joins make test; its compare-output assertion is not yet settled")
+def test_a_start_by_recipe_run_pairs_with_the_baseline_of_its_recipe_and_never_across_unlabelled(data_dir, tmp_path):
+    from metaft.leaderboard import stats
+    from metaft.suite.results import load_results
+
+    out = tmp_path / "results"
+    common = f"run --preset study --meta-test-tasks 3 --out {out} --data-dir {data_dir} --precision fp32"
+    setfit = "--recipe setfit --setfit-iterations 1"
+    res = cli_many([
+        ("base", f"{common} --algo baseline"),
+        ("base-setfit", f"{common} --algo baseline {setfit}"),
+        ("reptile-setfit", f"{common} --algo reptile --meta-train-tasks 4 {setfit}"),
+        ("probe", f"{common} --algo baseline --recipe linear-probe"),
+        ("compare", f"leaderboard compare --results {out} --resamples 0"),
+        ("across", f"leaderboard compare --results {out} --resamples 0 --across-recipes"),
+    ])
+    for key in ("base", "base-setfit", "reptile-setfit", "probe", "compare", "across"):
+        assert res[key][0] == 0, (key, res[key][2][-2000:])
+    runs, tasks = load_results(out)
+    assert set(tasks["recipe"]) == {"finetune", "setfit", "linear-probe"}
+    probe = tasks[tasks["recipe"] == "linear-probe"]
+    assert (probe["ft_steps"] == 0).all() and probe["finetune_lr"].isna().all()
+    # the probe is step 0 of SetFit's curve: the same head on the same (pretrained) start
+    sf = tasks[(tasks["recipe"] == "setfit") & (tasks["algo"] == "baseline")].sort_values("task_index")
+    assert np.allclose([c[0] for c in sf["curve_metric"]], probe.sort_values("task_index")["metric"])
+    # within a recipe: reptile + setfit pairs with baseline + setfit (its own model label)
+    assert "minilm + setfit" in res["compare"][1] and "reptile" in res["compare"][1]
+    assert "reptile + setfit" in res["across"][1] and "baseline + linear-probe" in res["across"][1]
+    prepared = stats.prepare(tasks)
+    within = stats.compare(prepared[prepared["model"] == "minilm + setfit"], [("reptile", "baseline")],
+                           measures=["metric"], n_resamples=0)
+    assert within["n"].iloc[0] == 3
+    finetune_only = prepared[~((prepared["algo"] == "baseline") & (prepared["recipe"] != "finetune"))]
+    with pytest.raises(ConfigError, match="different recipes.*--across-recipes"):
+        stats.compare(finetune_only, [("reptile", "baseline")], measures=["metric"], n_resamples=0)
+    across = stats.compare(stats.across_recipes(tasks), [("reptile + setfit", "baseline")], measures=["metric"],
+                           n_resamples=0)
+    assert across["n"].iloc[0] == 3
