@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 import torch
-
 from cli_driver import cli_many
+
 from metaft.suite import recipes
 from metaft.suite.config import preset
 from metaft.suite.errors import ConfigError, SuiteError
@@ -35,10 +35,10 @@ def test_setfit_pairs_are_setfits_contrastive_dataset(iterations):
 
 
 def _episode(data_dir, index=0):
+    from metaft.algorithms.transformer_learner import EpisodicTransformer
+    from metaft.suite.models import load_backbone
     from metaft.suite.runner import Runner, dataset_metric, to_device
     from metaft.tasks import EncodingSettings, EpisodeEncoder, TokenCache, iter_episodes
-    from metaft.suite.models import load_backbone
-    from metaft.algorithms.transformer_learner import EpisodicTransformer
 
     cfg = preset("study")
     cfg.n_meta_test = index + 1
