@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from metaft.suite.config import DEFAULT_RECIPE
 from metaft.tasks.metrics import metric_name_for
 
 PAIR_KEYS = ["model", "episodes_fingerprint", "protocol_fingerprint", "task_index"]
@@ -235,7 +236,6 @@ def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
 
 
 PREPARED = "leaderboard.prepared"
-DEFAULT_RECIPE = "finetune"
 ACROSS_RECIPES = "leaderboard.across_recipes"
 
 

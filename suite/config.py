@@ -24,7 +24,8 @@ PRECISIONS = ("fp32", "bf16", "auto")
 MAX_TASKS = 10_000
 SHAPE_KEYS = ("ways", "shots", "queries")
 EVAL_MODES = ("shared", "own", "hindsight")
-RECIPE_NAMES = ("finetune", "linear-probe", "setfit")  # suite/recipes.py holds each one's definition
+RECIPE_NAMES = ("finetune", "linear-probe", "setfit")
+DEFAULT_RECIPE = RECIPE_NAMES[0]  # suite/recipes.py holds each one's definition
 
 
 # Field metadata that marks a hyperparameter: "algorithm" ones are forwarded to every algorithm

@@ -31,7 +31,6 @@ package is measured by ``benchmarks/bench_setfit_parity.py`` and tested.
 """
 from __future__ import annotations
 
-import copy
 import math
 import time
 from dataclasses import dataclass, field
@@ -66,7 +65,6 @@ RECIPES = {r.name: r for r in (
     Recipe("setfit", ("classification",), "SetFit: contrastive pairs, cosine loss on the encoder, logistic head"),
 )}
 assert tuple(RECIPES) == RECIPE_NAMES, "suite.config.RECIPE_NAMES lists the recipes defined here"
-DEFAULT_RECIPE = "finetune"
 
 # SetFit 1.2's documented TrainingArguments defaults (setfit/training_args.py)
 SETFIT_ITERATIONS = 20
@@ -188,15 +186,11 @@ def _encoder(model: nn.Module) -> nn.Module:
 
 
 def _with_head(measurement: Measurement, head: HeadCost) -> Measurement:
-    out = copy.copy(measurement)
-    out.wall_seconds += head.seconds
-    out.cpu_seconds += head.cpu_seconds
-    if out.gpu_seconds:
-        out.gpu_seconds += head.seconds
-        out.gpu_hours = out.gpu_seconds / 3600
-    out.tokens += head.tokens
-    out.flops += head.flops
-    return out
+    on_gpu = measurement.gpu_seconds > 0
+    return measurement.plus(Measurement(wall_seconds=head.seconds, cpu_seconds=head.cpu_seconds,
+                                        gpu_seconds=head.seconds if on_gpu else 0.0,
+                                        gpu_hours=head.seconds / 3600 if on_gpu else 0.0,
+                                        tokens=head.tokens, flops=head.flops))
 
 
 def linear_probe(start: nn.Module, support: Sequence[dict], query: Sequence[dict], metric,

@@ -50,7 +50,7 @@ from metaft.tasks.pools import check_leakage
 
 from . import __version__, recipes
 from .adapters import add_adapters, save_adapter
-from .config import RunConfig, hyperparameters, task_type_names
+from .config import DEFAULT_RECIPE, RunConfig, hyperparameters, task_type_names
 from .errors import FailedRunError, SuiteError
 from .evaluate import eval_schedule, evaluate
 from .flops import flops_per_token
@@ -275,7 +275,7 @@ class Runner:
         common = {"run_id": run_id, "algo": cfg.algo, "model": model_name, "seed": seed, "benchmark": bench.key,
                   "episodes_fingerprint": manifest.fingerprint, "protocol_fingerprint": protocol_fingerprint(cfg, bench),
                   "eval_mode": cfg.eval_mode, "peft": cfg.peft, "precision": cfg.precision, "recipe": cfg.recipe,
-                  "protocol_base": protocol_fingerprint(dataclasses.replace(cfg, recipe=recipes.DEFAULT_RECIPE), bench)}
+                  "protocol_base": protocol_fingerprint(dataclasses.replace(cfg, recipe=DEFAULT_RECIPE), bench)}
 
         meta, meta_stats = self._meta_train(folder, learner, algo, encoder, episodes["meta-train"], seed)
         lrs, selection, sel_cost = self._select_lrs(folder, learner, algo, encoder, episodes, seed)
@@ -582,7 +582,7 @@ def protocol_fingerprint(cfg: RunConfig, bench) -> str:
         key["trainable"]["adapters"] = cfg.adapter_settings().describe()
     if cfg.precision != "fp32":  # likewise: fp32 rows keep their fingerprints, bf16 rows never pair with them
         key["precision"] = cfg.precision
-    if cfg.recipe != recipes.DEFAULT_RECIPE:  # and so are finetune rows; another recipe is another protocol
+    if cfg.recipe != DEFAULT_RECIPE:  # and so are finetune rows; another recipe is another protocol
         key["recipe"] = {"name": cfg.recipe}
         if cfg.recipe == "setfit":  # its budget follows the pairs, its grid is its own
             key["recipe"].update(iterations=cfg.setfit_iterations, grid=sorted(set(cfg.setfit_lr_grid)))
