@@ -19,6 +19,7 @@ from metaft.suite.errors import ConfigError, UnreachableError
 EXCLUDES = [".venv", ".git", "results", "site", "artifacts", "__pycache__", "*.pyc", ".pytest_cache",
             "*.egg-info"]
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
+AGENT_WAIT_S = 120.0  # how long a new head may take to register its job agent
 
 
 def use_token_auth() -> None:
@@ -63,10 +64,24 @@ def runtime_env(working_dir: str = ".", requirements: str | None = None, env_var
 def submit(address: str, entrypoint: list[str], working_dir: str = ".", requirements: str | None = None,
            submission_id: str | None = None, env_vars: dict | None = None, num_cpus: float | None = None,
            num_gpus: float | None = None) -> str:
+    """Submit one job; waits out a head whose job agent has not registered yet.
+
+    A freshly started head answers ``500: No available agent to submit job`` until its
+    job agent is up (seen on a busy 2-core machine seconds after ``ray start``). That is
+    transient by Ray's own wording, so it is retried for up to ``AGENT_WAIT_S``; every
+    other error is raised at once."""
     c = client(address)
-    return c.submit_job(entrypoint=" ".join(shlex.quote(a) for a in entrypoint),
-                        runtime_env=runtime_env(working_dir, requirements, env_vars), submission_id=submission_id,
-                        entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus)
+    deadline = time.monotonic() + AGENT_WAIT_S
+    while True:
+        try:
+            return c.submit_job(entrypoint=" ".join(shlex.quote(a) for a in entrypoint),
+                                runtime_env=runtime_env(working_dir, requirements, env_vars),
+                                submission_id=submission_id, entrypoint_num_cpus=num_cpus,
+                                entrypoint_num_gpus=num_gpus)
+        except RuntimeError as exc:
+            if "No available agent" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(2.0)
 
 
 def follow(address: str, job_id: str, out=None, poll: float = 1.0, timeout: float | None = None) -> str:
