@@ -154,7 +154,8 @@ class RunConfig:
             bad("val_fraction", f"must be in (0, 1), got {self.val_fraction}")
         if any(not (isinstance(v, (int, float)) and 0 < v < math.inf) for v in self.finetune_lr_grid):
             bad("finetune_lr_grid", f"must hold finite positive learning rates, got {self.finetune_lr_grid}")
-        if len(self.finetune_lr_grid) > 1 and self.n_meta_val < 1:
+        if len(self.finetune_lr_grid) > 1 and self.n_meta_val < 1 and self.recipe == "finetune":
+            # (the other recipes choose from their own grid, or have no lr: this grid is unused)
             bad("finetune_lr_grid", "has several learning rates but n_meta_val is 0: there are no validation "
                 "tasks to choose on")
         known_types = task_type_names()
