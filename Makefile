@@ -36,11 +36,12 @@ lint: setup
 docs: setup
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --quiet --strict
 
-# Two workers (the machines have 2 cores), whole files per worker, longest files first
-# (tests/conftest.py); measured 953 s against 1154 s serial on the 2-core machine.
+# Two workers (the machines have 2 cores), whole files per worker, one torch thread each
+# (tests/conftest.py), longest files first in conftest's order: --no-loadscope-reorder, since
+# xdist's default reorder (files with more tests first) sent the 5-minute budget test out last.
 PYTEST_WORKERS ?= 2
 test: lint docs
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The quick study: the baseline and reptile on the same episodes, the site, the verdicts per dataset.
 # --resume: rerunning `make run` continues (or reuses) the runs already in results/.

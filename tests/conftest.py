@@ -2,11 +2,25 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# One share of the cores per xdist worker, for the worker and every process it starts (`suite run`
+# subprocesses read the same variables). torch's default is a thread per core in every process, so
+# 2 workers on 2 cores ran 4 spinning OpenMP threads: two concurrent copies of a MiniLM test took
+# 48.5 s and 54.7 s with the default against 19.9 s and 22.7 s with one thread each (2026-12-03).
+# Set before torch loads (OpenMP reads them once); an explicit OMP_NUM_THREADS wins.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    _threads = str(max(1, _cores // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
+    for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_var, _threads)
+    if "torch" in sys.modules:  # loaded by a plugin first: tell it directly
+        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if not os.environ.get("SUITE_DATA_DIR") and (ROOT.parent / "shared" / "datasets").is_dir():
@@ -43,8 +57,8 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 # The longest files first: `make test` spreads files over 2 workers (pytest-xdist, --dist loadfile),
 # and a long file handed out last would leave one worker idle while the other finishes it.
-LONGEST_FIRST = ("test_protocol_budget.py", "test_run.py", "test_cluster_tune.py", "test_algorithms_transformers.py",
-                 "test_bad_input.py", "test_cluster_deepspeed.py")
+LONGEST_FIRST = ("test_protocol_budget.py", "test_cluster_tune.py", "test_run.py", "test_recipes.py",
+                 "test_algorithms_transformers.py", "test_bad_input.py", "test_cluster_deepspeed.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -121,15 +121,19 @@ def test_recipes_refuse_what_they_do_not_serve():
     assert other.validate().fingerprint() != finetune.fingerprint()
 
 
+@pytest.mark.slow
 def test_a_start_by_recipe_run_pairs_with_the_baseline_of_its_recipe_and_never_across_unlabelled(data_dir, tmp_path):
     from metaft.leaderboard import stats
     from metaft.suite.results import load_results
 
     out = tmp_path / "results"
-    # the study protocol, sized to ~2.5 min on 2 cores: every run takes the same protocol
-    # (meta-train tasks included), otherwise nothing pairs
-    common = (f"run --preset study --meta-train-tasks 2 --meta-test-tasks 3 --val-tasks 0 --finetune-lr-grid 3e-5 "
-              f"--ft-steps 4 --out {out} --data-dir {data_dir} --precision fp32")
+    # the study protocol, sized down (8 queries per class, length 32, 4 steps: ~75 s of runs at one
+    # thread); every run takes the same protocol (meta-train tasks included), otherwise nothing pairs
+    shapes = tmp_path / "shapes.toml"
+    shapes.write_text("[shapes.classification]\nways = 4\nshots = 8\nqueries = 8\n")
+    common = (f"run --preset study --config {shapes} --meta-train-tasks 2 --meta-test-tasks 3 --val-tasks 0 "
+              f"--finetune-lr-grid 3e-5 --ft-steps 4 --max-length 32 --out {out} --data-dir {data_dir} "
+              f"--precision fp32 --no-progress")
     setfit = "--recipe setfit --setfit-iterations 1"
     res = cli_many([
         ("base", f"{common} --algo baseline"),
@@ -163,6 +167,7 @@ def test_a_start_by_recipe_run_pairs_with_the_baseline_of_its_recipe_and_never_a
     assert across["n"].iloc[0] == 3
 
 
+@pytest.mark.slow
 def test_the_suites_setfit_recipe_agrees_with_the_setfit_package(data_dir):
     """benchmarks/bench_setfit_parity.py, small: the package's Trainer and the suite's loop on the
     same 2 study tasks (2 pair iterations: 128 pairs, 8 steps). The two differ only in the pairs'
@@ -184,3 +189,13 @@ def test_the_suites_setfit_recipe_agrees_with_the_setfit_package(data_dir):
         assert abs(r.diff) <= 4 / 128 + 1e-9, r
     s = summary(rows)
     assert s["suite"] > s["probe"] and s["package"] > s["probe"], s
+
+
+@pytest.mark.parametrize("recipe", ["linear-probe", "setfit"])
+def test_the_finetune_grid_needs_validation_tasks_only_where_the_recipe_uses_it(recipe):
+    cfg = preset("study")  # its finetune_lr_grid holds 3 values
+    cfg.n_meta_val = 0
+    with pytest.raises(SuiteError, match="finetune_lr_grid has several learning rates but n_meta_val is 0"):
+        cfg.validate()
+    cfg.recipe = recipe  # a grid it never reads
+    assert cfg.validate().recipe == recipe
