@@ -57,24 +57,31 @@ def suite_config(n_tasks: int, iterations: int, lr: float, seed: int):
 def package_accuracy(model_path: str, support: list[dict], query: list[dict], *, iterations: int, lr: float,
                      batch_size: int, max_length: int, seed: int) -> float:
     """SetFit 1.2 as its README runs it, with the suite's settings; the query accuracy."""
-    os.environ["TQDM_DISABLE"] = "1"  # the package's own bars and logs, not the numbers
     import datasets
     import transformers
     from setfit import SetFitModel, Trainer, TrainingArguments
 
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
-
-    model = SetFitModel.from_pretrained(model_path)  # head: LogisticRegression(), as the suite's
-    model.model_body.max_seq_length = max_length
-    with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(output_dir=out, num_iterations=iterations, num_epochs=1, batch_size=batch_size,
-                                 body_learning_rate=lr, max_length=max_length, seed=seed,
-                                 show_progress_bar=False, report_to="none", logging_strategy="no",
-                                 save_strategy="no")
-        train = datasets.Dataset.from_dict({"text": [ex["text"] for ex in support], "label": [ex["label"] for ex in support]})
-        Trainer(model=model, args=args, train_dataset=train).train()
-    predictions = model.predict([ex["text"] for ex in query], as_numpy=True)
+    quiet = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"  # the Trainer's own bar, for this call only (not the numbers)
+    try:
+        model = SetFitModel.from_pretrained(model_path)  # head: LogisticRegression(), as the suite's
+        model.model_body.max_seq_length = max_length
+        with tempfile.TemporaryDirectory() as out:
+            args = TrainingArguments(output_dir=out, num_iterations=iterations, num_epochs=1, batch_size=batch_size,
+                                     body_learning_rate=lr, max_length=max_length, seed=seed,
+                                     show_progress_bar=False, report_to="none", logging_strategy="no",
+                                     save_strategy="no")
+            train = datasets.Dataset.from_dict({"text": [ex["text"] for ex in support],
+                                                "label": [ex["label"] for ex in support]})
+            Trainer(model=model, args=args, train_dataset=train).train()
+        predictions = model.predict([ex["text"] for ex in query], as_numpy=True)
+    finally:
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
     return float(sum(int(p) == ex["label"] for p, ex in zip(predictions, query)) / len(query))
 
 
