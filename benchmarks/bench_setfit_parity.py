@@ -21,7 +21,6 @@ its own from its seed), so per-task differences are noise around zero, not zero.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
@@ -115,17 +114,16 @@ def parity(n_tasks: int = 8, iterations: int = 20, lr: float = 2e-5, seed: int =
 
 
 def summary(rows: list[TaskParity]) -> dict:
-    """Mean paired difference (suite - package), its SD and 95% t interval."""
+    """Mean paired difference (suite - package), its SD and 95% t interval (scipy's)."""
+    import numpy as np
     from scipy import stats
 
-    diffs = [r.diff for r in rows]
-    n = len(diffs)
-    mean = sum(diffs) / n
-    sd = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else float("nan")
-    half = stats.t.ppf(0.975, n - 1) * sd / math.sqrt(n) if n > 1 else float("nan")
-    return {"n": n, "mean_diff": mean, "sd": sd, "ci": (mean - half, mean + half),
-            "suite": sum(r.suite for r in rows) / n, "package": sum(r.package for r in rows) / n,
-            "probe": sum(r.probe for r in rows) / n, "max_abs_diff": max(abs(d) for d in diffs)}
+    diffs = np.array([r.diff for r in rows])
+    ci = stats.ttest_1samp(diffs, 0.0).confidence_interval(0.95) if len(diffs) > 1 else (np.nan, np.nan)
+    return {"n": len(diffs), "mean_diff": float(diffs.mean()), "sd": float(diffs.std(ddof=1)) if len(diffs) > 1
+            else float("nan"), "ci": (float(ci[0]), float(ci[1])), "suite": float(np.mean([r.suite for r in rows])),
+            "package": float(np.mean([r.package for r in rows])), "probe": float(np.mean([r.probe for r in rows])),
+            "max_abs_diff": float(np.abs(diffs).max())}
 
 
 def main() -> None:

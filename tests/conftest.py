@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,6 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     _threads = str(max(1, _cores // max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
     for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(_var, _threads)
-    if "torch" in sys.modules:  # loaded by a plugin first: tell it directly
-        sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if not os.environ.get("SUITE_DATA_DIR") and (ROOT.parent / "shared" / "datasets").is_dir():
