@@ -9,6 +9,7 @@ the cluster: keep those ports private and turn token auth on.
 """
 from __future__ import annotations
 
+import logging
 import os
 import shlex
 import time
@@ -18,8 +19,9 @@ from metaft.suite.errors import ConfigError, UnreachableError
 
 EXCLUDES = [".venv", ".git", "results", "site", "artifacts", "__pycache__", "*.pyc", ".pytest_cache",
             "*.egg-info"]
+log = logging.getLogger(__name__)
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")
-AGENT_WAIT_S = 120.0  # how long a new head may take to register its job agent
+AGENT_WAIT_S = 300.0  # how long a new head may take to register its job agent (over 120 s on a loaded 2-core machine)
 
 
 def use_token_auth() -> None:
@@ -71,16 +73,21 @@ def submit(address: str, entrypoint: list[str], working_dir: str = ".", requirem
     transient by Ray's own wording, so it is retried for up to ``AGENT_WAIT_S``; every
     other error is raised at once."""
     c = client(address)
+    command = " ".join(shlex.quote(a) for a in entrypoint)
+    env = runtime_env(working_dir, requirements, env_vars)
     deadline = time.monotonic() + AGENT_WAIT_S
+    waited = False
     while True:
         try:
-            return c.submit_job(entrypoint=" ".join(shlex.quote(a) for a in entrypoint),
-                                runtime_env=runtime_env(working_dir, requirements, env_vars),
-                                submission_id=submission_id, entrypoint_num_cpus=num_cpus,
-                                entrypoint_num_gpus=num_gpus)
+            return c.submit_job(entrypoint=command, runtime_env=env, submission_id=submission_id,
+                                entrypoint_num_cpus=num_cpus, entrypoint_num_gpus=num_gpus)
         except RuntimeError as exc:
             if "No available agent" not in str(exc) or time.monotonic() > deadline:
                 raise
+            if not waited:
+                log.warning("the head at %s has no job agent yet (a head that just started); waiting up to %.0f s",
+                            address, AGENT_WAIT_S)
+                waited = True
             time.sleep(2.0)
 
 
