@@ -29,6 +29,7 @@ from typing import Any
 
 from metaft.suite.config import RunConfig, apply_overrides, hyperparameters
 from metaft.suite.errors import SuiteError, UnreachableError
+from metaft.suite.storage import location
 
 SEARCHABLE = set(hyperparameters())  # the RunConfig fields marked as hyperparameters
 ALGORITHM_PREFIX = "algorithm."  # e.g. algorithm.method, algorithm.scale: the algorithm's own hyperparameters
@@ -208,8 +209,9 @@ def build_tuner(spec: StudySpec, resume: bool = False):
     else:
         resources = {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial}
     trainable = tune.with_resources(tune.with_parameters(run_trial, study=dataclasses.asdict(spec)), resources)
-    storage = str(Path(spec.storage).resolve())
-    path = os.path.join(storage, spec.name)
+    # a local folder or an object-store URI (Ray resolves it with pyarrow.fs, as suite/storage.py does)
+    storage = location(spec.storage).uri
+    path = f"{storage.rstrip('/')}/{spec.name}"
     if resume:
         if not tune.Tuner.can_restore(path):
             raise SuiteError(f"no study to resume at {path}; start it without --resume")
@@ -252,7 +254,6 @@ def run_study(spec: StudySpec, resume: bool = False, address: str | None = None,
     Without ``address`` or ``RAY_ADDRESS`` a new local Ray starts (``address="local"``): Ray's
     own default would attach to whatever its current-cluster file names, and after a head
     died without `ray stop` that file names a dead address that captures the study."""
-    import os
 
     import ray
 

@@ -1,4 +1,5 @@
-"""Publish a built site: copy it to a ready-to-push folder, or commit it to a gh-pages branch.
+"""Publish a built site: copy it to a ready-to-push folder or an object-store prefix (a static
+website bucket), or commit it to a gh-pages branch.
 
 The gh-pages commit uses git plumbing with a temporary index (``git add`` with
 ``--work-tree`` pointing at the site, ``write-tree``, ``commit-tree``, ``update-ref``),
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from metaft.suite.errors import SuiteError
 from metaft.suite.paths import check_replaceable, replace_folder, resolved
+from metaft.suite.storage import check_reachable, is_uri, location
 
 
 class PublishError(SuiteError, RuntimeError):
@@ -39,6 +41,54 @@ def publish_folder(site: str | Path, to: str | Path) -> Path:
     (tmp / PUBLICATION_MARKER).write_text("written by `suite leaderboard publish`; the next publish replaces it\n")
     replace_folder(tmp, target)
     return target
+
+
+# what a browser needs to render each file of the site from a bucket (S3 serves an object with the
+# Content-Type it was uploaded with; binary/octet-stream would make index.html a download)
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8", ".json": "application/json", ".csv": "text/csv; charset=utf-8",
+                 ".svg": "image/svg+xml", ".png": "image/png", ".txt": "text/plain; charset=utf-8",
+                 ".parquet": "application/vnd.apache.parquet", ".ico": "image/x-icon"}
+
+
+def content_type(name: str) -> str:
+    return CONTENT_TYPES.get(os.path.splitext(name)[1].lower(), "application/octet-stream")
+
+
+def publish(site: str | Path, to: str) -> str:
+    """``publish --to``: a folder, or an object-store URI (``s3://bucket/site``)."""
+    return publish_object_store(site, to) if is_uri(to) else str(publish_folder(site, to))
+
+
+def publish_object_store(site: str | Path, to: str) -> str:
+    """Upload ``site`` under the prefix ``to`` with each file's Content-Type. The prefix must be
+    empty or an earlier publication (it holds the marker object). Every object is written whole;
+    ``index.html`` goes last, so a reader sees the old overview until the new pages are all there,
+    and objects of the earlier publication that the new site lacks are removed at the end."""
+    site_path = resolved(site)
+    if not (site_path / "index.html").is_file():
+        raise PublishError(f"{site} is not a built site (no index.html); run `suite leaderboard build` first")
+    target = location(to)
+    check_reachable(target, "--to")
+    before = {loc.path for loc in target.children(recursive=True)}
+    marker = target / PUBLICATION_MARKER
+    if before and marker.path not in before:
+        raise PublishError(f"--to {to} holds objects that `suite leaderboard publish` did not write (no "
+                           f"{PUBLICATION_MARKER}); give an empty prefix or an earlier publication")
+    files = sorted((p for p in site_path.rglob("*") if p.is_file()), key=lambda p: (p.name == "index.html", str(p)))
+    written = set()
+    for file in files:
+        rel = file.relative_to(site_path).as_posix()
+        dest = target.joined(rel)
+        dest.write_bytes(file.read_bytes(), content_type(rel))
+        written.add(dest.path)
+    marker.write_text("written by `suite leaderboard publish`; the next publish replaces it\n", "text/plain")
+    written.add(marker.path)
+    for stale in sorted(before - written):
+        loc = target.joined(os.path.relpath(stale, target.path))
+        if loc.is_file():
+            loc.unlink()
+    return target.uri
 
 
 def _git(args: list[str], repo: Path, env: dict | None = None) -> str:

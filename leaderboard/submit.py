@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from metaft.suite.errors import ConfigError
-from metaft.suite.paths import check_writable_folder
+from metaft.suite.paths import check_writable_location
 from metaft.suite.results import RunFolder, atomic_write_json
 from metaft.tasks import list_datasets
 
@@ -132,8 +132,7 @@ def add_submission(path: str | Path, results: str | Path) -> list[str]:
     """Validate ``path`` and write its runs into ``results``; returns the run ids added."""
     df = read_submission(path)
     validate(df, str(path))
-    check_writable_folder(results, "--results")
-    results = Path(results)
+    results = check_writable_location(results, "--results")
     added = []
     for run_id in sorted(df["run_id"].unique()):
         folder = RunFolder(results, run_id)

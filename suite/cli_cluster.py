@@ -7,6 +7,7 @@ import sys
 from .cli_run import comma_list, seed_value
 from .config import PRESETS
 from .errors import ConfigError
+from .paths import check_writable_location
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
@@ -36,8 +37,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-failures", type=int, default=1, help="retries of a failed trial")
     p.add_argument("--scheduler", choices=("fifo", "asha"), default="fifo",
                    help="asha stops weak trials early on the running mean metric")
-    p.add_argument("--storage", default="ray_results", help="where Tune keeps the study's state (for --resume)")
-    p.add_argument("--out", default="results", help="results folder the trials write to")
+    p.add_argument("--storage", default="ray_results",
+                   help="where Tune keeps the study's state and checkpoints (for --resume): a folder every node "
+                        "mounts, or an object-store URI such as s3://bucket/tune (Tune's storage_path)")
+    p.add_argument("--out", default="results",
+                   help="results folder the trials write to: a folder every node mounts, or an object-store URI "
+                        "such as s3://bucket/results")
     p.add_argument("--data-dir", default=None, help="dataset mirror folder (default $SUITE_DATA_DIR)")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
@@ -97,11 +102,12 @@ def cmd_tune(args) -> int:
     spec = StudySpec(
         name=args.name, algos=schedule_order(algos),
         models=args.models or list(base.models),
-        seeds=list(args.seeds), base=base.to_dict(), out=str(Path(args.out).resolve()),
+        seeds=list(args.seeds), base=base.to_dict(), out=check_writable_location(args.out, "--out"),
         data_dir=str(Path(data_dir).resolve()) if data_dir else None, search=search,
         num_samples=args.num_samples, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
         workers_per_trial=args.workers_per_trial, max_concurrent=args.max_concurrent,
-        max_failures=args.max_failures, scheduler=args.scheduler, storage=str(Path(args.storage).resolve()))
+        max_failures=args.max_failures, scheduler=args.scheduler,
+        storage=check_writable_location(args.storage, "--storage"))
     results = run_study(spec, resume=args.resume, address=args.address, num_cpus=args.num_cpus)
     rows, errors = summarize_study(results, algos)
     print(format_table(["status", "algo", "model", "seed", "mean metric", "tasks", "run"], rows))
@@ -131,10 +137,8 @@ def check_tune_args(args) -> None:
                           f"created under --storage")
     if args.zero is not None and args.engine != "deepspeed":
         raise ConfigError("--zero needs --engine deepspeed (the torch engine ignores it)")
-    from .paths import check_writable_folder
-
-    check_writable_folder(args.out, "--out")
-    check_writable_folder(args.storage, "--storage")
+    check_writable_location(args.out, "--out")
+    check_writable_location(args.storage, "--storage")
 
 
 ACTIONS = ("status", "logs", "stop", "list")

@@ -55,7 +55,8 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = lsub.add_parser("publish", help="copy the site to a ready-to-push folder, or commit it to gh-pages")
     p.add_argument("--site", default="site")
     group = p.add_mutually_exclusive_group(required=True)
-    group.add_argument("--to", help="folder to write the ready-to-push site into")
+    group.add_argument("--to", help="folder to write the ready-to-push site into, or an object-store prefix "
+                                    "(s3://bucket/site, a static website bucket; files get their content types)")
     group.add_argument("--gh-pages", action="store_true", help="commit the site to the gh-pages branch of --repo")
     p.add_argument("--repo", default=".", help="git repository for --gh-pages")
     p.add_argument("--branch", default="gh-pages")
@@ -207,14 +208,15 @@ def cmd_serve(args) -> int:
 
 
 def cmd_publish(args) -> int:
-    from metaft.leaderboard.publish import publish_folder, publish_gh_pages
+    from metaft.leaderboard.publish import publish, publish_gh_pages
+    from metaft.suite.storage import is_uri
 
     if args.gh_pages:
         commit = publish_gh_pages(args.site, args.repo, args.branch)
         print(f"committed {args.site} to branch {args.branch} ({commit[:12]}); push it with "
               f"`git push origin {args.branch}`")
     else:
-        print(f"wrote {publish_folder(args.site, args.to)}; push that folder to any static host")
+        print(f"wrote {publish(args.site, args.to)}" + ("" if is_uri(args.to) else "; push that folder to any static host"))
     return 0
 
 

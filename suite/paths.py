@@ -60,8 +60,12 @@ def check_output_file(path: str | os.PathLike, flag: str) -> Path:
 
 def check_apart(path: Path, flag: str, inputs: Mapping[str, Iterable[str | os.PathLike]]) -> None:
     """``path`` neither equals, contains nor lies inside any input (``{flag: paths}``)."""
+    from .storage import is_uri
+
     for in_flag, items in inputs.items():
         for item in items:
+            if is_uri(item):  # another filesystem: it cannot overlap a local folder
+                continue
             q = resolved(item)
             if is_within(q, path) or is_within(path, q):
                 relation = "is" if q == path else "contains" if is_within(q, path) else "is inside"
@@ -97,3 +101,16 @@ def replace_folder(new: Path, target: Path) -> None:
     os.replace(new, target)
     if old.exists():
         shutil.rmtree(old)
+
+
+def check_writable_location(target: str | os.PathLike, flag: str) -> str:
+    """A results or state location (a folder, or an object-store URI such as ``s3://bucket/prefix``)
+    this process can write; returns its canonical form (an absolute path, or the URI), which is
+    what a trial or job on another node must be given."""
+    from .storage import check_reachable, is_uri, location
+
+    if not is_uri(target):
+        return str(check_writable_folder(target, flag))
+    loc = location(target)
+    check_reachable(loc, flag)
+    return loc.uri

@@ -10,9 +10,14 @@ Layout of one run folder::
     tasks.parquet        at the end: the task rows consolidated into one file (parts removed)
     run.parquet          one row for the run, written last: its presence means "complete"
 
-Every write goes to a temporary file in the same folder and is renamed into place, so a
-run killed at any point leaves whole files only; ``--resume`` skips tasks whose file
-exists and redoes the rest, so rows are never lost or duplicated.
+Every file is written whole or not at all (`suite/storage.py`: a renamed temporary file on
+local disk, a single PUT on an object store), so a run killed at any point leaves whole files
+only; ``--resume`` skips tasks whose file exists and redoes the rest, so rows are never lost
+or duplicated. The same layout works on object stores (``--out s3://bucket/prefix``), which
+have no rename, append or lock: every object has a deterministic name (a task row is
+``tasks/<index>.parquet``), so a retry or a second writer of the same run replaces an object
+with a whole one of the same row and never adds a second copy, and a run is complete exactly
+when ``run.parquet`` exists.
 """
 from __future__ import annotations
 
@@ -21,7 +26,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import subprocess
 from collections.abc import Mapping
 from importlib import metadata
@@ -32,7 +36,7 @@ import pandas as pd
 
 from .config import RunConfig
 from .errors import SuiteError
-from .paths import resolved
+from .storage import Location, StorageError, check_reachable, location
 
 log = logging.getLogger(__name__)
 
@@ -141,21 +145,16 @@ class ResultsError(SuiteError, RuntimeError):
     """A results folder is missing, empty or unreadable."""
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def atomic_write_bytes(path: str | os.PathLike | Location, data: bytes) -> None:
+    """The one atomic write: ``path`` holds all of ``data`` or what it held before (`Location.write_bytes`)."""
+    location(path).write_bytes(data)
 
 
-def atomic_write_json(path: Path, obj) -> None:
+def atomic_write_json(path: str | os.PathLike | Location, obj) -> None:
     atomic_write_bytes(path, json.dumps(obj, indent=1, sort_keys=True, default=str).encode())
 
 
-def atomic_write_table(path: Path, table) -> None:
+def atomic_write_table(path: str | os.PathLike | Location, table) -> None:
     import io
 
     import pyarrow.parquet as pq
@@ -213,15 +212,15 @@ def hardware() -> dict:
 class RunFolder:
     """One run's folder: what is finished, and atomic writers for what finishes next."""
 
-    def __init__(self, root: str | os.PathLike, run_id: str):
-        self.path = Path(root) / run_id
+    def __init__(self, root: str | os.PathLike | Location, run_id: str):
+        self.path = location(root) / run_id
         self.run_id = run_id
 
     @property
-    def tasks_dir(self) -> Path:
+    def tasks_dir(self) -> Location:
         return self.path / "tasks"
 
-    def task_path(self, index: int) -> Path:
+    def task_path(self, index: int) -> Location:
         return self.tasks_dir / f"{index:04d}.parquet"
 
     def is_complete(self) -> bool:
@@ -231,23 +230,33 @@ class RunFolder:
         atomic_write_table(self.task_path(index), rows_table([row], task_schema()))
 
     def write_run(self, row: dict) -> None:
-        """Consolidate the task parts into tasks.parquet, then mark the run complete."""
-        tasks = self.read_tasks()
+        """Consolidate the task parts into tasks.parquet, then mark the run complete, then remove
+        the parts. Parts are listed before the consolidated file is looked for, so a second writer
+        finishing the same run while this one removes its parts still sees every row (the file was
+        written before any part was removed)."""
         import pyarrow as pa
 
-        atomic_write_table(self.path / "tasks.parquet", pa.Table.from_pandas(tasks, schema=task_schema(),
-                                                                            preserve_index=False))
+        parts = read_tables(self.tasks_dir.glob("*.parquet"), task_schema())
+        consolidated = self.path / "tasks.parquet"
+        if consolidated.is_file():
+            parts = pd.concat([read_tables([consolidated], task_schema()), parts], ignore_index=True)
+        tasks = parts.drop_duplicates(subset=["task_index"], keep="first").sort_values("task_index", kind="stable")
+        atomic_write_table(consolidated, pa.Table.from_pandas(tasks, schema=task_schema(), preserve_index=False))
         atomic_write_table(self.path / "run.parquet", rows_table([row], run_schema()))
-        if self.tasks_dir.is_dir():
-            shutil.rmtree(self.tasks_dir)
+        self.tasks_dir.remove_tree()
 
     def read_tasks(self) -> pd.DataFrame:
         """This run's task rows: the consolidated file when complete, else the parts so far."""
-        return read_tables([self.path / "tasks.parquet"] if (self.path / "tasks.parquet").is_file()
-                           else sorted(self.tasks_dir.glob("*.parquet")), task_schema())
+        consolidated = self.path / "tasks.parquet"
+        return read_tables([consolidated] if consolidated.is_file() else self.tasks_dir.glob("*.parquet"),
+                           task_schema())
+
+    def read_run(self) -> dict:
+        """The run row of a complete run."""
+        return read_tables([self.path / "run.parquet"], run_schema()).iloc[0].to_dict()
 
     def finished_tasks(self) -> set[int]:
-        return set(self.read_tasks()["task_index"].astype(int)) if self.path.is_dir() else set()
+        return set(self.read_tasks()["task_index"].astype(int))
 
     def write_manifest(self, manifest: dict) -> None:
         atomic_write_json(self.path / "manifest.json", manifest)
@@ -259,10 +268,17 @@ class RunFolder:
     def lock(self) -> Iterator[None]:
         """Hold this run's lock (``<out>/.locks/<run id>.lock``, an exclusive ``flock``) while writing
         it: a second `suite run` of the same configuration into the same folder is refused at once
-        instead of writing the same files (the lock goes with the process, also on kill -9)."""
+        instead of writing the same files (the lock goes with the process, also on kill -9).
+
+        Object stores have no lock: there two writers of one run both write whole objects under
+        the same deterministic names, so the run ends with one row per task either way (the
+        module docstring); the second writer only repeats work."""
         import fcntl
 
-        path = self.path.parent / LOCKS_DIR / f"{self.run_id}.lock"
+        if not self.path.is_local:
+            yield
+            return
+        path = self.path.parent.local_path() / LOCKS_DIR / f"{self.run_id}.lock"
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a+") as fh:
             try:
@@ -290,12 +306,15 @@ class RunLockedError(SuiteError, RuntimeError):
     """Another process is writing the same run folder."""
 
 
-def read_manifest_file(path: Path) -> dict:
+def read_manifest_file(path: str | os.PathLike | Location) -> dict:
     """A run's manifest; a missing, empty or invalid one is one line naming the file."""
+    path = location(path)
     try:
         data = json.loads(path.read_text())
+    except StorageError:
+        raise
     except OSError as exc:
-        raise ResultsError(f"cannot read {path}: {exc.strerror}") from None
+        raise ResultsError(f"cannot read {path}: {exc.strerror or exc}") from None
     except ValueError as exc:
         raise ResultsError(f"{path} is not valid JSON ({exc}); the run is damaged: rerun it with --overwrite "
                            f"or delete its folder") from None
@@ -305,15 +324,16 @@ def read_manifest_file(path: Path) -> dict:
     return data
 
 
-def _run_folders(dirs: Iterable[str | os.PathLike]) -> list[Path]:
+def _run_folders(dirs: Iterable[str | os.PathLike | Location]) -> list[Location]:
     found = []
-    for d in dirs:
-        d = Path(d)
+    for given in dirs:
+        d = location(given)
         if (d / "manifest.json").is_file():
             found.append(d)
         elif d.is_dir():
-            found += sorted(p.parent for p in d.glob("*/manifest.json"))
+            found += [p.parent for p in d.glob("*/manifest.json")]
         else:
+            check_reachable(d, "results folder")  # a missing bucket says so, not "no such folder"
             raise ResultsError(f"results folder {d} does not exist")
     return found
 
@@ -321,35 +341,46 @@ def _run_folders(dirs: Iterable[str | os.PathLike]) -> list[Path]:
 class CorruptResultsError(ResultsError):
     """A results file cannot be read; ``path`` names it."""
 
-    def __init__(self, path: Path, reason: str) -> None:
+    def __init__(self, path: Location, reason: str) -> None:
         self.path = path
         run = path.parent.parent if path.parent.name == "tasks" else path.parent
         super().__init__(f"{path}: not a readable results file ({reason}); the run {run.name} is damaged: rerun it "
                          f"with --overwrite, delete {run}, or pass --skip-corrupt to leave it out")
 
 
-def read_tables(files: list[Path], schema) -> pd.DataFrame:
-    """Many Parquet files as one DataFrame, read in parallel by Arrow; a damaged file is a
-    `CorruptResultsError` naming it."""
+def read_tables(files: Iterable[str | os.PathLike | Location], schema) -> pd.DataFrame:
+    """Many Parquet files as one DataFrame, read in parallel by Arrow (one dataset per
+    filesystem); a damaged file is a `CorruptResultsError` naming it, an unreachable store a
+    `StorageError`."""
     import pyarrow as pa
     import pyarrow.dataset as pads
 
-    if not files:
+    groups: dict[int, list[Location]] = {}
+    for f in map(location, files):
+        groups.setdefault(id(f.fs), []).append(f)
+    if not groups:
         return schema.empty_table().to_pandas()
-    try:
-        return pads.dataset([str(f) for f in files], schema=schema, format="parquet").to_table().to_pandas()
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        for f in files:  # which one: the bulk reader's message does not always say
-            _check_readable(f, schema)
-        raise CorruptResultsError(files[0], _first_line(exc)) from None
+    tables = []
+    for group in groups.values():
+        try:
+            tables.append(pads.dataset([f.path for f in group], schema=schema, format="parquet",
+                                       filesystem=group[0].fs).to_table())
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            for f in group:  # which one: the bulk reader's message does not always say
+                _check_readable(f, schema)
+            raise CorruptResultsError(group[0], _first_line(exc)) from None
+    return pa.concat_tables(tables).to_pandas() if len(tables) > 1 else tables[0].to_pandas()
 
 
-def _check_readable(path: Path, schema) -> None:
+def _check_readable(path: Location, schema) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        pq.read_table(path, schema=schema)
+        with path._errors():  # an unreachable store or rejected credentials are not damage
+            pq.read_table(path.path, schema=schema, filesystem=path.fs)
+    except StorageError:
+        raise
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise CorruptResultsError(path, _first_line(exc)) from None
 
@@ -359,7 +390,7 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _read_complete(folders: list[Path], skipped: list[Path] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _read_complete(folders: list[Location], skipped: list[Location] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(runs, tasks) of complete run folders. With ``skipped`` a list, damaged runs are left out
     and appended to it; without, the first damaged file is an error."""
     try:
@@ -382,12 +413,18 @@ def _read_complete(folders: list[Path], skipped: list[Path] | None) -> tuple[pd.
 INDEX_DIR = ".index"  # per results folder: complete runs' rows consolidated (a cache, safe to delete)
 
 
-def _stamp(path: Path) -> list[int]:
-    st = path.stat()
-    return [st.st_mtime_ns, st.st_size]
+def _stamp(path: Location) -> list[int]:
+    return path.stamp()
 
 
-def _load_indexed(root: Path, folders: list[Path], skipped: list[Path] | None = None
+def _read_parquet(path: Location) -> pd.DataFrame:
+    import pyarrow.parquet as pq
+
+    with path._errors():
+        return pq.read_table(path.path, filesystem=path.fs).to_pandas()
+
+
+def _load_indexed(root: Location, folders: list[Location], skipped: list[Location] | None = None
                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The complete runs of one results folder, read from its consolidated index where the index
     is current and from the runs' own files where not (new, changed or removed runs); the index
@@ -409,8 +446,8 @@ def _load_indexed(root: Path, folders: list[Path], skipped: list[Path] | None = 
     if fresh:
         try:
             keep = set(fresh)
-            old_runs = pd.read_parquet(index / "runs.parquet")
-            old_tasks = pd.read_parquet(index / "tasks.parquet")
+            old_runs = _read_parquet(index / "runs.parquet")
+            old_tasks = _read_parquet(index / "tasks.parquet")
             runs_parts.append(old_runs[old_runs["run_id"].isin(keep)])
             tasks_parts.append(old_tasks[old_tasks["run_id"].isin(keep)])
         except (OSError, ValueError, KeyError):
@@ -436,7 +473,7 @@ def _load_indexed(root: Path, folders: list[Path], skipped: list[Path] | None = 
     return runs, tasks
 
 
-def _write_index(index: Path, runs: pd.DataFrame, tasks: pd.DataFrame, stamps: dict) -> None:
+def _write_index(index: Location, runs: pd.DataFrame, tasks: pd.DataFrame, stamps: dict) -> None:
     import pyarrow as pa
 
     try:
@@ -457,7 +494,7 @@ class Manifests(Mapping[str, dict]):
 
     SUMMARY_FIELDS = ("query_overlap",)
 
-    def __init__(self, paths: dict[str, Path]) -> None:
+    def __init__(self, paths: dict[str, Location]) -> None:
         self._paths = paths
         self._read: dict[str, dict] = {}
 
@@ -507,9 +544,9 @@ class Manifests(Mapping[str, dict]):
         return out
 
 
-def _group_by_root(paths: dict[str, Path]) -> dict[Path, list[str]]:
+def _group_by_root(paths: dict[str, Location]) -> dict[Location, list[str]]:
     """Run ids grouped by the results folder their manifests sit in (a run folder's parent)."""
-    groups: dict[Path, list[str]] = {}
+    groups: dict[Location, list[str]] = {}
     for name, path in paths.items():
         groups.setdefault(path.parent.parent, []).append(name)
     return groups
@@ -585,11 +622,10 @@ def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False,
     a run folder and its results folder, or two copies of one run id) is counted once, with a
     note; a damaged run is an error naming its file, or with ``skip_corrupt`` left out with a note."""
     dirs = _distinct_dirs(dirs or ("results",))
-    skipped: list[Path] | None = [] if skip_corrupt else None
+    skipped: list[Location] | None = [] if skip_corrupt else None
     runs_parts, tasks_parts = [], []
-    for d in dirs:
-        folders = _run_folders([d])
-        root = Path(d)
+    for root in dirs:
+        folders = _run_folders([root])
         if not include_incomplete and not (root / "manifest.json").is_file():
             runs, tasks = _load_indexed(root, folders, skipped)
             runs_parts.append(runs)
@@ -598,7 +634,7 @@ def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False,
         complete = [f for f in folders if (f / "run.parquet").is_file()]
         runs, tasks = _read_complete(complete, skipped)
         if include_incomplete:
-            parts = [p for f in folders if not (f / "run.parquet").is_file() for p in sorted((f / "tasks").glob("*.parquet"))]
+            parts = [p for f in folders if not (f / "run.parquet").is_file() for p in (f / "tasks").glob("*.parquet")]
             tasks = pd.concat([tasks, read_tables(parts, task_schema())], ignore_index=True)
         runs_parts.append(runs)
         tasks_parts.append(tasks)
@@ -613,15 +649,14 @@ def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False,
     return runs, tasks
 
 
-def _distinct_dirs(dirs: Iterable[str | os.PathLike]) -> list[Path]:
+def _distinct_dirs(dirs: Iterable[str | os.PathLike | Location]) -> list[Location]:
     """The given folders less repeats: the same folder twice, or a run folder whose results folder
     is given too, would put the same rows into an analysis twice."""
-    given = [Path(d) for d in dirs]
-    keys = [resolved(d) for d in given]
-    out: list[Path] = []
-    for d, key in zip(given, keys):
-        parent_given = (d / "manifest.json").is_file() and key.parent in keys
-        if key in [resolved(o) for o in out] or parent_given:
+    given = [location(d) for d in dirs]
+    out: list[Location] = []
+    for d in given:
+        parent_given = (d / "manifest.json").is_file() and d.parent in given
+        if d in out or parent_given:
             log.warning("%s is given twice (or inside another results folder given); its runs are counted once", d)
             continue
         out.append(d)

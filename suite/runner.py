@@ -19,7 +19,7 @@ import io
 import json
 import logging
 import re
-import shutil
+import tempfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +58,7 @@ from .metering import Measurement, Meter
 from .models import load_backbone
 from .paths import check_writable_folder
 from .results import RunFolder, atomic_write_bytes, atomic_write_json, git_revision, hardware, package_versions
+from .storage import Location, check_reachable, location
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def algorithm_kwargs(config: RunConfig) -> dict:
 @dataclass
 class RunResult:
     run_id: str
-    path: Path
+    path: Location
     run_row: dict
     tasks: pd.DataFrame
     skipped: bool = False
@@ -130,7 +131,7 @@ class Runner:
                  resume: bool = False, overwrite: bool = False, keep_init: bool = False, progress: bool = True,
                  engine=None, on_task: Callable[[dict], None] | None = None):
         self.config = config
-        self.out = Path(out)
+        self.out = location(out)  # a folder or an object-store prefix (suite/storage.py)
         self.data_dir = data_dir
         if resume and overwrite:
             raise SuiteError("--resume and --overwrite contradict each other: --resume continues a run, --overwrite "
@@ -152,8 +153,9 @@ class Runner:
             why = None if config.engine == "deepspeed" else bf16_support(self.device)
             bf16 = config.engine != "deepspeed" and why is None
             config = self.config = dataclasses.replace(config, precision="bf16" if bf16 else "fp32")
-            if why:
-                log.warning("precision auto: %s, so this run is fp32 (it will not pair with bf16 runs)", why)
+            if why:  # a stated fallback, recorded in every row's precision; not a warning on every run of
+                # a machine without bf16 (it would precede every one-line error there)
+                log.info("precision auto: %s, so this run is fp32 (it will not pair with bf16 runs)", why)
         if config.precision == "bf16":
             why = bf16_support(self.device)
             if why:
@@ -207,7 +209,9 @@ class Runner:
         folder = RunFolder(self.out, run_id)
         if self.rank != 0:
             return self._run_locked(folder, lm, seed, bench, episodes, leakage, manifest)
-        check_writable_folder(self.out, "--out")
+        if self.out.is_local:
+            check_writable_folder(self.out, "--out")
+        check_reachable(self.out, "--out")
         with folder.lock():  # one writer per run folder: a second `suite run` of it is refused
             return self._run_locked(folder, lm, seed, bench, episodes, leakage, manifest)
 
@@ -233,7 +237,7 @@ class Runner:
         previous = None
         if self.rank == 0 and folder.path.exists():
             if self.overwrite:
-                shutil.rmtree(folder.path)
+                folder.path.remove_tree()
             elif not self.resume:
                 raise SuiteError(f"{folder.path} already exists; pass --resume to continue it or --overwrite "
                                  f"to start it again")
@@ -243,15 +247,14 @@ class Runner:
         barrier()
         if self.resume and folder.is_complete():
             log.warning("%s is complete; nothing to resume", run_id)
-            return RunResult(run_id, folder.path, pd.read_parquet(folder.path / "run.parquet").iloc[0].to_dict(),
-                             folder.read_tasks(), skipped=True)
+            return RunResult(run_id, folder.path, folder.read_run(), folder.read_tasks(), skipped=True)
         folder.path.mkdir(parents=True, exist_ok=True)
         if self.rank == 0 and previous is not None:  # a resume keeps the manifest it started with
             resumes = previous.get("resumes", []) + [{"git_revision": git_revision(), "hardware": hardware(),
                                                       "packages": package_versions(), "workers": self.world}]
             folder.write_manifest(dict(previous, resumes=resumes))
         elif self.rank == 0:
-            manifest.write(folder.path / "episodes.json")
+            atomic_write_bytes(folder.path / "episodes.json", json.dumps(manifest.to_dict(), indent=1).encode())
             run_config = dict(cfg.to_dict(), models=[model_name], seeds=[seed])
             folder.write_manifest({
                 "run_id": run_id, "config": run_config, "config_fingerprint": cfg.fingerprint(),
@@ -297,10 +300,12 @@ class Runner:
         if self.rank == 0:
             folder.write_run(run_row)
             init = folder.path / "init.pt"
-            if init.exists() and not self.keep_init:
+            if not self.keep_init:
                 init.unlink()
-            if self.keep_init:  # the meta-learned adapter start in peft's format, beside init.pt
-                save_adapter(learner.backbone, folder.path / "adapter")
+            else:  # the meta-learned adapter start in peft's format, beside init.pt
+                with tempfile.TemporaryDirectory() as tmp:
+                    if save_adapter(learner.backbone, Path(tmp) / "adapter"):
+                        (folder.path / "adapter").upload(Path(tmp) / "adapter")
         barrier()
         return RunResult(run_id, folder.path, run_row, tasks)
 
@@ -327,7 +332,7 @@ class Runner:
         cfg = self.config
         init = folder.path / "init.pt"
         if self.resume and init.is_file():
-            state = torch.load(init, map_location=self.device, weights_only=False)
+            state = torch.load(io.BytesIO(init.read_bytes()), map_location=self.device, weights_only=False)
             learner.load_state_dict(state["model"], strict=False)
             algo.load_state_dict(state["algorithm"])
             log.info("resumed the meta-learned init from %s", init)
