@@ -36,8 +36,29 @@ def tasks_needed(effect: float, sd: float, alpha: float = stats.ALPHA, power: fl
 
     if not (sd > 0 and effect > 0):
         return 2
-    n = TTestPower().solve_power(effect_size=effect / sd, alpha=alpha, power=power, alternative="two-sided")
-    return max(2, math.ceil(n))
+    # the smallest n whose power reaches the target (power rises with n), by doubling and bisection:
+    # ceil(solve_power) where statsmodels' root finder converges, and right where it does not (it
+    # returns NaN or a wrong root for an effect many times the sd)
+    analysis = TTestPower()
+
+    def enough(k: int) -> bool:
+        value = analysis.power(effect_size=effect / sd, nobs=k, alpha=alpha, alternative="two-sided")
+        if not math.isfinite(value):  # statsmodels' noncentral t underflows for a huge noncentrality:
+            from scipy import stats as sps  # scipy's, then the normal approximation (exact there)
+
+            crit, shift = sps.t.ppf(1 - alpha / 2, k - 1), effect / sd * math.sqrt(k)
+            value = sps.nct.sf(crit, k - 1, shift) + sps.nct.cdf(-crit, k - 1, shift)
+            if not math.isfinite(value):
+                value = sps.norm.cdf(shift - crit) + sps.norm.cdf(-shift - crit)
+        return value >= power
+    hi = 2
+    while not enough(hi):
+        hi *= 2
+    lo = hi // 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if enough(mid) else (mid, hi)
+    return hi
 
 
 def sd_upper_limit(sd: float, n: int, confidence: float = 0.95) -> float:

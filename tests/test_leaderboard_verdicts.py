@@ -117,6 +117,25 @@ def test_planner_sizes_the_study_from_the_pilot(tmp_path):
     assert planner.tasks_needed(0.02, 0.04) < planner.tasks_needed(0.01, 0.04)
 
 
+@pytest.mark.parametrize("sd", [0.002, 0.0024, 0.007, 0.013, 0.037, 0.3])
+def test_the_planner_gives_the_smallest_n_with_enough_power_also_where_statsmodels_root_finder_fails(sd):
+    """solve_power returns NaN, or 2.0 at a power of 0.31, when the effect is many times the sd
+    (seen with effect 0.05 and sd 0.007: it said 2 tasks where 3 are needed). The planner's answer
+    is checked against the power of a two-sided one-sample t-test from scipy's noncentral t."""
+    import math
+
+    from scipy import stats as sps
+
+    from metaft.leaderboard import planner
+
+    def power(n):
+        crit, nc = sps.t.ppf(1 - 0.025 / 2, n - 1), 0.05 / sd * math.sqrt(n)
+        value = sps.nct.sf(crit, n - 1, nc) + sps.nct.cdf(-crit, n - 1, nc)
+        return value if math.isfinite(value) else 1.0
+    n = planner.tasks_needed(0.05, sd, alpha=0.025, power=0.8)
+    assert power(n) >= 0.8 and (n == 2 or power(n - 1) < 0.8), (n, power(n), power(n - 1))
+
+
 def test_compare_prints_one_verdict_row_per_dataset_and_the_study_has_both_references(tmp_path):
     import re
     import subprocess
