@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .config import EVAL_MODES, PRECISIONS, PRESETS, RECIPE_NAMES, resolve_config
+from .config import CURVE_POINTS, EVAL_MODES, PRECISIONS, PRESETS, RECIPE_NAMES, resolve_config
 from .errors import SuiteError
 
 
@@ -85,6 +85,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
                    help="bf16: the encoder under autocast, fp32 weights and optimizer state (needs avx512_bf16/AMX "
                         "or a CUDA GPU with bf16, refused otherwise); auto: bf16 where native, else fp32 (the quick "
                         "preset's). Part of the protocol, so bf16 and fp32 rows never pair (default: the preset's)")
+    p.add_argument("--curve-points", dest="curve_points", choices=CURVE_POINTS, default=None,
+                   help="where the query metric is measured while fine-tuning: log2 (0, 1, 2, 4, ... and the last "
+                        "step; the curves costs and the frontier read) or ends (step 0 and the last step: the same "
+                        "final metric for less compute). Part of the protocol when not log2 (default: log2)")
     add_peft_options(p)
     p.add_argument("--algo-arg", dest="algo_args", action="append", default=[], metavar="KEY=VALUE",
                    help="a hyperparameter of the chosen algorithm's Config (repeatable; values as in TOML, "
@@ -149,7 +153,8 @@ OVERRIDES = ("algo", "protocol", "seeds", "n_meta_train", "n_meta_test", "n_meta
              "recipe", "setfit_iterations", "setfit_lr_grid",
              "meta_epochs", "ft_steps", "inner_lr",
              "inner_steps", "outer_lr", "meta_batch_size", "finetune_lr", "batch_size", "max_length", "head_init",
-             "first_order", "freeze_embeddings", "gradient_checkpointing", "target", "device", "engine", "precision")
+             "first_order", "freeze_embeddings", "gradient_checkpointing", "target", "device", "engine", "precision",
+             "curve_points")
 
 
 def config_from_args(args):

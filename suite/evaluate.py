@@ -27,8 +27,10 @@ def evaluate(model: torch.nn.Module, batches: Sequence[dict], label_names: Seque
     return {"exact_match": None, **metric.compute(predictions, references)}
 
 
-def eval_schedule(steps: int) -> list[int]:
-    """0, 1, 2, 4, 8, ... and the last step."""
+def eval_schedule(steps: int, points_rule: str = "log2") -> list[int]:
+    """0, 1, 2, 4, 8, ... and the last step ("log2"), or 0 and the last step ("ends")."""
+    if points_rule == "ends":
+        return [0, steps] if steps > 0 else [0]
     points, k = [0], 1
     while k < steps:
         points.append(k)

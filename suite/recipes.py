@@ -208,6 +208,7 @@ class SetFitSettings:
     weight_decay: float = SETFIT_WEIGHT_DECAY
     warmup: float = SETFIT_WARMUP
     max_grad_norm: float = SETFIT_MAX_GRAD_NORM
+    curve_points: str = "log2"  # RunConfig.curve_points
 
 
 def setfit(start: nn.Module, examples: list[dict], encode, support: Sequence[dict], query: Sequence[dict],
@@ -217,7 +218,7 @@ def setfit(start: nn.Module, examples: list[dict], encode, support: Sequence[dic
     labels = [ex["label"] for ex in examples]
     pairs = setfit_pairs(labels, settings.iterations)
     steps = math.ceil(len(pairs) / settings.batch_size)
-    schedule = set(eval_schedule(steps))
+    schedule = set(eval_schedule(steps, settings.curve_points))
     encoder = _encoder(start)
     trained = [p for p in encoder.parameters() if p.requires_grad]
     if not trained:

@@ -413,11 +413,12 @@ class Runner:
             def encode(examples):
                 return to_device(encoder.encode(ep.task_type, examples, ep.num_labels), self.device)
 
-            settings = recipes.SetFitSettings(iterations=cfg.setfit_iterations, lr=lr, batch_size=cfg.batch_size)
+            settings = recipes.SetFitSettings(iterations=cfg.setfit_iterations, lr=lr, batch_size=cfg.batch_size,
+                                              curve_points=cfg.curve_points)
             return recipes.setfit(algo.start(learner, support), list(ep.support), encode, support, query, metric,
                                   self.device, settings, task_seed(seed, ep.index))
         steps = cfg.ft_budget(ep.task_type, len(support))
-        schedule = set(eval_schedule(steps))
+        schedule = set(eval_schedule(steps, cfg.curve_points))
         meter = Meter(self.device)
         curve: list[tuple[int, float, float, float | None]] = []
 
@@ -578,7 +579,7 @@ def protocol_fingerprint(cfg: RunConfig, bench) -> str:
     chosen lr belong to the candidate, not to this key."""
     key = {"benchmark": bench.to_dict(), "budgets": cfg.budgets, "ft_steps": cfg.ft_steps,
            "finetune_epochs": cfg.finetune_epochs if not (cfg.ft_steps or cfg.budgets) else None,
-           "grid": sorted(set(cfg.finetune_lr_grid)) or [cfg.finetune_lr], "schedule": "log2",
+           "grid": sorted(set(cfg.finetune_lr_grid)) or [cfg.finetune_lr], "schedule": cfg.curve_points,
            "max_length": cfg.max_length, "stride": cfg.stride, "batch_size": cfg.batch_size,
            "evaluate_on": cfg.evaluate_on,
            "trainable": {"freeze_embeddings": cfg.freeze_embeddings, "pooling": cfg.pooling,

@@ -15,19 +15,25 @@ SUITE = str(Path(sys.executable).parent / "suite")
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(1800)  # 376 s in make test (one thread, beside the other worker); room for a busy one
+# 376 s in make test on a processor with avx512 and bf16 (one thread, beside the other worker); 1309 s
+# on an AVX2-only one (no bf16, so the preset runs fp32), within 1.4x of the old 1800 s limit: it is
+# compute-bound (about 3.4 TFLOP a task, 37% of it the 7 evaluations, now 2), so the limit leaves
+# room for such a machine under load
+@pytest.mark.timeout(3600)
 def test_quick_preset_baseline_raises_the_classification_metric(tmp_path):
     """Between step 0 and the last step the query accuracy rises by >= 0.02 in the median over 16
     classification tasks, and more tasks rise than fall (one-sided sign test at 0.05). The quick
-    preset as shipped (bf16 since round 3: 2.14x the tasks per hour at the same metric)."""
+    preset as shipped (bf16 where native since round 3: 2.14x the tasks per hour at the same metric),
+    measured at step 0 and the last step only (``--curve-points ends``: the same final metric as the
+    log2 curve, tests/test_run.py, without 5 of the 7 query-set evaluations)."""
     out = tmp_path / "r"
     proc = subprocess.run([SUITE, "run", "--algo", "baseline", "--preset", "quick", "--out", str(out),
                            "--datasets", "imdb,sst2,ag_news,yelp_review_full", "--meta-train-tasks", "0",
-                           "--meta-test-tasks", "16", "--no-progress"], capture_output=True, text=True, timeout=1700)
+                           "--meta-test-tasks", "16", "--curve-points", "ends", "--no-progress"], capture_output=True, text=True, timeout=3500)
     assert proc.returncode == 0, proc.stderr
     _, tasks = load_results(out)
     assert len(tasks) == 16 and (tasks["task_type"] == "classification").all()
-    assert (tasks["ft_steps"] == 32).all() and list(tasks["curve_steps"].iloc[0]) == [0, 1, 2, 4, 8, 16, 32]
+    assert (tasks["ft_steps"] == 32).all() and list(tasks["curve_steps"].iloc[0]) == [0, 32]
     gain = (tasks["metric"] - tasks["metric_at_0"]).to_numpy()
     assert np.median(gain) >= 0.02, gain
     up, down = int((gain > 0).sum()), int((gain < 0).sum())

@@ -101,6 +101,28 @@ def test_same_seed_same_numbers_and_same_episodes_across_algorithms(tiny_models,
     assert (base["target_source"] == "baseline").all() and (base["target"] == base["metric"]).all()
 
 
+def test_curve_points_ends_gives_the_same_final_metric_and_is_its_own_protocol(tiny_models, tiny_config, tmp_path):
+    """Evaluating only at step 0 and the last step changes nothing the model sees (evaluation is
+    no-grad in eval mode), so the final metric equals the log2 curve's; the rows never pair."""
+    from cli_driver import cli_many
+
+    cfg = tiny_config(ft_steps=8)
+    base = " ".join(run_args(tiny_models["bert"], cfg, tmp_path / "r", "baseline"))
+    out = cli_many([("log2", base), ("ends", base + " --curve-points ends"), ("bad", base + " --curve-points x")])
+    assert out["log2"][0] == 0 and out["ends"][0] == 0, out
+    assert out["bad"][0] == 2 and "--curve-points" in out["bad"][2]
+    runs, tasks = load_results(tmp_path / "r")
+    assert len(runs) == 2 and runs["protocol_fingerprint"].nunique() == 2
+    from metaft.suite.results import load_manifests
+
+    manifests = load_manifests(tmp_path / "r")
+    by = {manifests[r]["config"]["curve_points"]: tasks[tasks.run_id == r].set_index("task_index") for r in runs.run_id}
+    assert by["log2"]["curve_steps"].map(list).iloc[0] == [0, 1, 2, 4, 8]
+    assert by["ends"]["curve_steps"].map(list).tolist() == [[0, 8]] * len(by["ends"])
+    assert by["ends"]["metric"].tolist() == by["log2"]["metric"].tolist()
+    assert by["ends"]["metric_at_0"].tolist() == by["log2"]["metric_at_0"].tolist()
+
+
 def test_target_comes_from_the_baseline_in_the_same_folder(tiny_models, tiny_config, tmp_path):
     cfg, out = tiny_config(), tmp_path / "r"
     assert suite(*run_args(tiny_models["bert"], cfg, out, "baseline")).returncode == 0
