@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -27,6 +28,8 @@ from metaft.suite.errors import ConfigError, FailedRunError
 
 from .finetune import as_batches, finetune
 from .outer import OuterStep, TorchOuterStep
+
+log = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -85,6 +88,16 @@ class MetaTrainStats:
     steps: int = 0
     episodes: int = 0
     losses: list[float] = dataclasses.field(default_factory=list)
+    # the meta-step (1-based) at which the algorithm ran out of memory and switched to its
+    # memory-saving path (`Algorithm.save_memory`), None when it never had to
+    memory_fallback_step: int | None = None
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """CUDA's OutOfMemoryError, or the CPU allocator failing (where the OS lets it fail rather
+    than killing the process)."""
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
 
 
 def meta_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -105,6 +118,24 @@ def check_finite(loss: torch.Tensor, where: str) -> None:
         raise NonFiniteLossError(f"loss became {value} {where}; lower the learning rate or check the data")
 
 
+def _rng_state() -> tuple:
+    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+
+
+def _set_rng_state(state: tuple) -> None:
+    torch.set_rng_state(state[0])
+    if state[1] is not None:
+        torch.cuda.set_rng_state_all(state[1])
+
+
+def _free_cached_memory() -> None:
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _chunks(episodes: Iterable, size: int) -> Iterator[list]:
     chunk = []
     for ep in episodes:
@@ -123,14 +154,15 @@ class Algorithm:
     """Base class: subclasses set ``Config`` and implement :meth:`meta_loss`."""
 
     name = "algorithm"
-    Config: type = AlgorithmConfig
+    Config: type[AlgorithmConfig] = AlgorithmConfig
     meta_learns = True  # False for the plain fine-tuning baseline
     uses_outer_step = True  # False: meta-training is plain fine-tuning (merge, intermediate), no outer update
     second_order = False  # True: the meta-gradient differentiates through inner-loop gradients
     supports_zero3 = False  # True: meta-training never needs whole weights outside the engine's forward/backward
 
     def __init__(self, config: AlgorithmConfig | None = None):
-        self.config = config if config is not None else self.Config()
+        # each algorithm's own Config dataclass (its fields are read by name, so typed loosely)
+        self.config: Any = config if config is not None else self.Config()
         self._outer: OuterStep | None = None
 
     def __repr__(self) -> str:
@@ -162,6 +194,12 @@ class Algorithm:
     def make_outer_step(self, model: nn.Module) -> OuterStep:
         return TorchOuterStep(self.outer_parameters(model), *self.outer_optimizer())
 
+    def save_memory(self) -> bool:
+        """Switch to a path that needs less memory for the same meta-gradient (second-order MAML:
+        checkpointed inner steps) after an out-of-memory error; False when there is none, or it is
+        on already. `meta_train` then redoes the meta-step from the same random state."""
+        return False
+
     def own_adaptation(self, model: nn.Module) -> list[dict] | None:
         """SGD parameter groups (``params``, ``lr``) of the algorithm's own adaptation, for a
         model whose episode has begun; None when it has none (then only "shared" applies)."""
@@ -189,7 +227,7 @@ class Algorithm:
         stats = MetaTrainStats()
         if not self.meta_learns:
             return stats
-        size = meta_batch_size or getattr(self.config, "meta_batch_size", 1)
+        size = int(meta_batch_size or getattr(self.config, "meta_batch_size", 1) or 1)
         if engine is not None:
             self._outer = engine
         elif self._outer is None:
@@ -199,26 +237,47 @@ class Algorithm:
         for batch_of_tasks in _chunks(episodes, size):
             if steps is not None and stats.steps >= steps:
                 break
-            outer.zero_grad()
-            total = 0.0
-            together = self.meta_batch_loss(model, batch_of_tasks, loss_fn)
-            if together is not None:  # the meta-batch's tasks in one pass (e.g. vmap); checked once per step
-                objective, total = together
-                check_finite(objective, f"in meta-step {stats.steps + 1}")
-                outer.backward(objective / len(batch_of_tasks))
-                stats.episodes += len(batch_of_tasks)
-            for ep in batch_of_tasks if together is None else ():
-                objective, reported = self.meta_loss(model, ep, loss_fn)
-                check_finite(objective, f"in meta-step {stats.steps + 1} (episode {stats.episodes + 1})")
-                outer.backward(objective / len(batch_of_tasks))
-                total += reported
-                stats.episodes += 1
+            rng = _rng_state()
+            try:
+                total = self._accumulate(model, batch_of_tasks, loss_fn, outer, stats)
+            except (torch.OutOfMemoryError, RuntimeError) as exc:
+                if not is_out_of_memory(exc) or not self.save_memory():
+                    raise
+                total = None  # redone below, outside the handler: its traceback holds the failed step's tensors
+            if total is None:
+                outer.zero_grad()
+                _free_cached_memory()
+                log.warning("%s ran out of memory in meta-step %d; switched to its memory-saving path and redid "
+                            "the step from the same random state", self.name, stats.steps + 1)
+                stats.memory_fallback_step = stats.steps + 1
+                _set_rng_state(rng)
+                total = self._accumulate(model, batch_of_tasks, loss_fn, outer, stats)
             outer.step()
             stats.steps += 1
             stats.losses.append(total / len(batch_of_tasks))
             for cb in callbacks:
                 cb({"step": stats.steps, "loss": stats.losses[-1], "episodes": stats.episodes})
         return stats
+
+    def _accumulate(self, model: nn.Module, batch_of_tasks: Sequence[Episode], loss_fn: LossFn, outer: OuterStep,
+                    stats: MetaTrainStats) -> float:
+        """One meta-batch's meta-gradient into the outer step's gradients; the summed reported loss."""
+        outer.zero_grad()
+        total, episodes = 0.0, 0
+        together = self.meta_batch_loss(model, batch_of_tasks, loss_fn)
+        if together is not None:  # the meta-batch's tasks in one pass (e.g. vmap); checked once per step
+            objective, total = together
+            check_finite(objective, f"in meta-step {stats.steps + 1}")
+            outer.backward(objective / len(batch_of_tasks))
+            episodes = len(batch_of_tasks)
+        for ep in batch_of_tasks if together is None else ():
+            objective, reported = self.meta_loss(model, ep, loss_fn)
+            check_finite(objective, f"in meta-step {stats.steps + 1} (episode {stats.episodes + episodes + 1})")
+            outer.backward(objective / len(batch_of_tasks))
+            total += reported
+            episodes += 1
+        stats.episodes += episodes  # counted once the step is whole (a redone step is not counted twice)
+        return total
 
     def adapt(self, model: nn.Module, support: Any, loss_fn: LossFn, steps: int | None = None, *,
               lr: float | None = None, optimizer: str | None = None,

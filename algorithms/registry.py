@@ -7,7 +7,7 @@ The policy (order, duplicates, type check, "did you mean") is `suite.registry.Re
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, TypeVar
 
 from metaft.suite.errors import ConfigError, NotFoundError
 from metaft.suite.registry import Registry
@@ -32,9 +32,12 @@ ALGORITHMS: Registry[type[Algorithm]] = Registry(
     not_found=UnknownAlgorithmError)
 
 
-def register_algorithm(name: str) -> Callable[[type], type]:
+A = TypeVar("A", bound=type[Algorithm])
+
+
+def register_algorithm(name: str) -> Callable[[A], A]:
     """Class decorator: ``@register_algorithm("reptile")``; the class's ``name`` becomes ``name``."""
-    def deco(cls: type) -> type:
+    def deco(cls: A) -> A:
         ALGORITHMS.register(name, cls)
         cls.name = name
         return cls

@@ -285,13 +285,13 @@ class Intermediate(SourceAlgorithm):
             raise ConfigError("intermediate has no fine-tuned sources; call meta_train first")
         target = support_embedding(model, as_batches(support))
         sims = {s: float(F.cosine_similarity(target, c.to(target), dim=0)) for s, c in self.centroids.items()}
-        return max(sims, key=sims.get), sims
+        return max(sims, key=lambda s: sims[s]), sims
 
     def start(self, model: nn.Module, support: Any) -> nn.Module:
         if self.force_source is not None:
             if self.force_source not in self.sources:
                 raise ConfigError(f"unknown source {self.force_source!r}; have {', '.join(self.sources)}")
-            chosen, sims = self.force_source, {}
+            chosen, sims = self.force_source, dict[str, float]()
         else:
             chosen, sims = self.select(model, support)
         self.last_choice = {"source": chosen, "similarity": sims}

@@ -17,7 +17,7 @@ encoder and the QA head (:meth:`meta_parameters`).
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import nn
@@ -51,9 +51,10 @@ class EpisodicTransformer(nn.Module):
             raise ConfigError(f"head_init must be one of {', '.join(HEAD_INITS)}, got {head_init!r}")
         if pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
-        self.backbone = backbone
+        self.backbone: Any = backbone  # a transformers model (or a PeftModel): its hooks are not nn.Module's
         self.head_init = head_init
-        config = backbone.config
+        loose: Any = backbone  # a transformers model: config and hooks that nn.Module does not declare
+        config = loose.config
         self.hidden_size = int(getattr(config, "hidden_size", None) or config.n_embd)
         self.pooling = default_pooling(config) if pooling == "auto" else pooling
         self.class_mask: torch.Tensor | None = None  # per episode: classes that have a support example
@@ -63,7 +64,7 @@ class EpisodicTransformer(nn.Module):
         self.head: nn.Linear | None = None  # per-episode classification / NER head
         self.task_type: str | None = None
         if freeze_embeddings:
-            for p in backbone.get_input_embeddings().parameters():
+            for p in loose.get_input_embeddings().parameters():
                 p.requires_grad_(False)
             for name, p in backbone.named_parameters():
                 if "position_embeddings" in name or name.startswith("wpe") or "token_type_embeddings" in name:

@@ -189,7 +189,8 @@ def _run_distributed_trial(spec: StudySpec, config: RunConfig, params: dict) -> 
                                      | ({"GPU": spec.gpus_per_trial / spec.workers_per_trial} if use_gpu else {})),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=TrainRunConfig(name=f"{spec.name}-train-{abs(hash(json.dumps(params, default=str, sort_keys=True)))}",
-                                  storage_path=spec.storage or None, callbacks=[TuneReportCallback()]),
+                                  storage_path=spec.storage or None,
+                                  callbacks=[TuneReportCallback()]),  # type: ignore[list-item]  # Ray's own pairing
     )
     trainer.fit()
 
@@ -203,6 +204,7 @@ def build_tuner(spec: StudySpec, resume: bool = False):
         "seed": tune.grid_search(spec.seeds),
     }
     param_space.update(parse_search_space(spec.search))
+    resources: dict[str, float]
     if spec.workers_per_trial > 1:
         # the trial itself only coordinates; its workers hold the CPUs/GPUs
         resources = {"cpu": 1}
@@ -217,6 +219,7 @@ def build_tuner(spec: StudySpec, resume: bool = False):
             raise SuiteError(f"no study to resume at {path}; start it without --resume")
         return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=False,
                                   restart_errored=True)
+    scheduler: ASHAScheduler | FIFOScheduler
     if spec.scheduler == "asha":
         scheduler = ASHAScheduler(time_attr="tasks_done", max_t=max(1, spec.base["n_meta_test"]), grace_period=1,
                                   reduction_factor=2)
@@ -259,11 +262,11 @@ def run_study(spec: StudySpec, resume: bool = False, address: str | None = None,
 
     if not ray.is_initialized():
         target = address or os.environ.get("RAY_ADDRESS") or "local"
-        local = {"_node_ip_address": "127.0.0.1"} if target == "local" else {}  # not on every interface
         if target not in ("local", "auto"):
             check_reachable(target)
         ray.init(address=target, num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, **local)
+                 configure_logging=False,  # a local Ray only on the loopback, not on every interface
+                 **({"_node_ip_address": "127.0.0.1"} if target == "local" else {}))  # type: ignore[arg-type]
     return build_tuner(spec, resume).fit()
 
 
@@ -292,7 +295,7 @@ def summarize_study(results, algos: list[str] | None = None) -> tuple[list[list]
 
     def key(r) -> tuple:
         cfg = r.config or {}
-        return rank.get(cfg.get("algo"), len(rank)), str(cfg.get("model")), int(cfg.get("seed") or 0)
+        return rank.get(str(cfg.get("algo")), len(rank)), str(cfg.get("model")), int(cfg.get("seed") or 0)
 
     for r in sorted(results, key=key):
         cfg = r.config or {}

@@ -240,7 +240,7 @@ def _ratios(r: CostResult, cand: CurveSide, ref: CurveSide, margin: float, alpha
     r.sufficient_reference = float(ref.grid[i_ref[0]]) if i_ref[0] >= 0 else None
     r.sufficient_candidate = float(cand.grid[i_cand[0]]) if reached[0] else None
     r.compute_ratio, r.saved_flops_per_task = float(ratio[0]), float(saved[0])
-    if reached[0]:
+    if r.sufficient_candidate is not None:
         tok = cand.tokens_per_step * r.sufficient_candidate
         r.saved_tokens_per_task = float(ref.tokens_per_step * (r.sufficient_reference or 0) - tok)
     r.break_even_tasks = break_even(r.extra_upfront_flops, r.saved_flops_per_task)

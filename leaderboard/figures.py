@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import html
 import json
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-LAYOUT = {"height": 380, "margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "paper_bgcolor": "#fff",
+LAYOUT: dict[str, Any] = {"height": 380, "margin": {"l": 60, "r": 20, "t": 50, "b": 50}, "paper_bgcolor": "#fff",
           "plot_bgcolor": "#fff", "xaxis": {"gridcolor": "#eceff3"}, "yaxis": {"gridcolor": "#eceff3"},
           "legend": {"font": {"size": 11}}}
 
@@ -84,7 +85,7 @@ def curve_table(tasks: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.Dat
     if runs is not None and len(runs) and "n_tasks" in runs:
         n_tasks = {r: max(int(n or 1), 1) for r, n in zip(runs["run_id"], runs["n_tasks"].fillna(1))}
     tasks = with_schedules(tasks)
-    per_dataset = {}  # (model, algo) -> [(dataset, grid, metric, seconds, upfront, share, per_step, ft_steps, sign)]
+    per_dataset: dict[tuple, list] = {}  # (model, algo) -> [(dataset, grid, metric, seconds, upfront, share, per_step, ft_steps, sign)]
     for (model, dataset, algo), sub in tasks.groupby(["model", "dataset", "algo"], sort=True, observed=True):
         steps = list(sub["schedule"])
         grid = np.array(sorted(set().union(*steps)))

@@ -22,6 +22,7 @@ From a pilot results folder, per model, dataset and candidate-reference pair:
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -70,7 +71,7 @@ def sd_upper_limit(sd: float, n: int, confidence: float = 0.95) -> float:
     return float(sd * math.sqrt((n - 1) / sps.chi2.ppf(1 - confidence, n - 1)))
 
 
-def plan(tasks: pd.DataFrame, runs: pd.DataFrame, manifests: dict[str, dict], effect: float = 0.02,
+def plan(tasks: pd.DataFrame, runs: pd.DataFrame, manifests: Mapping[str, dict], effect: float = 0.02,
          alpha: float = stats.ALPHA, power: float = verdicts.POWER) -> pd.DataFrame:
     tasks = stats.prepare(tasks)
     per_run = runs.set_index("run_id") if len(runs) else pd.DataFrame()
@@ -132,7 +133,7 @@ def stated_plan(sd: float, effect: float, alpha: float, power: float, seconds_pe
                           "cpu_hours_all_seeds": one_seed * verdicts.MIN_SEEDS / 3600}])
 
 
-def _distinct_share(manifests: dict[str, dict], sub: pd.DataFrame, dataset: str) -> float:
+def _distinct_share(manifests: Mapping[str, dict], sub: pd.DataFrame, dataset: str) -> float:
     shares = []
     for run_id in sub["run_id"].unique():
         o = (manifests.get(run_id, {}).get("query_overlap") or {}).get(dataset)

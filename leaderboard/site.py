@@ -485,7 +485,9 @@ class SiteBuilder:
 
     def template_version(self) -> str:
         """What every run page shares: its templates' source and the navigation."""
-        sources = [self.env.loader.get_source(self.env, t)[0] for t in ("base.html", "run.html")]
+        loader = self.env.loader
+        assert loader is not None  # the builder's environment always has its package loader
+        sources = [loader.get_source(self.env, t)[0] for t in ("base.html", "run.html")]
         nav = [(d, f"{slug(d)}.html") for d in self.datasets]
         return hashlib.sha1(json.dumps([sources, nav, __version__]).encode()).hexdigest()
 

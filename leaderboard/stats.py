@@ -113,14 +113,13 @@ def bootstrap_many(vectors: Sequence[Sequence[float]], n_resamples: int = 9999, 
     for n, members in by_length.items():
         values = np.stack([arrays[i] for i in members], axis=1)  # n x k
         rng = np.random.default_rng(seed)
-        means = []
+        means: list[np.ndarray] = []
         for start in range(0, n_resamples, chunk):
             rows = min(chunk, n_resamples - start)
             idx = rng.integers(0, n, size=(rows, n))
             counts = np.bincount((idx + n * np.arange(rows)[:, None]).ravel(), minlength=rows * n).reshape(rows, n)
             means.append(counts @ values / n)
-        means = np.concatenate(means)  # n_resamples x k
-        lo, hi = np.quantile(means, [alpha, 1 - alpha], axis=0)
+        lo, hi = np.quantile(np.concatenate(means), [alpha, 1 - alpha], axis=0)  # n_resamples x k
         for j, i in enumerate(members):
             out[i] = (float(lo[j]), float(hi[j]))
     return out

@@ -128,8 +128,8 @@ def decide(v: Verdict) -> str:
     if v.unit == "tasks" and v.n < MIN_TASKS:
         return f"inconclusive (fewer than {MIN_TASKS} tasks)"
     equivalent = v.p_equivalence is not None and v.p_equivalence < stats.ALPHA
-    if v.p_holm < stats.ALPHA:
-        word = "better" if (v.mean_diff > 0) == v.higher_is_better else "worse"
+    if v.p_holm is not None and v.p_holm < stats.ALPHA:
+        word = "better" if (v.mean_diff is not None and v.mean_diff > 0) == v.higher_is_better else "worse"
         return f"{word} (within margin)" if equivalent else word
     if equivalent:
         return "equivalent within margin"

@@ -42,7 +42,7 @@ class AdapterSettings:
     def describe(self) -> dict:
         if self.method == "none":
             return {"method": "none"}
-        out = {"method": self.method, "targets": sorted(self.targets) or "peft default"}
+        out: dict[str, object] = {"method": self.method, "targets": sorted(self.targets) or "peft default"}
         if self.method == "lora":
             out.update(r=self.r, alpha=self.alpha)
         return out
@@ -57,6 +57,7 @@ def add_adapters(backbone: nn.Module, settings: AdapterSettings) -> nn.Module:
 
     targets = list(settings.targets) or None
     try:
+        config: LoraConfig | IA3Config
         if settings.method == "lora":
             config = LoraConfig(r=settings.r, lora_alpha=settings.alpha, lora_dropout=0.0, target_modules=targets)
         else:
@@ -80,5 +81,5 @@ def save_adapter(backbone: nn.Module, folder: Path) -> Path | None:
     loadable with ``PeftModel.from_pretrained(base_model, folder)``; None without adapters."""
     if not is_peft(backbone):
         return None
-    backbone.save_pretrained(str(folder))
+    backbone.save_pretrained(str(folder))  # type: ignore[operator]  # a PeftModel's, which nn.Module does not declare
     return folder

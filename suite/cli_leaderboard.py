@@ -84,6 +84,8 @@ def cmd_build(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    import pandas as pd
+
     from metaft.leaderboard.costs import amortization, format_amortization
     from metaft.leaderboard.stats import selector_regret, split_oracles
     from metaft.leaderboard.verdicts import format_verdicts, stratified_summary, verdicts
@@ -136,7 +138,7 @@ def cmd_compare(args) -> int:
               f"[95%]: bootstrap over the test units, {args.resamples} resamples; n.r.: not reached (never "
               f"non-inferior to the reference's final quality):\n")
         print(format_amortization(costs))
-    regret = selector_regret(all_tasks) if len(oracles) else []
+    regret = selector_regret(all_tasks) if len(oracles) else pd.DataFrame()
     if len(regret):
         from metaft.suite.table import format_table
 

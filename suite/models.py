@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .errors import SuiteError
 
@@ -12,7 +13,7 @@ from .errors import SuiteError
 class LoadedModel:
     name: str
     path: str
-    backbone: object
+    backbone: Any  # a transformers PreTrainedModel (or a PeftModel around one)
     tokenizer: object
     pooling: str | None = None  # the sentence pooling the checkpoint was trained with, if it says
 

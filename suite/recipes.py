@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from .errors import ConfigError
 from .evaluate import eval_schedule
 from .flops import flops_per_token
 from .metering import Measurement, Meter
+
+if TYPE_CHECKING:
+    from metaft.algorithms.transformer_learner import EpisodicTransformer
 
 
 @dataclass(frozen=True)
@@ -101,7 +104,8 @@ def setfit_pairs(labels: Sequence[Any], iterations: int = SETFIT_ITERATIONS) -> 
     both to the larger count), then positive and negative alternately."""
     n = len(labels)
     idx = np.stack(np.triu_indices(n, 0), axis=-1)
-    pos, neg = [], []
+    pos: list[tuple[int, int, float]] = []
+    neg: list[tuple[int, int, float]] = []
     for k in np.random.RandomState(seed=SETFIT_PAIR_SEED).permutation(len(idx)):
         i, j = (int(v) for v in idx[k])
         (pos if labels[i] == labels[j] else neg).append((i, j, 1.0 if labels[i] == labels[j] else 0.0))
@@ -124,7 +128,7 @@ def linear_schedule(step: int, total: int, warmup_fraction: float = SETFIT_WARMU
 
 # ---------------------------------------------------------------------------- the head
 @torch.no_grad()
-def sentence_vectors(model: nn.Module, batches: Sequence[dict]) -> np.ndarray:
+def sentence_vectors(model: EpisodicTransformer, batches: Sequence[dict]) -> np.ndarray:
     """The encoder's own sentence vectors (its pooling and normalisation), in eval mode."""
     was_training = model.training
     model.eval()
@@ -166,7 +170,7 @@ def _labels(batches: Sequence[dict]) -> np.ndarray:
     return torch.cat([b["labels"] for b in batches]).cpu().numpy()
 
 
-def probe(model: nn.Module, support: Sequence[dict], query: Sequence[dict], metric, device: torch.device
+def probe(model: EpisodicTransformer, support: Sequence[dict], query: Sequence[dict], metric, device: torch.device
           ) -> tuple[dict, HeadCost]:
     """Fit the head on the support set (metered: forward pass, fit) and score the query set (not)."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda *a: None)
@@ -193,7 +197,7 @@ def _with_head(measurement: Measurement, head: HeadCost) -> Measurement:
                                         tokens=head.tokens, flops=head.flops))
 
 
-def linear_probe(start: nn.Module, support: Sequence[dict], query: Sequence[dict], metric,
+def linear_probe(start: EpisodicTransformer, support: Sequence[dict], query: Sequence[dict], metric,
                  device: torch.device) -> RecipeResult:
     scores, head = probe(start, support, query, metric, device)  # nothing is trained: the head is the cost
     return RecipeResult([(0, scores["metric"], head.seconds, None)], _with_head(Measurement(), head), 0, head)
@@ -211,7 +215,7 @@ class SetFitSettings:
     curve_points: str = "log2"  # RunConfig.curve_points
 
 
-def setfit(start: nn.Module, examples: list[dict], encode, support: Sequence[dict], query: Sequence[dict],
+def setfit(start: EpisodicTransformer, examples: list[dict], encode, support: Sequence[dict], query: Sequence[dict],
            metric, device: torch.device, settings: SetFitSettings, seed: int) -> RecipeResult:
     """SetFit on one task from ``start`` (trained in place: pass a copy). ``examples`` are the
     support examples in the episode's order, ``encode(examples)`` a batch of them on the device."""

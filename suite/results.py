@@ -552,7 +552,7 @@ def _group_by_root(paths: dict[str, Location]) -> dict[Location, list[str]]:
     return groups
 
 
-def load_manifests(*dirs: str | os.PathLike) -> Manifests:
+def load_manifests(*dirs: str | os.PathLike | Location) -> Manifests:
     """Every run's manifest under ``dirs`` (run folders or results folders), keyed by run id."""
     return Manifests({folder.name: folder / "manifest.json" for folder in _run_folders(dirs)})
 
@@ -613,7 +613,7 @@ def _short(value) -> str:
     return f"{value:g}" if isinstance(value, float) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
-def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False,
+def load_results(*dirs: str | os.PathLike | Location, include_incomplete: bool = False,
                  skip_corrupt: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """All runs under ``dirs`` as (runs, tasks) DataFrames; incomplete runs are skipped by default.
     A results folder's complete runs are read through its consolidated index (``.index/``). Runs
@@ -621,10 +621,10 @@ def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False,
     ``variant`` column (see `variant_labels`). A run reached twice (the same folder given twice,
     a run folder and its results folder, or two copies of one run id) is counted once, with a
     note; a damaged run is an error naming its file, or with ``skip_corrupt`` left out with a note."""
-    dirs = _distinct_dirs(dirs or ("results",))
+    roots = _distinct_dirs(dirs or ("results",))
     skipped: list[Location] | None = [] if skip_corrupt else None
     runs_parts, tasks_parts = [], []
-    for root in dirs:
+    for root in roots:
         folders = _run_folders([root])
         if not include_incomplete and not (root / "manifest.json").is_file():
             runs, tasks = _load_indexed(root, folders, skipped)
@@ -642,7 +642,7 @@ def load_results(*dirs: str | os.PathLike, include_incomplete: bool = False,
     if skipped:
         log.warning("left out %d damaged run(s) (--skip-corrupt): %s", len(skipped), ", ".join(map(str, skipped)))
     runs, tasks = _drop_duplicate_runs(runs, tasks)
-    labels = variant_labels(runs, lambda: load_manifests(*dirs))
+    labels = variant_labels(runs, lambda: load_manifests(*roots))
     if labels:  # only then: the column marks what would otherwise be averaged
         runs["variant"] = runs["run_id"].map(labels)
         tasks["variant"] = tasks["run_id"].map(labels)

@@ -363,6 +363,9 @@ class Runner:
             bar.close()
         meta_stats = {"meta_steps": stats.steps, "meta_episodes": stats.episodes,
                       "meta_final_loss": stats.losses[-1] if stats.losses else None}
+        if stats.memory_fallback_step is not None and self.rank == 0:  # the run says how it was trained
+            folder.write_manifest(dict(folder.read_manifest(), memory_fallback={
+                "meta_step": stats.memory_fallback_step, "path": "checkpointed inner loop (checkpoint_inner)"}))
         state = {"model": {k: v for k, v in learner.state_dict().items() if not k.startswith("head.")},
                  "algorithm": algo.state_dict(), "measurement": meter.result.to_dict(), "stats": meta_stats}
         if self.rank == 0:
@@ -554,12 +557,12 @@ def check_ways(bench) -> None:
     classes = {n: get_dataset_spec(n).num_labels for n in names if get_dataset_spec(n).task_type == "classification"}
     shape = bench.shapes.get("classification")
     if classes and shape is not None and shape.ways > max(classes.values()):
-        most = max(classes, key=classes.get)
+        most = max(classes, key=lambda name: classes[name])
         raise SuiteError(f"shapes.classification.ways is {shape.ways} but no dataset of this benchmark has that many "
                          f"classes (the most: {classes[most]}, {most}); use ways <= {classes[most]}")
 
 
-def check_resumable(previous: dict, manifest, path: Path) -> None:
+def check_resumable(previous: dict, manifest, path: Location) -> None:
     """A resume continues the run it started: the same episodes from the same data. Anything else
     would mix rows of two samples under one run id, so it is refused before anything is written."""
     before, now = previous.get("episodes_fingerprint"), manifest.fingerprint

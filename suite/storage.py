@@ -45,7 +45,7 @@ class StorageError(SuiteError, OSError):
 def is_uri(target: str | os.PathLike) -> bool:
     """``target`` names an object store or another non-local filesystem (``s3://``, ``gs://``, ...)."""
     match = _URI.match(str(target))
-    return bool(match) and match.group(1).lower() not in LOCAL_SCHEMES
+    return match is not None and match.group(1).lower() not in LOCAL_SCHEMES
 
 
 _FILESYSTEMS: dict[Any, Any] = {}
@@ -293,11 +293,11 @@ class _translate:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, kind, exc, tb) -> bool:
+    def __exit__(self, kind, exc, tb) -> None:
         if exc is None or self.loc.is_local or not isinstance(exc, OSError) or isinstance(exc, StorageError):
-            return False
+            return
         if isinstance(exc, FileNotFoundError):  # a missing object is the caller's to explain
-            return False
+            return
         raise storage_error(self.loc, exc) from None
 
 

@@ -90,7 +90,11 @@ class BenchmarkSpec:
         """Meta-train and validation tasks come only from training splits (disjoint parts),
         meta-test tasks only from evaluation splits."""
         spec = get_dataset_spec(dataset)
-        return spec.eval_split if side == "meta-test" else spec.train_split
+        split = spec.eval_split if side == "meta-test" else spec.train_split
+        if split is None:
+            raise ConfigError(f"dataset {dataset!r} has no training split, so it cannot give {side} tasks; use it "
+                              f"for meta-testing only")
+        return split
 
     def pool(self, side: str, dataset: str, data_dir: str | os.PathLike | None = None) -> Pool:
         """The de-duplicated rows that ``side`` may draw from ``dataset``."""
@@ -120,7 +124,8 @@ def make_benchmark(protocol: str = "cross-dataset", *, datasets: list[str] | Non
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if protocol == "cross-dataset":
-        train, test = CROSS_DATASET_TRAIN, CROSS_DATASET_TEST
+        train: tuple[str, ...] = CROSS_DATASET_TRAIN
+        test: tuple[str, ...] = CROSS_DATASET_TEST
         if datasets:
             known = set(CROSS_DATASET_TRAIN + CROSS_DATASET_TEST)
             for d in datasets:
@@ -152,10 +157,13 @@ def _pool(train_datasets: tuple[str, ...], val_fraction: float, side: str, datas
             exclude: set[str] = set()
             for name in train_datasets:
                 train = get_dataset_spec(name).train_split
-                exclude.update(split_keys(load_split(name, train, data_dir)))
+                if train is not None:  # a side's datasets have one (checked when the benchmark was made)
+                    exclude.update(split_keys(load_split(name, train, data_dir)))
             _POOLS[key] = make_pool(load_split(dataset, spec.eval_split, data_dir), "all", exclude=exclude)
         else:
             part = "train" if side == "meta-train" else "val"
+            if spec.train_split is None:
+                raise ConfigError(f"dataset {dataset!r} has no training split, so it cannot give {side} tasks")
             _POOLS[key] = make_pool(load_split(dataset, spec.train_split, data_dir), part, val_fraction)
     return _POOLS[key]
 

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
@@ -35,7 +36,7 @@ class LoadedSplit:
 
     spec: DatasetSpec
     split: str
-    dataset: "object"  # datasets.Dataset
+    dataset: Any  # a datasets.Dataset (typed loosely: the datasets package ships no complete stubs)
     source: str  # "hub:<id>@<rev>" or a file path
     fingerprint: str
 

@@ -24,10 +24,10 @@ _ARTICLES = re.compile(r"\b(a|an|the)\b")
 
 
 def accuracy(predictions: Sequence[int], labels: Sequence[int]) -> float:
-    predictions, labels = np.asarray(predictions), np.asarray(labels)
-    if len(labels) == 0:
+    predicted, truth = np.asarray(predictions), np.asarray(labels)
+    if len(truth) == 0:
         raise ValueError("accuracy of an empty set is undefined")
-    return float((predictions == labels).mean())
+    return float(np.mean(predicted == truth))
 
 
 def entity_f1(gold: list[list[str]], predicted: list[list[str]]) -> float:
@@ -148,7 +148,7 @@ def _squad_f1(predictions, references):
 
 register_metric(Metric("accuracy", lambda p, r: {"metric": accuracy(p, r)},
                        description="fraction of query examples whose predicted label is right"))
-register_metric(Metric("entity_f1", lambda p, r: {"metric": entity_f1(r, p)},
+register_metric(Metric("entity_f1", lambda p, r: {"metric": entity_f1(list(r), list(p))},
                        description="entity-level micro F1 over BIO tags (seqeval, CoNLL)"))
 register_metric(Metric("squad_f1", _squad_f1, description="SQuAD v1.1 token F1 (max over gold answers); "
                                                           "exact match recorded beside it"))

@@ -167,6 +167,46 @@ def test_checkpointed_maml_gives_the_unrolled_meta_gradient_with_dropout_on():
     assert any(not torch.allclose(a, b) for a, b in zip(meta_gradient(ckpt, model, ep), g_ckpt))
 
 
+def test_second_order_maml_out_of_memory_switches_to_checkpointing_and_redoes_the_step():
+    """An out-of-memory error inside a meta-step (injected here, where no GPU runs: CUDA raises the
+    same torch.OutOfMemoryError) switches MAML to the checkpointed inner loop and redoes the step
+    from the same random state, so the run is the run with checkpoint_inner=True from the start,
+    bit for bit (dropout on); other errors, and first-order MAML, which has no such path, raise."""
+    torch.manual_seed(0)
+    start = nn.Sequential(nn.Linear(2, 16), nn.Tanh(), nn.Dropout(0.3), nn.Linear(16, 1)).double().train()
+    episodes = [task(seed) for seed in range(1, 7)]
+
+    def run(algo, loss):
+        model = copy.deepcopy(start)
+        torch.manual_seed(7)
+        stats = algo.meta_train(model, episodes, loss, meta_batch_size=2)
+        return [p.detach().clone() for p in model.parameters()], stats
+
+    def failing(error, at_call):
+        calls = {"n": 0}
+
+        def loss(model, batch):
+            calls["n"] += 1
+            if calls["n"] == at_call:  # the first meta-step's second episode: the first one's gradient is in
+                raise error
+            return loss_fn(model, batch)
+        return loss
+
+    settings = {"inner_lr": 0.1, "inner_steps": 3, "outer_lr": 1e-2}
+    checkpointed, _ = run(get_algorithm("maml", checkpoint_inner=True, **settings), loss_fn)
+    unrolled, plain_stats = run(get_algorithm("maml", **settings), loss_fn)
+    oom = torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    switched, stats = run(get_algorithm("maml", **settings), failing(oom, at_call=5))
+    assert stats.memory_fallback_step == 1 and plain_stats.memory_fallback_step is None
+    assert stats.steps == 3 and stats.episodes == 6  # the redone step is counted once
+    assert all(torch.equal(a, b) for a, b in zip(switched, checkpointed))
+    assert not all(torch.equal(a, b) for a, b in zip(unrolled, checkpointed))  # the paths differ in rounding
+    with pytest.raises(RuntimeError, match="something else"):
+        run(get_algorithm("maml", **settings), failing(RuntimeError("something else"), at_call=5))
+    with pytest.raises(torch.OutOfMemoryError):
+        run(get_algorithm("fomaml", **settings), failing(oom, at_call=5))
+
+
 def test_checkpointed_maml_matches_finite_differences():
     model, ep = small_net(), task()
     algo = get_algorithm("maml", inner_lr=0.1, inner_steps=3, checkpoint_inner=True)
