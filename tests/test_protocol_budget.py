@@ -16,9 +16,9 @@ SUITE = str(Path(sys.executable).parent / "suite")
 
 @pytest.mark.slow
 # 376 s in make test on a processor with avx512 and bf16 (one thread, beside the other worker); 1309 s
-# on an AVX2-only one (no bf16, so the preset runs fp32), within 1.4x of the old 1800 s limit: it is
-# compute-bound (about 3.4 TFLOP a task, 37% of it the 7 evaluations, now 2), so the limit leaves
-# room for such a machine under load
+# on an AVX2-only one (no bf16, so the preset runs fp32), within 1.4x of the old 1800 s limit, and
+# 1174 s there with --curve-points ends (2 evaluations instead of 7: 10% less); the limit leaves room
+# for such a machine under load
 @pytest.mark.timeout(3600)
 def test_quick_preset_baseline_raises_the_classification_metric(tmp_path):
     """Between step 0 and the last step the query accuracy rises by >= 0.02 in the median over 16
