@@ -27,6 +27,7 @@ from torch import nn
 from metaft.suite.errors import ConfigError, FailedRunError
 
 from .finetune import as_batches, finetune
+from .functional import _rng_state, _set_rng_state
 from .outer import OuterStep, TorchOuterStep
 
 log = logging.getLogger(__name__)
@@ -116,16 +117,6 @@ def check_finite(loss: torch.Tensor, where: str) -> None:
     value = float(loss.detach())
     if not math.isfinite(value):
         raise NonFiniteLossError(f"loss became {value} {where}; lower the learning rate or check the data")
-
-
-def _rng_state() -> tuple:
-    return torch.get_rng_state(), torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
-
-
-def _set_rng_state(state: tuple) -> None:
-    torch.set_rng_state(state[0])
-    if state[1] is not None:
-        torch.cuda.set_rng_state_all(state[1])
 
 
 def _free_cached_memory() -> None:
@@ -237,7 +228,8 @@ class Algorithm:
         for batch_of_tasks in _chunks(episodes, size):
             if steps is not None and stats.steps >= steps:
                 break
-            rng = _rng_state()
+            device = next(model.parameters()).device
+            rng = _rng_state(device)
             try:
                 total = self._accumulate(model, batch_of_tasks, loss_fn, outer, stats)
             except (torch.OutOfMemoryError, RuntimeError) as exc:
@@ -250,7 +242,7 @@ class Algorithm:
                 log.warning("%s ran out of memory in meta-step %d; switched to its memory-saving path and redid "
                             "the step from the same random state", self.name, stats.steps + 1)
                 stats.memory_fallback_step = stats.steps + 1
-                _set_rng_state(rng)
+                _set_rng_state(rng, device)
                 total = self._accumulate(model, batch_of_tasks, loss_fn, outer, stats)
             outer.step()
             stats.steps += 1

@@ -103,7 +103,7 @@ class MAML(Algorithm):
 
     def save_memory(self) -> bool:
         """Second order with a scalar step size: from now on the checkpointed inner loop (the same
-        meta-gradient, memory flat in inner_steps; measured on MiniLM at 5 inner steps: 2.14x plain
+        meta-gradient, memory flat in inner_steps; issue #21 measured on MiniLM at 5 inner steps: 2.14x plain
         fine-tuning's peak memory against 4.29x unrolled, at 1.63x the time, so unrolled stays the
         default while it fits). Learned step sizes (Meta-SGD) and first order have no such path."""
         if self.config.first_order or getattr(self.config, "checkpoint_inner", True) or self._memory_saving:

@@ -75,13 +75,7 @@ def publish_object_store(site: str | Path, to: str) -> str:
     if before and marker.path not in before:
         raise PublishError(f"--to {to} holds objects that `suite leaderboard publish` did not write (no "
                            f"{PUBLICATION_MARKER}); give an empty prefix or an earlier publication")
-    files = sorted((p for p in site_path.rglob("*") if p.is_file()), key=lambda p: (p.name == "index.html", str(p)))
-    written = set()
-    for file in files:
-        rel = file.relative_to(site_path).as_posix()
-        dest = target.joined(rel)
-        dest.write_bytes(file.read_bytes(), content_type(rel))
-        written.add(dest.path)
+    written = {loc.path for loc in target.upload(site_path, content_type, last="index.html")}
     marker.write_text("written by `suite leaderboard publish`; the next publish replaces it\n", "text/plain")
     written.add(marker.path)
     for stale in sorted(before - written):

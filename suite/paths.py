@@ -11,8 +11,12 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import SuiteError
+
+if TYPE_CHECKING:
+    from .storage import Location
 
 
 class PathError(SuiteError, ValueError):
@@ -103,14 +107,14 @@ def replace_folder(new: Path, target: Path) -> None:
         shutil.rmtree(old)
 
 
-def check_writable_location(target: str | os.PathLike, flag: str) -> str:
+def check_writable_location(target: "str | os.PathLike | Location", flag: str) -> str:
     """A results or state location (a folder, or an object-store URI such as ``s3://bucket/prefix``)
     this process can write; returns its canonical form (an absolute path, or the URI), which is
     what a trial or job on another node must be given."""
-    from .storage import check_reachable, is_uri, location
+    from .storage import check_reachable, location
 
-    if not is_uri(target):
-        return str(check_writable_folder(target, flag))
     loc = location(target)
+    if loc.is_local:
+        return str(check_writable_folder(target, flag))
     check_reachable(loc, flag)
     return loc.uri

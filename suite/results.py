@@ -413,10 +413,6 @@ def _read_complete(folders: list[Location], skipped: list[Location] | None) -> t
 INDEX_DIR = ".index"  # per results folder: complete runs' rows consolidated (a cache, safe to delete)
 
 
-def _stamp(path: Location) -> list[int]:
-    return path.stamp()
-
-
 def _read_parquet(path: Location) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
@@ -431,7 +427,7 @@ def _load_indexed(root: Location, folders: list[Location], skipped: list[Locatio
     is rewritten when anything changed. Reading 10,000 small Parquet files costs seconds; one
     index file costs a fraction of that."""
     complete = {f.name: f for f in folders if (f / "run.parquet").is_file()}
-    stamps = {name: _stamp(f / "run.parquet") + _stamp(f / "tasks.parquet") for name, f in complete.items()}
+    stamps = {name: (f / "run.parquet").stamp() + (f / "tasks.parquet").stamp() for name, f in complete.items()}
     index = root / INDEX_DIR
     state: dict = {}
     try:
@@ -511,7 +507,7 @@ class Manifests(Mapping[str, dict]):
 
     def stamp(self, run_id: str) -> list[int]:
         """Changes whenever the manifest is rewritten (atomic writes replace the file)."""
-        return _stamp(self._paths[run_id]) if run_id in self._paths else []
+        return self._paths[run_id].stamp() if run_id in self._paths else []
 
     def summary(self) -> dict[str, dict]:
         """``SUMMARY_FIELDS`` of every manifest, read through ``.index/manifests.json`` where the

@@ -56,9 +56,9 @@ from .evaluate import eval_schedule, evaluate
 from .flops import flops_per_token
 from .metering import Measurement, Meter
 from .models import load_backbone
-from .paths import check_writable_folder
+from .paths import check_writable_location
 from .results import RunFolder, atomic_write_bytes, atomic_write_json, git_revision, hardware, package_versions
-from .storage import Location, check_reachable, location
+from .storage import Location, location
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +209,7 @@ class Runner:
         folder = RunFolder(self.out, run_id)
         if self.rank != 0:
             return self._run_locked(folder, lm, seed, bench, episodes, leakage, manifest)
-        if self.out.is_local:
-            check_writable_folder(self.out, "--out")
-        check_reachable(self.out, "--out")
+        check_writable_location(self.out, "--out")
         with folder.lock():  # one writer per run folder: a second `suite run` of it is refused
             return self._run_locked(folder, lm, seed, bench, episodes, leakage, manifest)
 

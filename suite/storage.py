@@ -23,6 +23,7 @@ because URIs are written to logs, manifests and Tune's state.
 """
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import posixpath
@@ -267,38 +268,36 @@ class Location:
         with self._errors():
             self.fs.delete_dir(self.path)
 
-    def upload(self, local_folder: str | os.PathLike, content_type=None) -> int:
+    def upload(self, local_folder: str | os.PathLike, content_type=None, last: str | None = None) -> list["Location"]:
         """Copy a local folder's files here, each written whole; ``content_type(name)`` gives
-        each object's Content-Type on object stores. Returns the number of files."""
+        each object's Content-Type on object stores; files named ``last`` go after the rest (a
+        site's index.html, so readers switch to the new pages once they are all there). Returns
+        what was written."""
         root = Path(local_folder)
-        count = 0
-        for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        written = []
+        for file in sorted((p for p in root.rglob("*") if p.is_file()), key=lambda p: (p.name == last, str(p))):
             rel = file.relative_to(root).as_posix()
-            self.joined(rel).write_bytes(file.read_bytes(), content_type(rel) if content_type else None)
-            count += 1
-        return count
+            written.append(self.joined(rel))
+            written[-1].write_bytes(file.read_bytes(), content_type(rel) if content_type else None)
+        return written
 
     # ---------------------------------------------------------------- errors
     def _errors(self):
         return _translate(self)
 
 
-class _translate:
-    """Turn an object store's error into one line naming the URI and the fix; local errors
-    (FileNotFoundError, PermissionError, ...) pass through unchanged for their callers."""
-
-    def __init__(self, loc: Location) -> None:
-        self.loc = loc
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind, exc, tb) -> None:
-        if exc is None or self.loc.is_local or not isinstance(exc, OSError) or isinstance(exc, StorageError):
-            return
-        if isinstance(exc, FileNotFoundError):  # a missing object is the caller's to explain
-            return
-        raise storage_error(self.loc, exc) from None
+@contextlib.contextmanager
+def _translate(loc: Location) -> Iterator[None]:
+    """Turn an object store's error into one line naming the URI and the fix; local errors and a
+    missing object (FileNotFoundError, PermissionError, ...) pass through for their callers."""
+    try:
+        yield
+    except (StorageError, FileNotFoundError):
+        raise
+    except OSError as exc:
+        if loc.is_local:
+            raise
+        raise storage_error(loc, exc) from None
 
 
 def storage_error(loc: Location, exc: BaseException) -> StorageError:
