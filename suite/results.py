@@ -231,12 +231,13 @@ class RunFolder:
 
     def write_run(self, row: dict) -> None:
         """Consolidate the task parts into tasks.parquet, then mark the run complete, then remove
-        the parts. Parts are listed before the consolidated file is looked for, so a second writer
-        finishing the same run while this one removes its parts still sees every row (the file was
-        written before any part was removed)."""
+        the parts. A second writer of the same object-store run may consolidate and remove the
+        parts while this one reads them: parts are read first (a part gone since it was listed is
+        skipped) and the consolidated file is looked for after, so every row is still seen (that
+        writer wrote the file before it removed any part)."""
         import pyarrow as pa
 
-        parts = read_tables(self.tasks_dir.glob("*.parquet"), task_schema())
+        parts = self._read_parts()
         consolidated = self.path / "tasks.parquet"
         if consolidated.is_file():
             parts = pd.concat([read_tables([consolidated], task_schema()), parts], ignore_index=True)
@@ -245,11 +246,19 @@ class RunFolder:
         atomic_write_table(self.path / "run.parquet", rows_table([row], run_schema()))
         self.tasks_dir.remove_tree()
 
+    def _read_parts(self) -> pd.DataFrame:
+        """The task parts there now; one removed between the listing and the read (a second
+        writer consolidated it) is left out rather than reported as damage."""
+        return read_tables(self.tasks_dir.glob("*.parquet"), task_schema(), missing_ok=True)
+
     def read_tasks(self) -> pd.DataFrame:
-        """This run's task rows: the consolidated file when complete, else the parts so far."""
+        """This run's task rows: the consolidated file when complete, else the parts so far (read
+        before the consolidated file is looked for again, for the reason in `write_run`)."""
         consolidated = self.path / "tasks.parquet"
-        return read_tables([consolidated] if consolidated.is_file() else self.tasks_dir.glob("*.parquet"),
-                           task_schema())
+        if consolidated.is_file():
+            return read_tables([consolidated], task_schema())
+        parts = self._read_parts()
+        return read_tables([consolidated], task_schema()) if consolidated.is_file() else parts
 
     def read_run(self) -> dict:
         """The run row of a complete run."""
@@ -348,10 +357,10 @@ class CorruptResultsError(ResultsError):
                          f"with --overwrite, delete {run}, or pass --skip-corrupt to leave it out")
 
 
-def read_tables(files: Iterable[str | os.PathLike | Location], schema) -> pd.DataFrame:
+def read_tables(files: Iterable[str | os.PathLike | Location], schema, missing_ok: bool = False) -> pd.DataFrame:
     """Many Parquet files as one DataFrame, read in parallel by Arrow (one dataset per
     filesystem); a damaged file is a `CorruptResultsError` naming it, an unreachable store a
-    `StorageError`."""
+    `StorageError`. With ``missing_ok``, files that no longer exist are left out."""
     import pyarrow as pa
     import pyarrow.dataset as pads
 
@@ -366,6 +375,11 @@ def read_tables(files: Iterable[str | os.PathLike | Location], schema) -> pd.Dat
             tables.append(pads.dataset([f.path for f in group], schema=schema, format="parquet",
                                        filesystem=group[0].fs).to_table())
         except (pa.ArrowException, OSError, ValueError) as exc:
+            present = [f for f in group if f.exists()] if missing_ok else group
+            if len(present) < len(group):
+                tables.append(pa.Table.from_pandas(read_tables(present, schema, missing_ok=True), schema=schema,
+                                                   preserve_index=False))
+                continue
             for f in group:  # which one: the bulk reader's message does not always say
                 _check_readable(f, schema)
             raise CorruptResultsError(group[0], _first_line(exc)) from None

@@ -262,10 +262,11 @@ class Location:
             self.fs.delete_file(self.path)
 
     def remove_tree(self) -> None:
-        """This folder and everything under it (nothing when it does not exist)."""
+        """This folder and everything under it (nothing when it does not exist, also when another
+        writer removes it at the same time)."""
         if not self.exists():
             return
-        with self._errors():
+        with contextlib.suppress(FileNotFoundError), self._errors():
             self.fs.delete_dir(self.path)
 
     def upload(self, local_folder: str | os.PathLike, content_type=None, last: str | None = None) -> list["Location"]:

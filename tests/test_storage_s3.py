@@ -18,7 +18,7 @@ from s3_server import SECRET, credentials_checked, free_port, s3_server
 from test_run import TINY
 
 from metaft.leaderboard.site import PAGE_KEYS
-from metaft.suite.results import load_results
+from metaft.suite.results import RunFolder, load_results
 
 SUITE = str(Path(sys.executable).parent / "suite")
 COLS = ["run_id", "task_index", "task_id", "metric", "metric_at_0", "target", "steps_to_target"]
@@ -110,6 +110,32 @@ def test_two_processes_writing_the_same_run_leave_one_row_per_task(s3, tiny_mode
     alone = cli_many([("alone", run_cmd(model, cfg, tmp_path / "alone", "baseline"))])
     assert alone["alone"][0] == 0, alone
     pd.testing.assert_frame_equal(rows(tmp_path / "alone")[COLS], rows(remote)[COLS])
+
+
+@pytest.mark.parametrize("reader", ["write_run", "read_tasks"])
+def test_a_second_writer_removing_the_parts_mid_read_loses_no_row(reader, s3, monkeypatch):
+    """The interleaving that failed CI once, made deterministic: writer A lists the task parts, then
+    writer B consolidates the same run and removes the parts, then A reads what it listed."""
+    from metaft.suite.storage import Location
+
+    a, b = RunFolder(s3.uri("race-" + reader), "r"), RunFolder(s3.uri("race-" + reader), "r")
+    for i in range(4):
+        a.write_task(i, {"run_id": "r", "task_index": i, "metric": i / 10})
+    listing, raced = Location.glob, []
+
+    def glob_then_race(self, pattern):
+        found = listing(self, pattern)
+        if not raced:
+            raced.append(True)
+            b.write_run({"run_id": "r", "n_tasks": 4})  # B finishes the run: consolidates, removes the parts
+            assert not listing(self, pattern)
+        return found
+
+    monkeypatch.setattr(Location, "glob", glob_then_race)
+    if reader == "write_run":
+        a.write_run({"run_id": "r", "n_tasks": 4})
+    got = a.read_tasks()
+    assert raced and sorted(got["task_index"]) == [0, 1, 2, 3] and got["metric"].tolist() == [0, 0.1, 0.2, 0.3]
 
 
 def test_publish_to_a_bucket_with_content_types(s3, tmp_path):
