@@ -4,15 +4,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_run import comma_list, seed_value
+from .cli_run import add_setting_arguments, comma_list, seed_value
 from .config import PRESETS
 from .errors import ConfigError
 from .paths import check_writable_location
+from .settings import HelpWithDefaults
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tune", help="a Ray Tune study over algorithms x models x seeds and hyperparameter spaces",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                       formatter_class=HelpWithDefaults)
     p.add_argument("--name", default="study", help="study name (its folder under --storage)")
     p.add_argument("--algos", default="baseline,reptile", type=comma_list, help="comma-separated algorithms (a grid)")
     p.add_argument("--models", default=None, type=comma_list, help="comma-separated models (a grid); default: the preset's")
@@ -22,13 +23,6 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-samples", type=int, default=1, help="samples of the search space per grid point")
     p.add_argument("--preset", choices=PRESETS, default="quick")
     p.add_argument("--config", default=None, help="TOML/YAML overriding the preset for every trial")
-    p.add_argument("--benchmark", "--protocol", dest="protocol", choices=("cross-dataset", "in-dataset"), default=None)
-    p.add_argument("--datasets", default=None, type=comma_list, help="comma-separated subset of datasets")
-    p.add_argument("--engine", choices=("torch", "deepspeed"), default=None)
-    p.add_argument("--zero", type=int, choices=(0, 1, 2, 3), default=None)
-    from metaft.suite.cli_run import add_peft_options
-
-    add_peft_options(p)
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, default=0.0)
     p.add_argument("--workers-per-trial", type=int, default=1,
@@ -47,7 +41,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local Ray)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray (default: all)")
     p.add_argument("--resume", action="store_true", help="resume an interrupted study of the same --name")
-    p.set_defaults(func=cmd_tune)
+    # every run setting except the grid axes above (algo, models, seeds), for every trial
+    p.set_defaults(func=cmd_tune, settings=add_setting_arguments(p, for_tune=True))
+    p.add_argument_group("DeepSpeed (with --engine deepspeed)").add_argument(
+        "--zero", type=int, choices=(0, 1, 2, 3), default=None, help="ZeRO stage (default 2)")
 
     s = sub.add_parser("submit", help="run a suite command on a Ray cluster as a Ray Job, and manage jobs",
                        description="suite submit --address http://HEAD:8265 -- suite tune ...   (or: status, logs, "
@@ -78,15 +75,12 @@ def cmd_tune(args) -> int:
         schedule_order,
         summarize_study,
     )
-    from metaft.suite.cli_run import peft_overrides
     from metaft.suite.config import resolve_config
+    from metaft.suite.settings import overrides_from_args
     from metaft.suite.table import format_table
 
     check_tune_args(args)
-    overrides = {"protocol": args.protocol, "engine": args.engine, **peft_overrides(args)}
-    if args.datasets:
-        overrides["datasets"] = args.datasets
-    base = resolve_config(args.preset, args.config, overrides)
+    base = resolve_config(args.preset, args.config, overrides_from_args(args, args.settings))
     if args.zero is not None:
         base.deepspeed = {**base.deepspeed, "zero": args.zero}
     algos = list(dict.fromkeys(args.algos))

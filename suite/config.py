@@ -7,16 +7,17 @@ that name the key and the file.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
-import math
 import tomllib
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from .errors import SuiteError
+from .settings import at_least, check_value, fingerprint_dict, finite_positive, in_range, schema, setting
 
 PRESETS = ("quick", "study", "paper")
 MAX_SEED = 2**32 - 1
@@ -33,74 +34,153 @@ CURVE_POINTS = ("log2", "ends")
 DEFAULT_RECIPE = RECIPE_NAMES[0]  # suite/recipes.py holds each one's definition
 
 
-# Field metadata that marks a hyperparameter: "algorithm" ones are forwarded to every algorithm
-# whose `Config` has a field of that name (shorthands for `[algorithm]`), "run" ones configure the
-# run itself. Both kinds are what `suite tune` may search besides `algorithm.<name>`.
-FORWARDED = {"hyperparameter": "algorithm"}
-RUN_LEVEL = {"hyperparameter": "run"}
+PROTOCOLS = ("cross-dataset", "in-dataset")  # tasks/benchmark.py builds each
+POOLINGS = ("auto", "mean", "mean-normalized", "first", "last")  # algorithms/transformer_learner.py
+HEAD_INITS = ("proto", "zero", "random")
+PEFT_METHODS = ("none", "lora", "ia3")  # suite/adapters.py
+TARGETS = ("baseline", "best")
+EVALUATE_ON = ("meta-test", "meta-val")
+ENGINES = ("torch", "deepspeed")
+
+
+def _tasks_per_side(low: int):
+    def check(v):
+        if v < low:
+            return f"must be >= {low}, got {v}"
+        return None if v <= MAX_TASKS else (f"must be at most {MAX_TASKS:,} tasks per side (episode manifests grow "
+                                            f"with it), got {v:,}")
+    return check
+
+
+def _seeds(values):
+    wrong = [s for s in values if not 0 <= s <= MAX_SEED]
+    if not values:
+        return "must hold at least one seed"
+    return f"must be integers in [0, {MAX_SEED}] (numpy's seed range), got {wrong[0]}" if wrong else None
+
+
+def _device(v):
+    return None if v in ("auto", "cpu", "cuda") or v.startswith("cuda:") else f"must be auto, cpu or cuda, got {v!r}"
+
+
+def _with_peft(config) -> bool:
+    return config.peft != "none"
+
+
+def _with_own_recipe(config) -> bool:  # (linear-probe runs hash the SetFit settings too: their ids predate this)
+    return config.recipe != DEFAULT_RECIPE
 
 
 @dataclass
 class RunConfig:
-    """Everything that determines a run's numbers (and nothing that does not)."""
+    """Everything that determines a run's numbers (and nothing that does not). Each field is one
+    setting of the schema (`suite/settings.py`): flags, validation, fingerprint and the settings
+    reference all come from these declarations."""
 
-    algo: str = "reptile"
-    models: list[str] = field(default_factory=lambda: ["minilm"])
-    preset: str = "quick"
-    protocol: str = "cross-dataset"
-    datasets: list[str] = field(default_factory=list)  # empty: the protocol's defaults
-    seeds: list[int] = field(default_factory=lambda: [0])
-    n_meta_train: int = 24
-    n_meta_test: int = 12
-    n_meta_val: int = 0  # validation tasks (held-out parts of the meta-training datasets)
-    val_fraction: float = 0.2
-    shapes: dict[str, dict[str, int]] = field(default_factory=dict)
-    max_length: int = 128
-    stride: int = 32
-    batch_size: int = 16
-    eval_batch_size: int = 32
-    meta_epochs: int = 1
-    meta_batch_size: int = field(default=2, metadata=FORWARDED)
-    inner_steps: int = field(default=3, metadata=FORWARDED)
-    inner_lr: float = field(default=1e-3, metadata=FORWARDED)
-    outer_lr: float = field(default=1e-4, metadata=FORWARDED)
-    first_order: bool = False
-    finetune_lr: float = field(default=5e-5, metadata=FORWARDED)
-    finetune_lr_grid: list[float] = field(default_factory=list)  # chosen per task type on validation tasks
-    finetune_epochs: int = 3
-    ft_steps: int = 0  # > 0: this many steps for every task type (overrides budgets and epochs)
-    budgets: dict[str, int] = field(default_factory=dict)  # fine-tuning steps per task type
-    # "shared" (identical for all), "own" (the algorithm's own adaptation) or "hindsight" (oracle bound of a
-    # selecting algorithm: every candidate start, best on the query set; never ranked)
-    eval_mode: str = "shared"
-    # how each task is fine-tuned from the algorithm's start (suite/recipes.py): "finetune" (the loop
-    # above), "linear-probe" or "setfit"; part of the protocol, so recipes pair only within a recipe
-    recipe: str = "finetune"
-    setfit_iterations: int = 20  # SetFit's pair iterations (0: its "oversampling" default)
-    setfit_lr_grid: list[float] = field(default_factory=lambda: [2e-5])  # SetFit's body lr; > 1: chosen on val
-    evaluate_on: str = "meta-test"  # "meta-val": fine-tune and score the validation tasks (for tuning)
-    pooling: str = "auto"  # sentence vector: auto (the model's own), mean, first or last token
-    head_init: str = field(default="proto", metadata=RUN_LEVEL)
-    peft: str = "none"  # "lora" or "ia3": adapters on a frozen backbone (suite/adapters.py)
-    lora_r: int = 8
-    lora_alpha: int = 16
-    peft_targets: list[str] = field(default_factory=list)  # empty: peft's default modules per architecture
-    freeze_embeddings: bool = False
-    gradient_checkpointing: bool = False
-    # "bf16": the encoder under autocast (fp32 weights, optimizer state, heads, losses); part of the
-    # protocol, so bf16 and fp32 rows never pair. "auto": bf16 where the device has it natively, else
-    # fp32 (resolved by the runner before the run id is made)
-    precision: str = "fp32"
-    curve_points: str = "log2"
-    target: str = "baseline"  # "baseline" or "best"
-    target_fraction: float = 0.9
-    algorithm: dict[str, typing.Any] = field(default_factory=dict)  # extra algorithm hyperparameters
-    # settings for one algorithm only, e.g. a preset's tuned `[per_algorithm.multitask] lr = 2e-4`;
-    # `[algorithm]` and --algo-arg win over them
-    per_algorithm: dict[str, dict[str, typing.Any]] = field(default_factory=dict)
-    device: str = "auto"
-    engine: str = "torch"
-    deepspeed: dict[str, typing.Any] = field(default_factory=dict)
+    algo: str = setting("reptile", "algorithm (see `suite algorithms`)", flag="--algo", tune=False)
+    models: list[str] = setting(help="models: Hub ids, local folders, or 'minilm' (packaged, offline)",
+                                factory=lambda: ["minilm"], flag="--model", tune=False, metavar="MODEL[,MODEL]")
+    preset: str = setting("quick", "the budget preset the run started from", choices=PRESETS,
+                          set_by="--preset")
+    protocol: str = setting("cross-dataset", "benchmark protocol", flag="--benchmark", aliases=("--protocol",),
+                            choices=PROTOCOLS)
+    datasets: list[str] = setting(help="subset of datasets (empty: the protocol's)", factory=list, flag="--datasets",
+                                  metavar="NAME[,NAME]")
+    seeds: list[int] = setting(help="one or more seeds", factory=lambda: [0], flag="--seed", check=_seeds, tune=False)
+    n_meta_train: int = setting(24, "meta-training tasks", flag="--meta-train-tasks", check=_tasks_per_side(0))
+    n_meta_test: int = setting(12, "meta-test tasks", flag="--meta-test-tasks", check=_tasks_per_side(1))
+    n_meta_val: int = setting(0, "validation tasks (held-out parts of the meta-training datasets) for choosing the lr",
+                              flag="--val-tasks", check=_tasks_per_side(0))
+    val_fraction: float = setting(0.2, "share of each meta-training dataset held out for validation tasks",
+                                  check=in_range(0, 1))
+    shapes: dict[str, dict[str, int]] = setting(help="episode shape per task type: ways, shots, queries",
+                                                factory=dict)
+    max_length: int = setting(128, "maximum tokens per sequence", flag="--max-length", check=at_least(1))
+    stride: int = setting(32, "overlap of QA context windows (at most max_length/2)", check=at_least(0))
+    batch_size: int = setting(16, "training batch size", flag="--batch-size", check=at_least(1), group="fine-tuning")
+    eval_batch_size: int = setting(32, "evaluation batch size", flag="--eval-batch-size", check=at_least(1),
+                                   group="fine-tuning")
+    meta_epochs: int = setting(1, "passes over the meta-training tasks", flag="--meta-epochs", check=at_least(0),
+                               group="meta-training")
+    meta_batch_size: int = setting(2, "episodes per outer step", flag="--meta-batch-size", check=at_least(1),
+                                   hyperparameter="algorithm", group="meta-training")
+    inner_steps: int = setting(3, "inner-loop steps per episode", flag="--inner-steps", check=at_least(0),
+                               hyperparameter="algorithm", group="meta-training")
+    inner_lr: float = setting(1e-3, "inner-loop learning rate", flag="--inner-lr", check=finite_positive,
+                              hyperparameter="algorithm", group="meta-training")
+    outer_lr: float = setting(1e-4, "outer (meta) learning rate", flag="--outer-lr", check=finite_positive,
+                              hyperparameter="algorithm", group="meta-training")
+    first_order: bool = setting(False, "first-order fallback for maml/metasgd", flag="--first-order",
+                                group="meta-training")
+    finetune_lr: float = setting(5e-5, "fine-tuning learning rate", flag="--finetune-lr", check=finite_positive,
+                                 hyperparameter="algorithm", group="fine-tuning")
+    finetune_lr_grid: list[float] = setting(help="fine-tuning lrs; the best per task type on the validation tasks is "
+                                                 "used (empty: finetune_lr)", factory=list, flag="--finetune-lr-grid",
+                                            check=finite_positive, metavar="LR[,LR]", group="fine-tuning")
+    finetune_epochs: int = setting(3, "fine-tuning epochs over the support set (when no budget or ft_steps is set)",
+                                   flag="--finetune-epochs", check=at_least(0), group="fine-tuning")
+    ft_steps: int = setting(0, "fine-tuning steps of every task type (0: the budgets, else finetune_epochs)",
+                            flag="--ft-steps", check=at_least(0), group="fine-tuning")
+    budgets: dict[str, int] = setting(help="fine-tuning steps per task type", factory=dict, group="fine-tuning")
+    eval_mode: str = setting("shared", "shared: the same fine-tuning for every algorithm (primary); own: the "
+                             "algorithm's own adaptation (SGD at the inner lr; head only for anil; learned step sizes "
+                             "for metasgd); hindsight: the oracle bound of intermediate (every source, best on the "
+                             "query set; never ranked)", flag="--eval-mode", choices=EVAL_MODES, group="fine-tuning")
+    recipe: str = setting(DEFAULT_RECIPE, "how each task is fine-tuned from the algorithm's start: finetune (the "
+                          "shared loop), linear-probe (frozen encoder + logistic regression) or setfit (contrastive "
+                          "pairs + logistic head; docs/recipes.md); classification only for the last two",
+                          flag="--recipe", choices=RECIPE_NAMES, fingerprint="unless-default", group="fine-tuning")
+    setfit_iterations: int = setting(20, "SetFit's pair iterations: 2 x iterations x support pairs (0: SetFit's "
+                                     "oversampling)", flag="--setfit-iterations", check=at_least(0),
+                                     applies=_with_own_recipe, group="fine-tuning")
+    setfit_lr_grid: list[float] = setting(help="SetFit body lrs; several are chosen on the validation tasks",
+                                          factory=lambda: [2e-5], flag="--setfit-lr-grid", check=finite_positive,
+                                          applies=_with_own_recipe, metavar="LR[,LR]", group="fine-tuning")
+    evaluate_on: str = setting("meta-test", "meta-val: fine-tune and score the validation tasks (for tuning)",
+                               choices=EVALUATE_ON)
+    pooling: str = setting("auto", "sentence vector of the classification head (auto: what the checkpoint was "
+                           "trained with)", flag="--pooling", choices=POOLINGS, group="model")
+    head_init: str = setting("proto", "classification head at step 0: class prototypes, zeros or random",
+                             flag="--head-init", choices=HEAD_INITS, hyperparameter="run", group="model")
+    peft: str = setting("none", "adapters on a frozen backbone; every algorithm then learns and fine-tunes the "
+                        "adapters and heads only (none: full fine-tuning)", flag="--peft", choices=PEFT_METHODS,
+                        fingerprint="unless-default", group="adapters")
+    lora_r: int = setting(8, "LoRA rank", flag="--lora-r", applies=_with_peft, group="adapters")
+    lora_alpha: int = setting(16, "LoRA alpha", flag="--lora-alpha", applies=_with_peft, group="adapters")
+    peft_targets: list[str] = setting(help="module names to adapt (empty: peft's choice for the architecture)",
+                                      factory=list, flag="--peft-targets", applies=_with_peft, metavar="NAME[,NAME]",
+                                      group="adapters")
+    freeze_embeddings: bool = setting(False, "freeze the embeddings (saves memory on large models)",
+                                      flag="--freeze-embeddings", group="model")
+    gradient_checkpointing: bool = setting(False, "recompute activations in the backward pass (saves memory)",
+                                           flag="--gradient-checkpointing", group="model")
+    precision: str = setting("fp32", "bf16: the encoder under autocast, fp32 weights and optimizer state (needs "
+                             "avx512_bf16/AMX or a CUDA GPU with bf16, refused otherwise); auto: bf16 where native, "
+                             "else fp32, resolved before the run id. Part of the protocol: bf16 and fp32 rows never "
+                             "pair", flag="--precision", choices=PRECISIONS, fingerprint="unless-default",
+                             group="engine")
+    curve_points: str = setting("log2", "where the query metric is measured while fine-tuning: log2 (0, 1, 2, 4, ... "
+                                "and the last step; the curves costs and the frontier read) or ends (step 0 and the "
+                                "last step: the same final metric for less compute)", flag="--curve-points",
+                                choices=CURVE_POINTS, fingerprint="unless-default", group="fine-tuning")
+    target: str = setting("baseline", "steps-to-target quality (an oracle stop, for inspection): the baseline's "
+                          "final metric on the same task, or target_fraction of this run's best", flag="--target",
+                          choices=TARGETS)
+    target_fraction: float = setting(0.9, "share of the run's best metric that --target best aims at",
+                                     check=in_range(0, 1, "(]"))
+    algorithm: dict[str, typing.Any] = setting(help="the chosen algorithm's own hyperparameters (its Config fields; "
+                                               "on the command line: --algo-arg KEY=VALUE)", factory=dict, set_by="--algo-arg",
+                                               group="meta-training")
+    per_algorithm: dict[str, dict[str, typing.Any]] = setting(
+        help="settings for one algorithm only, e.g. a preset's tuned `[per_algorithm.multitask] lr = 2e-4`; "
+             "[algorithm] and --algo-arg win over them (the run id hashes what the run's algorithm receives)",
+        factory=dict, fingerprint="never", group="meta-training")
+    device: str = setting("auto", "auto, cpu, cuda or cuda:N", flag="--device", check=_device, group="engine")
+    engine: str = setting("torch", "engine for training steps (deepspeed: see --zero, --deepspeed-config)",
+                          flag="--engine", choices=ENGINES, group="engine")
+    deepspeed: dict[str, typing.Any] = setting(help="DeepSpeed settings: zero, precision, config_file (on the "
+                                               "command line: --zero, --bf16/--fp16, --deepspeed-config)",
+                                               factory=dict, group="engine", set_by="--zero, --bf16/--fp16")
 
     def adapter_settings(self):
         from .adapters import AdapterSettings
@@ -108,11 +188,14 @@ class RunConfig:
         return AdapterSettings(self.peft, self.lora_r, self.lora_alpha, list(self.peft_targets))
 
     def validate(self, source: str = "config") -> "RunConfig":
+        """Each setting's own check (its declaration), then the rules between settings."""
         def bad(key, why):
             raise SuiteError(f"{source}: {key} {why}")
 
-        if self.preset not in PRESETS:
-            bad("preset", f"must be one of {', '.join(PRESETS)}, got {self.preset!r}")
+        for name, (_, entry) in schema(type(self)).items():
+            why = check_value(name, getattr(self, name), entry)
+            if why:
+                bad(name, why)
         if not self.models:
             bad("models", "must name at least one model")
         if self.per_algorithm:
@@ -122,46 +205,10 @@ class RunConfig:
             for name in self.per_algorithm:
                 if name not in known:
                     bad(f"per_algorithm.{name}", f"is not an algorithm; known: {', '.join(known)}")
-        if not self.seeds:
-            bad("seeds", "must hold at least one seed")
-        for seed in self.seeds:
-            if not 0 <= seed <= MAX_SEED:
-                bad("seeds", f"must be integers in [0, {MAX_SEED}] (numpy's seed range), got {seed}")
-        for key in ("n_meta_train", "n_meta_test", "n_meta_val"):
-            if getattr(self, key) > MAX_TASKS:
-                bad(key, f"must be at most {MAX_TASKS:,} tasks per side (episode manifests grow with it), "
-                    f"got {getattr(self, key):,}")
-        for key in ("n_meta_test", "max_length", "batch_size", "eval_batch_size", "meta_batch_size"):
-            if getattr(self, key) < 1:
-                bad(key, f"must be >= 1, got {getattr(self, key)}")
-        for key in ("n_meta_train", "n_meta_val", "meta_epochs", "inner_steps", "finetune_epochs", "ft_steps"):
-            if getattr(self, key) < 0:
-                bad(key, f"must be >= 0, got {getattr(self, key)}")
-        for key in ("inner_lr", "outer_lr", "finetune_lr"):
-            if not 0 < getattr(self, key) < math.inf:
-                bad(key, f"must be a finite number > 0, got {getattr(self, key)}")
         if not 0 <= self.stride <= self.max_length // 2:
             bad("stride", f"must be in [0, max_length/2] = [0, {self.max_length // 2}], got {self.stride}")
-        if self.target not in ("baseline", "best"):
-            bad("target", f"must be 'baseline' or 'best', got {self.target!r}")
-        if not 0 < self.target_fraction <= 1:
-            bad("target_fraction", f"must be in (0, 1], got {self.target_fraction}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            bad("device", f"must be auto, cpu or cuda, got {self.device!r}")
-        if self.curve_points not in CURVE_POINTS:
-            bad("curve_points", f"must be one of {', '.join(CURVE_POINTS)}, got {self.curve_points!r}")
-        if self.precision not in PRECISIONS:
-            bad("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        if self.engine not in ("torch", "deepspeed"):
-            bad("engine", f"must be torch or deepspeed, got {self.engine!r}")
-        if self.head_init not in ("proto", "zero", "random"):
-            bad("head_init", f"must be proto, zero or random, got {self.head_init!r}")
         if self.finetune_epochs == 0 and self.ft_steps == 0 and not self.budgets:
             bad("finetune_epochs", "and ft_steps are both 0: nothing would be fine-tuned")
-        if not 0 < self.val_fraction < 1:
-            bad("val_fraction", f"must be in (0, 1), got {self.val_fraction}")
-        if any(not (isinstance(v, (int, float)) and 0 < v < math.inf) for v in self.finetune_lr_grid):
-            bad("finetune_lr_grid", f"must hold finite positive learning rates, got {self.finetune_lr_grid}")
         if len(self.finetune_lr_grid) > 1 and self.n_meta_val < 1 and self.recipe == "finetune":
             # (the other recipes choose from their own grid, or have no lr: this grid is unused)
             bad("finetune_lr_grid", "has several learning rates but n_meta_val is 0: there are no validation "
@@ -172,27 +219,18 @@ class RunConfig:
                 bad(f"budgets.{task_type}", f"is not a task type ({', '.join(known_types)})")
             if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
                 bad(f"budgets.{task_type}", f"must be an integer >= 1, got {steps!r}")
-        if self.evaluate_on not in ("meta-test", "meta-val"):
-            bad("evaluate_on", f"must be meta-test or meta-val, got {self.evaluate_on!r}")
         if self.evaluate_on == "meta-val" and self.n_meta_val < 1:
             bad("evaluate_on", "is meta-val but n_meta_val is 0: there are no validation tasks")
         if self.evaluate_on == "meta-val" and len(self.finetune_lr_grid) > 1:
             bad("evaluate_on", "is meta-val: a learning-rate grid would be chosen on the tasks it is scored on; "
                 "give one finetune_lr per trial instead")
-        if self.eval_mode not in EVAL_MODES:
-            bad("eval_mode", f"must be one of {', '.join(EVAL_MODES)}, got {self.eval_mode!r}")
-        if self.recipe not in RECIPE_NAMES:
-            bad("recipe", f"must be one of {', '.join(RECIPE_NAMES)}, got {self.recipe!r}")
         if self.recipe != "finetune" and self.eval_mode != "shared":
             bad("recipe", f"is {self.recipe!r}, which is its own fine-tuning; eval_mode {self.eval_mode!r} applies "
                 "to the finetune recipe only: drop --eval-mode or use --recipe finetune")
         if self.recipe != "finetune" and self.engine != "torch":
             bad("recipe", f"{self.recipe!r} runs in the torch engine; use --engine torch or --recipe finetune")
-        if self.setfit_iterations < 0:
-            bad("setfit_iterations", f"must be >= 0 (0: SetFit's oversampling default), got {self.setfit_iterations}")
-        if not self.setfit_lr_grid or any(not (isinstance(v, (int, float)) and 0 < v < math.inf)
-                                          for v in self.setfit_lr_grid):
-            bad("setfit_lr_grid", f"must hold finite positive learning rates, got {self.setfit_lr_grid}")
+        if not self.setfit_lr_grid:
+            bad("setfit_lr_grid", "must hold at least one learning rate")
         if self.recipe == "setfit" and len(set(self.setfit_lr_grid)) > 1 and self.n_meta_val < 1:
             bad("setfit_lr_grid", "has several learning rates but n_meta_val is 0: there are no validation "
                 "tasks to choose on")
@@ -200,8 +238,6 @@ class RunConfig:
             self.adapter_settings().validate()
         except SuiteError as exc:
             raise SuiteError(f"{source}: {exc}") from None
-        if self.pooling not in ("auto", "mean", "mean-normalized", "first", "last"):
-            bad("pooling", f"must be auto, mean, mean-normalized, first or last, got {self.pooling!r}")
         for task_type, shape in self.shapes.items():
             if task_type not in known_types:
                 bad(f"shapes.{task_type}", f"is not a task type ({', '.join(known_types)})")
@@ -234,30 +270,21 @@ class RunConfig:
         return self.ft_steps or self.budgets.get(task_type) or self.finetune_epochs * support_batches
 
     def fingerprint(self) -> str:
-        d = self.to_dict()
-        # what the run's algorithm gets, however it was given (a preset's per-algorithm table or
-        # --algo-arg); other algorithms' tables do not change this run's identity
+        """The run id's hash: the settings that identify the numbers (`settings.fingerprint_dict`),
+        with what the run's algorithm receives however it was given (a preset's per-algorithm table
+        or --algo-arg; other algorithms' tables do not change this run's identity)."""
+        d = fingerprint_dict(self)
         d["algorithm"] = self.algorithm_settings()
-        d.pop("per_algorithm")
-        if d.get("peft") == "none":  # without adapters, runs keep the ids they had before adapters existed
-            for key in ("peft", "lora_r", "lora_alpha", "peft_targets"):
-                d.pop(key, None)
-        if d.get("precision") == "fp32":  # likewise for runs written before precision was a setting
-            d.pop("precision")
-        if d.get("curve_points") == "log2":  # and before the evaluation points were one
-            d.pop("curve_points")
-        if d.get("recipe") == "finetune":  # and for runs written before recipes were a setting
-            for key in ("recipe", "setfit_iterations", "setfit_lr_grid"):
-                d.pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:8]
 
 
-_FIELDS = {f.name: f for f in dataclasses.fields(RunConfig)}
-_HINTS = typing.get_type_hints(RunConfig)
+@functools.cache
+def _hints(config_cls) -> dict[str, typing.Any]:
+    return typing.get_type_hints(config_cls)
 
 
-def _coerce(key: str, value, source: str):
-    hint = _HINTS[key]
+def _coerce(key: str, value, source: str, config_cls=None):
+    hint = _hints(config_cls or RunConfig)[key]
     origin = typing.get_origin(hint)
     ok = True
     if hint is bool:
@@ -288,9 +315,10 @@ def apply_overrides(config: RunConfig, values: dict, source: str) -> RunConfig:
     aliases = {"model": "models", "seed": "seeds"}
     for key, value in values.items():
         key = aliases.get(key, key)
-        if key not in _FIELDS:
-            raise SuiteError(f"{source}: unknown key {key!r}; valid keys: {', '.join(sorted(_FIELDS))}")
-        value = _coerce(key, value, source)
+        known = schema(type(config))
+        if key not in known:
+            raise SuiteError(f"{source}: unknown key {key!r}; valid keys: {', '.join(sorted(known))}")
+        value = _coerce(key, value, source, type(config))
         if key in ("budgets", "algorithm"):  # tables merge key by key: the command line adds to the file
             value = {**getattr(config, key), **value}
         if key in NESTED_TABLES:
@@ -341,10 +369,10 @@ def task_type_names() -> tuple[str, ...]:
 
 
 def hyperparameters(kind: str | None = None) -> tuple[str, ...]:
-    """RunConfig fields marked as hyperparameters ("algorithm": forwarded, "run": the run's own;
-    None: both), in declaration order."""
-    return tuple(f.name for f in dataclasses.fields(RunConfig)
-                 if f.metadata.get("hyperparameter") and kind in (None, f.metadata["hyperparameter"]))
+    """Settings declared as hyperparameters ("algorithm": forwarded, "run": the run's own; None:
+    both), in declaration order."""
+    return tuple(name for name, (_, entry) in schema(RunConfig).items()
+                 if entry.hyperparameter and kind in (None, entry.hyperparameter))
 
 
 def preset(name: str) -> RunConfig:

@@ -63,4 +63,4 @@ def test_usage_errors_are_one_line_and_every_comma_list_drops_empty_items(capsys
     args = cli.build_parser().parse_args(["tune", "--models", "a,,b", "--algos", "reptile,", "--datasets", "ag_news,"])
     assert args.models == ["a", "b"] and args.algos == ["reptile"] and args.datasets == ["ag_news"]
     args = cli.build_parser().parse_args(["run", "--model", "minilm,", "--finetune-lr-grid", "1e-5, 3e-5"])
-    assert args.model == ["minilm"] and args.finetune_lr_grid == [1e-5, 3e-5]
+    assert args.models == ["minilm"] and args.finetune_lr_grid == [1e-5, 3e-5]
