@@ -33,9 +33,14 @@ from .task_types import TASK_TYPES, get_task_type
 PROTOCOLS = ("cross-dataset", "in-dataset")
 SIDES = ("meta-train", "meta-test", "meta-val")  # order fixes each side's rng stream
 VERSION = "2"  # v2: de-duplicated pools, a validation side, content leakage check
-# Seed plan: meta-test datasets never seen in meta-training.
-CROSS_DATASET_TEST = ("ag_news", "yelp_review_full", "ontonotes5", "natural_questions")
-CROSS_DATASET_TRAIN = ("imdb", "sst2", "conll2003", "squad")
+
+
+def protocol_datasets(protocol: str, side: str) -> tuple[str, ...]:
+    """The registered datasets on ``side`` of ``protocol``, in registration order: each dataset's
+    spec says where it stands (`DatasetSpec.protocol_sides`), so a plugin dataset joins a protocol
+    from its own file. Seed plan (cross-dataset): meta-test datasets never seen in meta-training."""
+    return tuple(d for d in list_datasets() if get_dataset_spec(d).protocol_sides.get(protocol) == side)
+
 
 
 def default_shapes() -> dict[str, EpisodeShape]:
@@ -48,8 +53,10 @@ class BenchmarkSpec:
     """Which tasks a benchmark holds. Its ``key`` names it in results."""
 
     protocol: str = "cross-dataset"
-    meta_train_datasets: tuple[str, ...] = CROSS_DATASET_TRAIN
-    meta_test_datasets: tuple[str, ...] = CROSS_DATASET_TEST
+    meta_train_datasets: tuple[str, ...] = field(default_factory=lambda: protocol_datasets("cross-dataset",
+                                                                                              "meta-train"))
+    meta_test_datasets: tuple[str, ...] = field(default_factory=lambda: protocol_datasets("cross-dataset",
+                                                                                             "meta-test"))
     n_meta_train: int = 50
     n_meta_test: int = 20
     shapes: dict[str, EpisodeShape] = field(default_factory=default_shapes)
@@ -124,14 +131,14 @@ def make_benchmark(protocol: str = "cross-dataset", *, datasets: list[str] | Non
     if protocol not in PROTOCOLS:
         raise ConfigError(f"unknown protocol {protocol!r}; choose one of {', '.join(PROTOCOLS)}")
     if protocol == "cross-dataset":
-        train: tuple[str, ...] = CROSS_DATASET_TRAIN
-        test: tuple[str, ...] = CROSS_DATASET_TEST
+        train, test = protocol_datasets(protocol, "meta-train"), protocol_datasets(protocol, "meta-test")
         if datasets:
-            known = set(CROSS_DATASET_TRAIN + CROSS_DATASET_TEST)
             for d in datasets:
                 get_dataset_spec(d)
-                if d not in known:
-                    raise ConfigError(f"dataset {d!r} has no side in the cross-dataset protocol; use --protocol in-dataset")
+                if d not in train + test:
+                    raise ConfigError(f"dataset {d!r} has no side in the cross-dataset protocol; give its DatasetSpec "
+                                      f"protocol_sides={{'cross-dataset': 'meta-test'}} (or 'meta-train'), or use "
+                                      f"--protocol in-dataset")
             train = tuple(d for d in train if d in datasets)
             test = tuple(d for d in test if d in datasets)
     else:

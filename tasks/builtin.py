@@ -17,21 +17,21 @@ QA_COLUMNS = {"id": "id", "title": "title", "context": "context", "question": "q
 
 for _spec in (
     DatasetSpec(
-        name="imdb", hub_id="stanfordnlp/imdb", task_type="classification",
+        name="imdb", protocol_sides={"cross-dataset": "meta-train"}, hub_id="stanfordnlp/imdb", task_type="classification",
         label_names=("neg", "pos"), columns={"text": "text", "label": "label"},
         splits=("train", "test"), train_split="train", eval_split="test",
         description="Large Movie Review Dataset: binary sentiment of IMDb reviews.",
         license="research use; cite Maas et al., ACL 2011",
     ),
     DatasetSpec(
-        name="ag_news", hub_id="fancyzhx/ag_news", task_type="classification",
+        name="ag_news", protocol_sides={"cross-dataset": "meta-test"}, hub_id="fancyzhx/ag_news", task_type="classification",
         label_names=("World", "Sports", "Business", "Sci/Tech"), columns={"text": "text", "label": "label"},
         splits=("train", "test"), train_split="train", eval_split="test",
         description="AG's news topic classification (4 classes).",
         license="non-commercial research use (AG corpus readme)",
     ),
     DatasetSpec(
-        name="yelp_review_full", hub_id="Yelp/yelp_review_full", task_type="classification",
+        name="yelp_review_full", protocol_sides={"cross-dataset": "meta-test"}, hub_id="Yelp/yelp_review_full", task_type="classification",
         label_names=("1 star", "2 star", "3 stars", "4 stars", "5 stars"),
         columns={"text": "text", "label": "label"},
         splits=("train", "test"), train_split="train", eval_split="test",
@@ -39,34 +39,34 @@ for _spec in (
         license="Yelp Dataset terms (HF card: other)",
     ),
     DatasetSpec(
-        name="sst2", hub_id="nyu-mll/glue", hub_config="sst2", task_type="classification",
+        name="sst2", protocol_sides={"cross-dataset": "meta-train"}, hub_id="nyu-mll/glue", hub_config="sst2", task_type="classification",
         label_names=("negative", "positive"), columns={"text": "sentence", "label": "label", "id": "idx"},
         splits=("train", "validation"), train_split="train", eval_split="validation",
         description="Stanford Sentiment Treebank, binary (GLUE); the GLUE test split has no labels.",
         license="see GLUE; SST has no separate data licence",
     ),
     DatasetSpec(
-        name="conll2003", hub_id="eriktks/conll2003", task_type="ner",
+        name="conll2003", protocol_sides={"cross-dataset": "meta-train"}, hub_id="eriktks/conll2003", task_type="ner",
         label_names=CONLL_TAGS, columns={"tokens": "tokens", "tags": "ner_tags", "id": "id"},
         splits=("train", "validation", "test"), train_split="train", eval_split="test",
         metric="entity_f1", description="CoNLL-2003 English NER, BIO tags over PER/ORG/LOC/MISC.",
         license="Reuters RCV1 terms of use",
     ),
     DatasetSpec(
-        name="ontonotes5", hub_id="tner/ontonotes5", task_type="ner",
+        name="ontonotes5", protocol_sides={"cross-dataset": "meta-test"}, hub_id="tner/ontonotes5", task_type="ner",
         label_names=ONTONOTES_TAGS, columns={"tokens": "tokens", "tags": "tags"},
         splits=("train", "validation", "test"), train_split="train", eval_split="test",
         metric="entity_f1", description="OntoNotes 5.0 English NER (CoNLL-2012 split), 18 entity types.",
         license="LDC user agreement (LDC2013T19)",
     ),
     DatasetSpec(
-        name="squad", hub_id="rajpurkar/squad", hub_config="plain_text", task_type="qa",
+        name="squad", protocol_sides={"cross-dataset": "meta-train"}, hub_id="rajpurkar/squad", hub_config="plain_text", task_type="qa",
         label_names=(), columns=QA_COLUMNS,
         splits=("train", "validation"), train_split="train", eval_split="validation",
         description="SQuAD v1.1 extractive question answering.", license="CC BY-SA 4.0",
     ),
     DatasetSpec(
-        name="natural_questions", hub_id=None, task_type="qa", label_names=(), columns=QA_COLUMNS,
+        name="natural_questions", protocol_sides={"cross-dataset": "meta-test"}, hub_id=None, task_type="qa", label_names=(), columns=QA_COLUMNS,
         splits=("validation",), train_split=None, eval_split="validation",
         description=("Natural Questions, extractive (SQuAD schema): NQ dev questions whose long answer is a "
                      "paragraph, with short answers as spans. No Hub dataset has this schema, so it loads "

@@ -13,6 +13,7 @@ from metaft.suite.errors import ConfigError
 
 from .task_types import TASK_TYPES as REGISTERED
 
+PROTOCOL_SIDES = ("meta-train", "meta-test")  # the sides a dataset can take in a protocol
 TaskType = str  # a registered task type: classification, ner, qa or a plugin's (`metaft.tasks.task_types`)
 
 
@@ -42,6 +43,9 @@ class DatasetSpec:
     license: str = ""
     citation: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # the side the dataset takes in each named protocol that fixes sides ("cross-dataset": "meta-train"
+    # or "meta-test"); the in-dataset protocol uses every dataset on both sides and needs no entry
+    protocol_sides: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.task_type not in REGISTERED:
@@ -57,6 +61,13 @@ class DatasetSpec:
             raise ConfigError(f"dataset {self.name!r}: column mapping lacks {missing}")
         if not self.metric:
             object.__setattr__(self, "metric", task_type.default_metric)
+        for protocol, side in self.protocol_sides.items():
+            if side not in PROTOCOL_SIDES:
+                raise ConfigError(f"dataset {self.name!r}: protocol_sides[{protocol!r}] must be one of "
+                                  f"{', '.join(PROTOCOL_SIDES)}, got {side!r}")
+            if side == "meta-train" and self.train_split is None:
+                raise ConfigError(f"dataset {self.name!r}: protocol_sides[{protocol!r}] is meta-train but the "
+                                  f"dataset has no train_split")
 
     @property
     def num_labels(self) -> int:
@@ -77,5 +88,5 @@ class DatasetSpec:
             "revision": self.revision, "task_type": self.task_type, "metric": self.metric,
             "splits": list(self.splits), "train_split": self.train_split, "eval_split": self.eval_split,
             "columns": dict(self.columns), "label_names": list(self.label_names),
-            "license": self.license, "description": self.description,
+            "license": self.license, "description": self.description, "protocol_sides": dict(self.protocol_sides),
         }

@@ -1,6 +1,7 @@
 """Registry, hyperparameter validation and third-party plugins of algorithms."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -75,6 +76,7 @@ PLUGIN = {
         sgd_twice = "suite_plugin_demo:SgdTwice"
         [project.entry-points."GROUP.tasks"]
         imdb_tiny = "suite_plugin_demo:imdb_tiny"
+        news_plugin = "suite_plugin_demo:news_plugin"
     """,
     "suite_plugin_demo/__init__.py": """
         from dataclasses import dataclass
@@ -98,6 +100,12 @@ PLUGIN = {
             return DatasetSpec(name="imdb_tiny", hub_id="stanfordnlp/imdb", task_type="classification",
                                label_names=("neg", "pos"), columns={"text": "text", "label": "label"},
                                splits=("train", "test"), train_split="train", eval_split="test")
+
+        def news_plugin():  # joins the cross-dataset protocol's meta-test side from this file alone
+            return DatasetSpec(name="news_plugin", hub_id="fancyzhx/ag_news", task_type="classification",
+                               label_names=("World", "Sports", "Business", "Sci/Tech"),
+                               columns={"text": "text", "label": "label"}, splits=("test",), train_split=None,
+                               eval_split="test", protocol_sides={"cross-dataset": "meta-test"})
     """,
 }
 
@@ -134,3 +142,30 @@ def test_third_party_plugin_installed_with_pip_is_found(tmp_path, group):
     assert out.stdout.split() == ["SgdTwice", "3", "True", "classification", "True"]
     migration = "old entry-point group 'suite.algorithms'; declare it under 'metaft.algorithms'"
     assert (migration in out.stderr) == (group == "suite"), out.stderr
+
+
+def test_a_plugin_dataset_joins_the_cross_dataset_protocol_from_its_own_file(tmp_path, tiny_models, data_dir):
+    """A pip-installed dataset whose spec names its cross-dataset side is meta-tested by `suite run`,
+    beside a built-in meta-training dataset, with no edit to the suite."""
+    target = install_plugin(tmp_path)
+    mirror = tmp_path / "mirror"
+    for name, source in (("sst2", "sst2"), ("news_plugin", "ag_news")):
+        (mirror / name).mkdir(parents=True)
+        for split in Path(data_dir, source).glob("*.parquet"):
+            (mirror / name / split.name).symlink_to(split)
+    cfg = tmp_path / "plugin.toml"
+    cfg.write_text('datasets = ["sst2", "news_plugin"]\nn_meta_train = 2\nn_meta_test = 2\nft_steps = 2\n'
+                   'max_length = 32\nbatch_size = 8\n[shapes.classification]\nways = 2\nshots = 2\nqueries = 2\n')
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = tmp_path / "results"
+    proc = subprocess.run([str(Path(sys.executable).parent / "suite"), "run", "--algo", "reptile", "--model",
+                           str(tiny_models["bert"]), "--config", str(cfg), "--data-dir", str(mirror), "--out", str(out),
+                           "--no-progress"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    from metaft.suite.results import load_results
+
+    runs, tasks = load_results(out)
+    assert set(tasks["dataset"]) == {"news_plugin"} and len(tasks) == 2
+    manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
+    assert manifest["benchmark"]["meta_train_datasets"] == ["sst2"]
+    assert manifest["benchmark"]["meta_test_datasets"] == ["news_plugin"]

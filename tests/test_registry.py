@@ -117,3 +117,15 @@ def test_a_task_type_from_one_file_samples_encodes_and_configures_without_suite_
         ex["label"] for ex in episode.support]
     assert content_key("headline", episode.query[0]) == content_key("classification", episode.query[0])
     assert RunConfig(budgets={"headline": 16}, shapes={"headline": {"ways": 2}}).validate() is not None
+
+
+def test_a_datasets_protocol_side_is_checked_where_it_is_declared():
+    from metaft.suite.errors import ConfigError
+    from metaft.tasks import DatasetSpec
+
+    base = dict(name="probe", hub_id=None, task_type="classification", label_names=("a", "b"),
+                columns={"text": "text", "label": "label"}, splits=("test",), train_split=None, eval_split="test")
+    with pytest.raises(ConfigError, match="protocol_sides.*must be one of meta-train, meta-test"):
+        DatasetSpec(**base, protocol_sides={"cross-dataset": "meta-val"})
+    with pytest.raises(ConfigError, match="meta-train but the dataset has no train_split"):
+        DatasetSpec(**base, protocol_sides={"cross-dataset": "meta-train"})
