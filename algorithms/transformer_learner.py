@@ -25,7 +25,8 @@ from torch.nn import functional as F
 
 from metaft.suite.errors import ConfigError
 
-IGNORE_INDEX = -100
+from .heads import IGNORE_INDEX, side_of
+
 HEAD_INITS = ("proto", "zero", "random")
 POOLINGS = ("auto", "mean", "mean-normalized", "first", "last")
 PRECISIONS = ("fp32", "bf16")
@@ -62,7 +63,8 @@ class EpisodicTransformer(nn.Module):
         nn.init.normal_(self.qa_head.weight, std=0.02)
         nn.init.zeros_(self.qa_head.bias)
         self.head: nn.Linear | None = None  # per-episode classification / NER head
-        self.task_type: str | None = None
+        self.task_type: str | None = None  # the current episode's (set by begin_episode)
+        self.uses_episode_head = True  # the current episode's task type has a per-episode head
         if freeze_embeddings:
             for p in loose.get_input_embeddings().parameters():
                 p.requires_grad_(False)
@@ -88,7 +90,7 @@ class EpisodicTransformer(nn.Module):
         return list(self.head.parameters()) if self.head is not None else []
 
     def head_parameter_names(self) -> list[str]:
-        if self.task_type == "qa" or self.head is None:
+        if not self.uses_episode_head or self.head is None:
             return ["qa_head.weight", "qa_head.bias"]
         return ["head.weight", "head.bias"]
 
@@ -119,14 +121,13 @@ class EpisodicTransformer(nn.Module):
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
 
     def features(self, batch: dict) -> torch.Tensor:
-        """Per-example (classification) or per-token (NER, QA) encoder features."""
+        """Per-example (a pooled side, e.g. classification) or per-token (NER, QA) encoder features."""
         hidden = self.hidden_states(batch)
-        return self.pool(hidden, batch["attention_mask"]) if batch["task_type"] == "classification" else hidden
+        return self.pool(hidden, batch["attention_mask"]) if side_of(batch).pooled else hidden
 
     def forward(self, batch: dict):
-        task = batch["task_type"]
         feats = self.features(batch)
-        if task == "qa":
+        if not side_of(batch).episode_head:
             logits = self.qa_head(feats)
             return logits[..., 0], logits[..., 1]
         if self.head is None or self.head.out_features != batch["num_labels"]:
@@ -141,7 +142,8 @@ class EpisodicTransformer(nn.Module):
     def begin_episode(self, support: Sequence[dict]) -> None:
         first = support[0]
         self.task_type = first["task_type"]
-        if self.task_type == "qa":
+        self.uses_episode_head = side_of(first).episode_head
+        if not self.uses_episode_head:
             self.head, self.class_mask = None, None
             return
         n = int(first["num_labels"])
@@ -201,20 +203,19 @@ def _cpu_flags() -> set[str]:
 
 
 def episode_loss(model: nn.Module, batch: dict) -> torch.Tensor:
-    """Cross-entropy for classification and NER (ignoring -100), mean start/end CE for QA."""
+    """The loss of the batch's task type (`heads.ModelSide.loss`); labels of classes the support set
+    never shows are ignored (they cannot be learned in this episode)."""
     out = model(batch)
-    task = batch["task_type"]
-    if task == "qa":
-        start, end = out
-        return (F.cross_entropy(start, batch["start_positions"]) + F.cross_entropy(end, batch["end_positions"])) / 2
+    side = side_of(batch)
+    if not side.episode_head:
+        return side.loss(out, batch)
     labels = batch["labels"]
     mask = getattr(model, "class_mask", None)
-    if mask is not None and not bool(mask.all()):  # a class the support set never shows cannot be learned here
+    if mask is not None and not bool(mask.all()):
         known = labels != IGNORE_INDEX
         absent = known & ~mask.to(labels.device)[labels.clamp(min=0)]
         labels = labels.masked_fill(absent, IGNORE_INDEX)
         if not bool((labels != IGNORE_INDEX).any()):
             return out.sum() * 0.0
-    if task == "ner":
-        return F.cross_entropy(out.reshape(-1, out.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
-    return F.cross_entropy(out, labels, ignore_index=IGNORE_INDEX)
+        batch = {**batch, "labels": labels}
+    return side.loss(out, batch)

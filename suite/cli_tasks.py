@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import textwrap
 
 from metaft.tasks import (
     DataError,
@@ -18,6 +17,7 @@ from metaft.tasks import (
 from metaft.tasks.benchmark import PROTOCOLS, SIDES, episode_rng
 from metaft.tasks.episodes import sample_episode
 from metaft.tasks.pools import check_leakage
+from metaft.tasks.task_types import get_task_type
 
 from .cli_run import comma_list, seed_value
 from .paths import check_output_file
@@ -107,21 +107,10 @@ def cmd_show(args) -> int:
     for part, examples in (("support", ep.support), ("query", ep.query)):
         print(f"\n{part}:")
         for ex in examples[:6]:
-            print("  " + _render(ex, ep))
+            print("  " + get_task_type(ep.task_type).show(ex, ep.label_names))
         if len(examples) > 6:
             print(f"  ... {len(examples) - 6} more")
     return 0
-
-
-def _render(ex: dict, ep) -> str:
-    if ep.task_type == "classification":
-        text = textwrap.shorten(ex["text"].replace("\n", " "), 90)
-        return f"[{ep.label_names[ex['label']]}] {text}  ({ex['id']})"
-    if ep.task_type == "ner":
-        words = [w if t == 0 else f"[{w}]{ep.label_names[t]}" for w, t in zip(ex["tokens"], ex["tags"])]
-        return textwrap.shorten(" ".join(words), 110) + f"  ({ex['id']})"
-    ans = " | ".join(dict.fromkeys(ex["answers"]["text"]))
-    return f"Q: {textwrap.shorten(ex['question'], 70)}  A: {textwrap.shorten(ans, 40)}  ({ex.get('title', '')})"
 
 
 def cmd_episodes(args) -> int:

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from metaft.suite.errors import SuiteError
 
 from .registry import get_dataset_spec
 from .spec import DatasetSpec
+from .task_types import get_task_type
 
 DATA_DIR_ENV = "SUITE_DATA_DIR"
 
@@ -159,10 +161,11 @@ def _validate(ds, spec: DatasetSpec, source: str) -> None:
     if len(ds) == 0:
         raise DataError(f"{source}: the split is empty")
     table = ds.data.table if hasattr(ds.data, "table") else ds.data
-    if spec.task_type in ("classification", "ner"):
-        column = spec.columns["label" if spec.task_type == "classification" else "tags"]
+    label_field = get_task_type(spec.task_type).labels
+    if label_field is not None:
+        column = spec.columns[label_field]
         values = table.column(column)
-        if spec.task_type == "ner":
+        if pa.types.is_list(values.type) or pa.types.is_large_list(values.type):  # labels per token
             values = pc.list_flatten(values)
         if values.null_count:
             raise DataError(f"{source}: column {column!r} has {values.null_count} missing labels")

@@ -4,9 +4,12 @@ example's content, how a model's outputs on a query set become predictions, whic
 them by default and the default episode shape.
 
 A new task type registers a `TaskType` here or through the ``metaft.task_types`` entry point; its
-datasets name it in `DatasetSpec.task_type`. Sampler and encoder are named as ``module:function``
-and imported on first use, so listing task types stays free of torch. (The model head and loss
-for a type live in `algorithms.transformer_learner`: a type that needs a new head adds it there.)
+datasets name it in `DatasetSpec.task_type`. Sampler, encoder and model side are named as
+``module:object`` and imported on first use, so listing task types stays free of torch and this
+package never imports ``algorithms/``: the model side (features, head, loss) is a
+`metaft.algorithms.heads.ModelSide`, one of the built-in three or the plugin's own. Label
+validation (``labels``) and how `suite tasks show` prints an example (``render``) are here too, so a
+new task type is one file.
 """
 from __future__ import annotations
 
@@ -35,7 +38,11 @@ class TaskType:
       suite's `EpisodeEncoder`: `cached`, `base_batch` and `pad` are its helpers);
     - ``content_columns``: the text that identifies an example (de-duplication, leakage checks):
       the columns' values joined by newlines, a list of words joined by spaces;
-    - ``shape``: the default episode (ways, shots, queries)."""
+    - ``shape``: the default episode (ways, shots, queries);
+    - ``model_side`` names the `ModelSide` (``metaft.algorithms.heads``) the model uses for it;
+    - ``labels``: the canonical column of label indices (one per example, or a list per example),
+      checked against the dataset's label names when a split is loaded (None: no label indices);
+    - ``render(example, label_names)``: one line for `suite tasks show`."""
 
     name: str
     columns: tuple[str, ...]  # canonical columns a dataset of this type must map
@@ -46,6 +53,9 @@ class TaskType:
     content_columns: tuple[str, ...]
     shape: tuple[int, int, int]
     description: str = ""
+    model_side: str = "metaft.algorithms.heads:SEQUENCE_LABELS"
+    labels: str | None = None
+    render: Callable[[dict, Sequence[str]], str] | None = None
 
     def resolve(self, part: str) -> Callable:
         """The ``sampler`` or ``encoder`` function, imported on first use."""
@@ -55,6 +65,14 @@ class TaskType:
     def content_text(self, example: dict) -> str:
         values = (example[c] for c in self.content_columns)
         return "\n".join(" ".join(v) if isinstance(v, (list, tuple)) else str(v) for v in values)
+
+    def show(self, example: dict, label_names: Sequence[str]) -> str:
+        """One line for `suite tasks show`: ``render``, else the example's content shortened."""
+        import textwrap
+
+        if self.render is not None:
+            return self.render(example, label_names)
+        return textwrap.shorten(self.content_text(example).replace("\n", " | "), 110) + f"  ({example.get('id', '')})"
 
 
 TASK_TYPES: Registry[TaskType] = Registry("task type", base=TaskType, group="metaft.task_types",
@@ -102,13 +120,37 @@ def _spans(model, batches, label_names):
     return predictions, references
 
 
-_EPISODES, _TOKENIZE = "metaft.tasks.episodes", "metaft.tasks.tokenize"
-register_task_type(TaskType("classification", ("text", "label"), "accuracy", _labels,
+def _render_label(ex: dict, label_names: Sequence[str]) -> str:
+    import textwrap
+
+    return f"[{label_names[ex['label']]}] {textwrap.shorten(ex['text'].replace(chr(10), ' '), 90)}  ({ex['id']})"
+
+
+def _render_tags(ex: dict, label_names: Sequence[str]) -> str:
+    import textwrap
+
+    words = [w if t == 0 else f"[{w}]{label_names[t]}" for w, t in zip(ex["tokens"], ex["tags"])]
+    return textwrap.shorten(" ".join(words), 110) + f"  ({ex['id']})"
+
+
+def _render_answer(ex: dict, label_names: Sequence[str]) -> str:
+    import textwrap
+
+    ans = " | ".join(dict.fromkeys(ex["answers"]["text"]))
+    return f"Q: {textwrap.shorten(ex['question'], 70)}  A: {textwrap.shorten(ans, 40)}  ({ex.get('title', '')})"
+
+
+# the built-ins, importable without the registry (a plugin type can start from one with dataclasses.replace)
+_EPISODES, _TOKENIZE, _HEADS = "metaft.tasks.episodes", "metaft.tasks.tokenize", "metaft.algorithms.heads"
+CLASSIFICATION = register_task_type(TaskType("classification", ("text", "label"), "accuracy", _labels,
                             f"{_EPISODES}:sample_classification", f"{_TOKENIZE}:encode_classification",
-                            ("text",), (5, 8, 16), "one label per text; predictions are class indices"))
-register_task_type(TaskType("ner", ("tokens", "tags"), "entity_f1", _tags,
+                            ("text",), (5, 8, 16), "one label per text; predictions are class indices",
+                            f"{_HEADS}:SEQUENCE_LABELS", "label", _render_label))
+NER = register_task_type(TaskType("ner", ("tokens", "tags"), "entity_f1", _tags,
                             f"{_EPISODES}:sample_ner", f"{_TOKENIZE}:encode_ner",
-                            ("tokens",), (3, 5, 10), "BIO tags per word; predictions are tag sequences"))
-register_task_type(TaskType("qa", ("context", "question", "answers"), "squad_f1", _spans,
+                            ("tokens",), (3, 5, 10), "BIO tags per word; predictions are tag sequences",
+                            f"{_HEADS}:TOKEN_LABELS", "tags", _render_tags))
+QA = register_task_type(TaskType("qa", ("context", "question", "answers"), "squad_f1", _spans,
                             f"{_EPISODES}:sample_qa", f"{_TOKENIZE}:encode_qa",
-                            ("question", "context"), (1, 16, 32), "extractive QA; predictions are answer texts"))
+                            ("question", "context"), (1, 16, 32), "extractive QA; predictions are answer texts",
+                            f"{_HEADS}:SPANS", None, _render_answer))

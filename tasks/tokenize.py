@@ -219,11 +219,14 @@ class EpisodeEncoder:
         return {"input_ids": input_ids, "attention_mask": mask}
 
     def encode(self, task_type: str, examples: list[dict], num_labels: int = 0) -> dict:
-        """One batch of ``examples``; ``task_type`` and ``num_labels`` ride along for the loss."""
+        """One batch of ``examples``; ``task_type``, its ``model_side`` and ``num_labels`` ride along for
+        the model and the loss."""
         if not examples:
             raise ValueError("cannot encode an empty list of examples")
-        batch = get_task_type(task_type).resolve("encoder")(self, examples, num_labels)
+        kind = get_task_type(task_type)
+        batch = kind.resolve("encoder")(self, examples, num_labels)
         batch["task_type"] = task_type
+        batch["model_side"] = kind.model_side  # the model reads its head and loss through it
         batch["num_labels"] = int(num_labels)
         return batch
 

@@ -77,12 +77,18 @@ PLUGIN = {
         [project.entry-points."GROUP.tasks"]
         imdb_tiny = "suite_plugin_demo:imdb_tiny"
         news_plugin = "suite_plugin_demo:news_plugin"
+        headlines = "suite_plugin_demo:headlines"
+        [project.entry-points."GROUP.task_types"]
+        headline = "suite_plugin_demo:HEADLINE"
     """,
     "suite_plugin_demo/__init__.py": """
-        from dataclasses import dataclass
+        from dataclasses import dataclass, replace
         import torch
+        from torch.nn import functional as F
         from metaft.algorithms import Algorithm, MetaConfig, as_batches, begin_episode
+        from metaft.algorithms.heads import ModelSide
         from metaft.tasks import DatasetSpec
+        from metaft.tasks.task_types import CLASSIFICATION
 
         @dataclass
         class Config(MetaConfig):
@@ -106,6 +112,27 @@ PLUGIN = {
                                label_names=("World", "Sports", "Business", "Sci/Tech"),
                                columns={"text": "text", "label": "label"}, splits=("test",), train_split=None,
                                eval_split="test", protocol_sides={"cross-dataset": "meta-test"})
+
+        # a task type with a model side of its own (a label-smoothed loss), its labels and its display
+        @dataclass(frozen=True)
+        class SmoothedLabels(ModelSide):
+            smoothing: float = 0.2
+            def loss(self, out, batch):
+                return F.cross_entropy(out, batch["labels"], ignore_index=-100, label_smoothing=self.smoothing)
+
+        SMOOTHED = SmoothedLabels("smoothed-labels", pooled=True, episode_head=True)
+
+        def render(example, label_names):
+            return f"<{label_names[example['label']]}> " + example["text"][:30]
+
+        HEADLINE = replace(CLASSIFICATION, name="headline", shape=(2, 2, 3), description="a headline's topic",
+                           model_side="suite_plugin_demo:SMOOTHED", render=render)
+
+        def headlines():
+            return DatasetSpec(name="headlines", hub_id="fancyzhx/ag_news", task_type="headline",
+                               label_names=("World", "Sports", "Business", "Sci/Tech"),
+                               columns={"text": "text", "label": "label"}, splits=("test",), train_split=None,
+                               eval_split="test")
     """,
 }
 
@@ -169,3 +196,62 @@ def test_a_plugin_dataset_joins_the_cross_dataset_protocol_from_its_own_file(tmp
     manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
     assert manifest["benchmark"]["meta_train_datasets"] == ["sst2"]
     assert manifest["benchmark"]["meta_test_datasets"] == ["news_plugin"]
+
+
+def test_a_task_type_from_one_file_runs_its_own_head_loss_evaluation_and_display(tmp_path, tiny_models, data_dir):
+    """A pip-installed task type that brings its own model side: the model's forward pass, the loss
+    (its own, label-smoothed), evaluation with the type's decoder and metric, label validation on
+    load, and `suite tasks show` with its own rendering; nothing in the suite is edited."""
+    target = install_plugin(tmp_path)
+    mirror = tmp_path / "mirror"
+    (mirror / "headlines").mkdir(parents=True)
+    (mirror / "headlines" / "test.parquet").symlink_to(Path(data_dir) / "ag_news" / "test.parquet")
+    probe = textwrap.dedent(f"""
+        import numpy as np, torch
+        from torch.nn import functional as F
+        from transformers import AutoModel, AutoTokenizer
+        from metaft.algorithms.transformer_learner import EpisodicTransformer, episode_loss
+        from metaft.suite.evaluate import evaluate
+        from metaft.tasks.episodes import sample_episode
+        from metaft.tasks.loading import load_split
+        from metaft.tasks.benchmark import default_shapes
+        from metaft.tasks.tokenize import EncodingSettings, EpisodeEncoder
+        torch.manual_seed(0)
+        loaded = load_split("headlines", "test", {str(mirror)!r})
+        episode = sample_episode(loaded, default_shapes()["headline"], np.random.default_rng(0))
+        path = {str(tiny_models["bert"])!r}
+        encoder = EpisodeEncoder(AutoTokenizer.from_pretrained(path), EncodingSettings(max_length=32, stride=8))
+        support = encoder.encode("headline", episode.support, 2)
+        query = encoder.encode("headline", episode.query, 2)
+        model = EpisodicTransformer(AutoModel.from_pretrained(path)).eval()  # no dropout: two passes agree
+        model.begin_episode([support])
+        logits = model(support)
+        loss = episode_loss(model, support)
+        assert torch.allclose(loss, F.cross_entropy(logits, support["labels"], label_smoothing=0.2))
+        assert not torch.allclose(loss, F.cross_entropy(logits, support["labels"]))
+        loss.backward()
+        assert model.backbone.embeddings.word_embeddings.weight.grad.abs().sum() > 0
+        print(support["model_side"], tuple(logits.shape), evaluate(model, [query], episode.label_names)["metric"])
+    """)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    side, *shape, metric = out.stdout.split()
+    assert side == "suite_plugin_demo:SMOOTHED" and shape == ["(4,", "2)"] and 0 <= float(metric) <= 1
+    show = subprocess.run([str(Path(sys.executable).parent / "suite"), "tasks", "show", "headlines", "--data-dir",
+                           str(mirror)], capture_output=True, text=True, env=env, timeout=300)
+    assert show.returncode == 0, show.stderr
+    assert show.stdout.count("\n  <") >= 7 and "task_type    headline" in show.stdout  # 4 support + 6 query lines
+    # label validation comes from the type's `labels`: a label outside the dataset's label names is refused
+    (mirror / "bad").mkdir()
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(Path(data_dir) / "ag_news" / "test.parquet")
+    pq.write_table(table.set_column(table.schema.get_field_index("label"), "label",
+                                    pa.array([7] * table.num_rows)), mirror / "bad" / "test.parquet")
+    (mirror / "headlines" / "test.parquet").unlink()
+    (mirror / "headlines" / "test.parquet").symlink_to(mirror / "bad" / "test.parquet")
+    bad = subprocess.run([str(Path(sys.executable).parent / "suite"), "tasks", "show", "headlines", "--data-dir",
+                          str(mirror)], capture_output=True, text=True, env=env, timeout=300)
+    assert bad.returncode == 2 and "outside 0..3" in bad.stderr, bad.stderr
