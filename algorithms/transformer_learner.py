@@ -1,4 +1,4 @@
-"""A pretrained encoder (BERT, RoBERTa, GPT-2) with heads for the three task types.
+"""A pretrained encoder (BERT, RoBERTa, GPT-2) with the heads its task types use (their model sides: heads.py).
 
 One encoder is meta-trained across classification, NER and QA episodes, so the model
 is an ``AutoModel`` backbone with heads of its own rather than one ``Auto*For*`` class
