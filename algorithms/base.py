@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 from torch import nn
 
-from metaft.suite.errors import ConfigError, FailedRunError
+from metaft.suite.foundation.errors import ConfigError, FailedRunError
 
 from .finetune import as_batches, finetune
 from .functional import _rng_state, _set_rng_state

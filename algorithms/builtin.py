@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metaft.suite.errors import ConfigError
+from metaft.suite.foundation.errors import ConfigError
 
 from .base import Algorithm, AlgorithmConfig, Episode, LossFn, MetaConfig, begin_episode, check_finite
 from .finetune import as_batches

@@ -7,7 +7,7 @@ from typing import Protocol, Sequence
 import torch
 from torch import nn
 
-from metaft.suite.errors import ConfigError
+from metaft.suite.foundation.errors import ConfigError
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:

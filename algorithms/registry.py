@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, TypeVar
 
-from metaft.suite.errors import ConfigError, NotFoundError
-from metaft.suite.registry import Registry
+from metaft.suite.foundation.errors import ConfigError, NotFoundError
+from metaft.suite.foundation.registry import Registry
 
 from .base import Algorithm
 

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from metaft.suite.errors import ConfigError
+from metaft.suite.foundation.errors import ConfigError
 
 from .base import Algorithm, AlgorithmConfig, Episode, LossFn, MetaTrainStats, begin_episode, meta_parameters
 from .finetune import StepFactory, as_batches, finetune

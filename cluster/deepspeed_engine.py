@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from metaft.algorithms.outer import make_optimizer
-from metaft.suite.errors import ConfigError
+from metaft.suite.foundation.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "deepspeed"
 if not torch.cuda.is_available():  # say so before anything imports deepspeed, rather than have it warn

@@ -15,7 +15,7 @@ import shlex
 import time
 from pathlib import Path
 
-from metaft.suite.errors import ConfigError, UnreachableError
+from metaft.suite.foundation.errors import ConfigError, UnreachableError
 
 EXCLUDES = [".venv", ".git", "results", "site", "artifacts", "__pycache__", "*.pyc", ".pytest_cache",
             "*.egg-info"]

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from metaft.suite.config import RunConfig, apply_overrides, hyperparameters
-from metaft.suite.errors import SuiteError, UnreachableError
+from metaft.suite.foundation.errors import SuiteError, UnreachableError
 from metaft.suite.storage import location
 
 SEARCHABLE = set(hyperparameters())  # the RunConfig fields marked as hyperparameters

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from metaft.suite.errors import SuiteError
+from metaft.suite.foundation.errors import SuiteError
 from metaft.suite.paths import check_replaceable, replace_folder, resolved
 from metaft.suite.storage import check_reachable, is_uri, location
 

@@ -23,7 +23,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
 
 from metaft.suite import __version__
-from metaft.suite.errors import ConfigError
+from metaft.suite.foundation.errors import ConfigError
 from metaft.suite.paths import check_replaceable, replace_folder
 from metaft.suite.results import Manifests, load_manifests, load_results
 

@@ -268,7 +268,7 @@ def across_recipes(tasks: pd.DataFrame) -> pd.DataFrame:
 
 def check_same_recipe(tasks: pd.DataFrame, pairs: Sequence[tuple[str, str]]) -> None:
     """An explicit pair of candidates that share no recipe is refused outside the labelled view."""
-    from metaft.suite.errors import ConfigError
+    from metaft.suite.foundation.errors import ConfigError
 
     if tasks.attrs.get(ACROSS_RECIPES) or "recipe" not in tasks or tasks["recipe"].nunique() < 2:
         return
@@ -285,7 +285,7 @@ def metric_sign(name: str) -> float:
     """+1 where a larger value of the metric is better, -1 where smaller is. A metric that is not
     registered (the plugin that wrote the rows is not installed) is an error: guessing its
     direction would swap "better" and "worse" for an error rate."""
-    from metaft.suite.errors import NotFoundError
+    from metaft.suite.foundation.errors import NotFoundError
     from metaft.tasks.metrics import METRICS
 
     if name not in METRICS:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from metaft.suite.errors import ConfigError
+from metaft.suite.foundation.errors import ConfigError
 from metaft.suite.paths import check_writable_location
 from metaft.suite.results import RunFolder, atomic_write_json
 from metaft.tasks import list_datasets

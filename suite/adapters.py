@@ -18,7 +18,7 @@ from pathlib import Path
 
 from torch import nn
 
-from .errors import SuiteError
+from .foundation.errors import SuiteError
 
 PEFT_METHODS = ("none", "lora", "ia3")
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from .errors import SuiteError
+from .foundation.errors import SuiteError
 from .settings import at_least, check_value, fingerprint_dict, finite_positive, in_range, schema, setting
 
 PRESETS = ("quick", "study", "paper")

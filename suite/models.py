@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import SuiteError
+from .foundation.errors import SuiteError
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import SuiteError
+from .foundation.errors import SuiteError
 
 if TYPE_CHECKING:
     from .storage import Location

@@ -44,9 +44,9 @@ from torch.nn import functional as F
 from metaft.algorithms.base import check_finite
 
 from .config import RECIPE_NAMES
-from .errors import ConfigError
 from .evaluate import eval_schedule
 from .flops import flops_per_token
+from .foundation.errors import ConfigError
 from .metering import Measurement, Meter
 
 if TYPE_CHECKING:

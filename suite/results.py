@@ -35,7 +35,7 @@ from typing import Callable, Iterable, Iterator
 import pandas as pd
 
 from .config import RunConfig
-from .errors import SuiteError
+from .foundation.errors import SuiteError
 from .storage import Location, StorageError, check_reachable, location
 
 log = logging.getLogger(__name__)

@@ -51,9 +51,9 @@ from metaft.tasks.pools import check_leakage
 from . import __version__, recipes
 from .adapters import add_adapters, save_adapter
 from .config import DEFAULT_RECIPE, RunConfig, hyperparameters, task_type_names
-from .errors import FailedRunError, SuiteError
 from .evaluate import eval_schedule, evaluate
 from .flops import flops_per_token
+from .foundation.errors import FailedRunError, SuiteError
 from .metering import Measurement, Meter
 from .models import load_backbone
 from .paths import check_writable_location

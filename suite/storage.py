@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any, Union
 from urllib.parse import urlsplit
 
-from .errors import SuiteError
+from .foundation.errors import SuiteError
 
 LOCAL_SCHEMES = ("", "file")
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")

@@ -22,7 +22,7 @@ from typing import Iterator
 
 import numpy as np
 
-from metaft.suite.errors import ConfigError
+from metaft.suite.foundation.errors import ConfigError
 
 from .episodes import Episode, EpisodeShape, sample_episode, split_ids
 from .loading import DataError, load_split

@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from metaft.suite.errors import ConfigError
+from metaft.suite.foundation.errors import ConfigError
 
 from .loading import DataError, LoadedSplit, example_ids
 from .task_types import get_task_type

@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from metaft.suite.errors import SuiteError
+from metaft.suite.foundation.errors import SuiteError
 
 from .registry import get_dataset_spec
 from .spec import DatasetSpec

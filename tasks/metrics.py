@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from metaft.suite.registry import Registry
+from metaft.suite.foundation.registry import Registry
 
 _PUNCT = set(string.punctuation)
 _ARTICLES = re.compile(r"\b(a|an|the)\b")

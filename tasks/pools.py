@@ -24,7 +24,7 @@ from typing import Iterable
 
 import numpy as np
 
-from metaft.suite.errors import ConfigError
+from metaft.suite.foundation.errors import ConfigError
 
 from .loading import DataError, LoadedSplit
 from .task_types import get_task_type

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from metaft.suite.errors import NotFoundError
-from metaft.suite.registry import Registry
+from metaft.suite.foundation.errors import NotFoundError
+from metaft.suite.foundation.registry import Registry
 
 from .spec import DatasetSpec
 

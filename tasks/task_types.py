@@ -17,7 +17,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
-from metaft.suite.registry import Registry
+from metaft.suite.foundation.registry import Registry
 
 from .metrics import decode_spans
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from metaft.suite.errors import ConfigError
+from metaft.suite.foundation.errors import ConfigError
 
 from .task_types import get_task_type
 

@@ -13,8 +13,8 @@ from transformers import AutoModel
 from metaft.algorithms import get_algorithm
 from metaft.algorithms.transformer_learner import EpisodicTransformer, episode_loss
 from metaft.suite.adapters import AdapterSettings, add_adapters, save_adapter
-from metaft.suite.errors import SuiteError
 from metaft.suite.flops import flops_per_token
+from metaft.suite.foundation.errors import SuiteError
 
 
 def lora_learner(path, method="lora", head_init="proto", **kw):

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from metaft.cluster.tune import load_search_file, parse_search_space
-from metaft.suite.errors import SuiteError
+from metaft.suite.foundation.errors import SuiteError
 
 CLUSTER = Path(__file__).resolve().parent.parent / "cluster"
 
@@ -65,7 +65,7 @@ def test_per_algorithm_tables_reach_only_their_algorithm(tmp_path):
     """A preset's tuned setting for one algorithm must not break (or change the identity of) runs of
     the others, and gives the same run identity as the same setting passed with --algo-arg."""
     from metaft.suite.config import resolve_config
-    from metaft.suite.errors import SuiteError
+    from metaft.suite.foundation.errors import SuiteError
     from metaft.suite.runner import algorithm_kwargs
 
     path = tmp_path / "c.toml"

@@ -8,7 +8,7 @@ import pkgutil
 
 import pytest
 
-from metaft.suite.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, ConfigError, NotFoundError, SuiteError
+from metaft.suite.foundation.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, ConfigError, NotFoundError, SuiteError
 
 PACKAGES = ("metaft.suite", "metaft.algorithms", "metaft.tasks", "metaft.leaderboard", "metaft.cluster")
 
@@ -53,7 +53,7 @@ def test_config_errors_are_value_errors_with_the_message():
 
 def test_usage_errors_are_one_line_and_every_comma_list_drops_empty_items(capsys):
     from metaft.suite import cli
-    from metaft.suite.cli_run import comma_list
+    from metaft.suite.cli.run import comma_list
 
     assert comma_list(" a, ,b,") == ["a", "b"]
     with pytest.raises(SystemExit) as exited:

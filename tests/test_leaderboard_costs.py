@@ -210,7 +210,7 @@ def test_the_mde_holds_its_power_with_two_null_co_candidates():
 
 def test_an_unregistered_metric_is_an_error_naming_the_missing_plugin():
     from metaft.leaderboard import stats
-    from metaft.suite.errors import NotFoundError
+    from metaft.suite.foundation.errors import NotFoundError
 
     tasks = pd.DataFrame(rows("baseline", np.ones((3, 7)), 1e9)).assign(metric_name="bleu_from_a_plugin")
     with pytest.raises(NotFoundError, match="bleu_from_a_plugin.*not registered.*install the plugin"):

@@ -8,8 +8,8 @@ import torch
 from results_fixture import PLANTED_VERDICTS, write_planted_verdicts
 
 from metaft.leaderboard import costs, stats, verdicts
-from metaft.suite.errors import NotFoundError
 from metaft.suite.evaluate import evaluate
+from metaft.suite.foundation.errors import NotFoundError
 from metaft.suite.results import load_results
 from metaft.tasks.metrics import METRICS, Metric, accuracy, get_metric, register_metric
 from metaft.tasks.task_types import get_task_type

@@ -74,7 +74,7 @@ def test_the_wheel_carries_its_data_files_and_console_script(installed):
 def test_the_installed_namespace_imports_from_the_venv_not_the_checkout(installed, tmp_path):
     """The foundation modules import nothing outside the standard library, so they load without deps."""
     python = installed.parents[2] / "bin" / "python"
-    probe = ("import metaft.suite.errors as e, metaft.suite.registry as r; print(e.__file__); print(r.__file__); "
+    probe = ("import metaft.suite.foundation.errors as e, metaft.suite.foundation.registry as r; print(e.__file__); print(r.__file__); "
              "import importlib.util as u; print(u.find_spec('suite'))")
     out = subprocess.run([str(python), "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=60)
     assert out.returncode == 0, out.stderr

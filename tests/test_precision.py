@@ -9,7 +9,7 @@ from transformers import AutoModel
 from metaft.algorithms import transformer_learner
 from metaft.algorithms.transformer_learner import EpisodicTransformer, bf16_support, episode_loss
 from metaft.suite.config import RunConfig
-from metaft.suite.errors import SuiteError
+from metaft.suite.foundation.errors import SuiteError
 from metaft.suite.results import load_results
 
 

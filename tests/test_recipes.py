@@ -12,7 +12,7 @@ from cli_driver import cli_many
 
 from metaft.suite import recipes
 from metaft.suite.config import preset
-from metaft.suite.errors import ConfigError, SuiteError
+from metaft.suite.foundation.errors import ConfigError, SuiteError
 
 
 @pytest.mark.parametrize("iterations", [0, 1, 20])

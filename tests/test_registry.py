@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from metaft.suite.errors import ConfigError, NotFoundError
-from metaft.suite.registry import Registry
+from metaft.suite.foundation.errors import ConfigError, NotFoundError
+from metaft.suite.foundation.registry import Registry
 
 
 class Base:
@@ -120,7 +120,7 @@ def test_a_task_type_from_one_file_samples_encodes_and_configures_without_suite_
 
 
 def test_a_datasets_protocol_side_is_checked_where_it_is_declared():
-    from metaft.suite.errors import ConfigError
+    from metaft.suite.foundation.errors import ConfigError
     from metaft.tasks import DatasetSpec
 
     base = dict(name="probe", hub_id=None, task_type="classification", label_names=("a", "b"),

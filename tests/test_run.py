@@ -266,7 +266,7 @@ def test_an_internal_bug_keeps_its_traceback(bug, tiny_models, tiny_config, tmp_
 def test_algo_args_reach_the_algorithm_and_episodes_carry_their_source(tiny_models, tiny_config, tmp_path):
     from metaft.algorithms import Algorithm, register_algorithm
     from metaft.algorithms.base import MetaConfig
-    from metaft.suite.cli_run import parse_algo_args
+    from metaft.suite.cli.run import parse_algo_args
     from metaft.suite.config import resolve_config
     from metaft.suite.runner import Runner, algorithm_kwargs
 

@@ -12,7 +12,7 @@ import pytest
 
 from metaft.suite.cli import build_parser
 from metaft.suite.config import PRESETS, RunConfig, apply_overrides, preset, resolve_config
-from metaft.suite.errors import SuiteError
+from metaft.suite.foundation.errors import SuiteError
 from metaft.suite.settings import add_arguments, at_least, overrides_from_args, reference_rows, schema, setting
 
 SUITE = str(Path(sys.executable).parent / "suite")

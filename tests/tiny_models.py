@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from metaft.suite.errors import ConfigError
+from metaft.suite.foundation.errors import ConfigError
 
 ARCHITECTURES = ("bert", "roberta", "gpt2")
 _BPE_CORPUS = (

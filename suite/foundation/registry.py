@@ -14,7 +14,7 @@ One policy everywhere:
 - an unknown name raises `NotFoundError` listing the known names, with "did you mean" when one
   is close.
 
-Like `metaft.suite.errors`, this module imports nothing from the project, so every layer can use it.
+Like `metaft.suite.foundation.errors`, this module imports nothing from the project, so every layer can use it.
 """
 from __future__ import annotations
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from .config import PRESETS, RunConfig, preset, resolve_config
-from .errors import SuiteError
-from .settings import HelpWithDefaults, add_arguments, comma_floats, comma_list, overrides_from_args
+from ..config import PRESETS, RunConfig, preset, resolve_config
+from ..foundation.errors import SuiteError
+from ..settings import HelpWithDefaults, add_arguments, comma_floats, comma_list, overrides_from_args
 
 __all__ = ["add_parsers", "comma_floats", "comma_list", "config_from_args", "seed_value"]
 
 
 def seed_value(value: str) -> int:
     """argparse type of every seed option: an integer numpy accepts as a seed."""
-    from .config import MAX_SEED
+    from ..config import MAX_SEED
 
     try:
         seed = int(value)
@@ -127,7 +127,7 @@ def parse_algo_args(items: list[str]) -> list[tuple[str, object]]:
 
 
 def cmd_run(args) -> int:
-    from .runner import Runner
+    from ..runner import Runner
     from .summary import format_summary
 
     config = config_from_args(args)
@@ -145,8 +145,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_results(args) -> int:
-    from .results import load_results
-    from .table import format_table
+    from ..results import load_results
+    from ..table import format_table
 
     runs, tasks = load_results(*args.dirs, skip_corrupt=args.skip_corrupt)
     if runs.empty:
@@ -167,9 +167,9 @@ def cmd_algorithms(args) -> int:
 
     from metaft.algorithms import algorithm_class, list_algorithms
 
-    from .runner import algorithm_kwargs
-    from .settings import default_of
-    from .table import format_table
+    from ..runner import algorithm_kwargs
+    from ..settings import default_of
+    from ..table import format_table
 
     rows = []
     for name in list_algorithms():

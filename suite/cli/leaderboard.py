@@ -6,8 +6,8 @@ import functools
 import http.server
 from pathlib import Path
 
-from .cli_run import add_skip_corrupt
-from .errors import ConfigError, SuiteError
+from ..foundation.errors import ConfigError, SuiteError
+from .run import add_skip_corrupt
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .cli_run import add_setting_arguments, comma_list, seed_value
-from .config import PRESETS
-from .errors import ConfigError
-from .paths import check_writable_location
-from .settings import HelpWithDefaults
+from ..config import PRESETS
+from ..foundation.errors import ConfigError
+from ..paths import check_writable_location
+from ..settings import HelpWithDefaults
+from .run import add_setting_arguments, comma_list, seed_value
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -19,9 +19,9 @@ from metaft.tasks.episodes import sample_episode
 from metaft.tasks.pools import check_leakage
 from metaft.tasks.task_types import get_task_type
 
-from .cli_run import comma_list, seed_value
-from .paths import check_output_file
-from .table import format_table
+from ..paths import check_output_file
+from ..table import format_table
+from .run import comma_list, seed_value
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

@@ -11,8 +11,8 @@ import logging
 import os
 import sys
 
-from . import __version__
-from .errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, SuiteError
+from .. import __version__
+from ..foundation.errors import EXIT_BAD_INPUT, EXIT_RUN_FAILED, SuiteError
 
 QUIET_ENVIRONMENT = {
     "TRANSFORMERS_VERBOSITY": "error", "DATASETS_VERBOSITY": "error", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
@@ -39,9 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    from . import cli_cluster, cli_leaderboard, cli_run, cli_tasks
+    from . import cluster, leaderboard, run, tasks
 
-    for module in (cli_tasks, cli_run, cli_leaderboard, cli_cluster):
+    for module in (tasks, run, leaderboard, cluster):
         module.add_parsers(sub)
     return parser
 

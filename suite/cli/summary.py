@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .table import format_table
+from ..table import format_table
 
 
 def summarize(tasks: pd.DataFrame) -> pd.DataFrame:
