@@ -7,10 +7,12 @@ meta-learned initialisation; ``adapt`` returns a fine-tuned copy and leaves the 
 unchanged. Every algorithm adapts with the same shared fine-tuning code, so all are
 evaluated by one procedure.
 
-A model may define two optional hooks: ``begin_episode(support_batches)`` (called
-before a task is adapted, e.g. to build a Proto-MAML head for the episode's classes)
-and ``meta_parameters()`` (the parameters the outer loop updates; default: all
-trainable ones).
+A model may declare optional hooks, each a small `typing.Protocol` below (`BeginsEpisodes`:
+``begin_episode(support_batches)``, called before a task is adapted, e.g. to build a
+Proto-MAML head for the episode's classes; `HasMetaParameters`: ``meta_parameters()``, the
+parameters the outer loop updates, default all trainable ones; `HasEpisodeParameters`,
+`HasHeadParameters`). An algorithm that chooses among candidate starts declares
+`SelectsSource`.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ import copy
 import dataclasses
 import logging
 import math
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import torch
 from torch import nn
@@ -101,16 +104,44 @@ def is_out_of_memory(exc: BaseException) -> bool:
         isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))
 
 
+# The optional hooks a model may declare, one protocol each (a model implements any subset; a
+# plain nn.Module implements none and gets the defaults of the functions below).
+@runtime_checkable
+class HasMetaParameters(Protocol):
+    def meta_parameters(self) -> list[nn.Parameter]:
+        """The parameters the outer loop updates (default: all that require grad)."""
+        ...
+
+
+@runtime_checkable
+class BeginsEpisodes(Protocol):
+    def begin_episode(self, support: Sequence) -> None:
+        """Called with an episode's support batches before its inner loop (e.g. to build a head)."""
+        ...
+
+
+@runtime_checkable
+class HasEpisodeParameters(Protocol):
+    def episode_parameters(self) -> list[nn.Parameter]:
+        """Per-episode parameters (a head built by begin_episode) that fine-tuning also trains."""
+        ...
+
+
+@runtime_checkable
+class HasHeadParameters(Protocol):
+    def head_parameter_names(self) -> list[str]:
+        """The parameters ANIL adapts (default: the last layer with weights)."""
+        ...
+
+
 def meta_parameters(model: nn.Module) -> list[nn.Parameter]:
-    hook = getattr(model, "meta_parameters", None)
-    params = list(hook()) if callable(hook) else list(model.parameters())
+    params = list(model.meta_parameters()) if isinstance(model, HasMetaParameters) else list(model.parameters())
     return [p for p in params if p.requires_grad]
 
 
 def begin_episode(model: nn.Module, support: Sequence) -> None:
-    hook = getattr(model, "begin_episode", None)
-    if callable(hook):
-        hook(support)
+    if isinstance(model, BeginsEpisodes):
+        model.begin_episode(support)
 
 
 def check_finite(loss: torch.Tensor, where: str) -> None:
@@ -312,5 +343,17 @@ class Algorithm:
 
 
 def _episode_parameters(model: nn.Module) -> list[nn.Parameter]:
-    hook = getattr(model, "episode_parameters", None)
-    return [p for p in hook() if p.requires_grad] if callable(hook) else []
+    return [p for p in model.episode_parameters() if p.requires_grad] if isinstance(model, HasEpisodeParameters) else []
+
+
+@runtime_checkable
+class SelectsSource(Protocol):
+    """An algorithm that chooses its start among candidates (intermediate): the runner's hindsight
+    (oracle) mode fine-tunes from each, with the choice forced."""
+
+    def candidate_sources(self) -> list[str]:
+        ...
+
+    def forcing_source(self, source: str) -> AbstractContextManager[None]:
+        """While inside, `start` uses ``source`` instead of choosing."""
+        ...

@@ -9,7 +9,17 @@ from torch import nn
 
 from metaft.suite.foundation.errors import ConfigError
 
-from .base import Algorithm, AlgorithmConfig, Episode, LossFn, MetaConfig, begin_episode, check_finite
+from .base import (
+    Algorithm,
+    AlgorithmConfig,
+    BeginsEpisodes,
+    Episode,
+    HasHeadParameters,
+    LossFn,
+    MetaConfig,
+    begin_episode,
+    check_finite,
+)
 from .finetune import as_batches
 from .functional import (
     batched_query_losses,
@@ -29,9 +39,8 @@ def trainable_names(model: nn.Module) -> list[str]:
 
 def head_names(model: nn.Module) -> list[str]:
     """The parameters ANIL adapts: ``model.head_parameter_names()`` or the last layer with weights."""
-    hook = getattr(model, "head_parameter_names", None)
-    if callable(hook):
-        return list(hook())
+    if isinstance(model, HasHeadParameters):
+        return list(model.head_parameter_names())
     last = None
     for name, module in model.named_modules():
         if any(True for _ in module.parameters(recurse=False)):
@@ -123,7 +132,7 @@ class MAML(Algorithm):
         lr = self.inner_lr(model)
         supports = [as_batches(ep.support) for ep in episodes]
         queries = [as_batches(ep.query) for ep in episodes]
-        if (callable(getattr(model, "begin_episode", None)) or isinstance(lr, dict)
+        if (isinstance(model, BeginsEpisodes) or isinstance(lr, dict)
                 or not all(stackable([s[k] for s in supports]) for k in range(len(supports[0])))
                 or not all(stackable([q[k] for q in queries]) for k in range(len(queries[0])))
                 or len({len(s) for s in supports}) > 1 or len({len(q) for q in queries}) > 1):

@@ -23,9 +23,10 @@ being diluted by the others' zeros.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -260,7 +261,7 @@ class Intermediate(SourceAlgorithm):
         super().__init__(config)
         self.sources: dict[str, dict[str, torch.Tensor]] = {}  # fine-tuned weights per source (the cache)
         self.centroids: dict[str, torch.Tensor] = {}
-        self.force_source: str | None = None  # set by a runner's hindsight (oracle) mode
+        self._forced: str | None = None  # set by forcing_source (a runner's hindsight mode)
         self.last_choice: dict | None = None
 
     def meta_train(self, model: nn.Module, episodes: Iterable[Episode], loss_fn: LossFn, steps: int | None = None,
@@ -279,6 +280,17 @@ class Intermediate(SourceAlgorithm):
     def candidate_sources(self) -> list[str]:
         return list(self.sources)
 
+    @contextlib.contextmanager
+    def forcing_source(self, source: str) -> Iterator[None]:
+        """`SelectsSource`: while inside, `start` uses ``source`` instead of choosing."""
+        if source not in self.sources:
+            raise ConfigError(f"unknown source {source!r}; have {', '.join(self.sources)}")
+        self._forced = source
+        try:
+            yield
+        finally:
+            self._forced = None
+
     def select(self, model: nn.Module, support: Sequence) -> tuple[str, dict[str, float]]:
         """The source whose centroid is most similar to the support set's mean embedding."""
         if not self.sources:
@@ -288,10 +300,8 @@ class Intermediate(SourceAlgorithm):
         return max(sims, key=lambda s: sims[s]), sims
 
     def start(self, model: nn.Module, support: Any) -> nn.Module:
-        if self.force_source is not None:
-            if self.force_source not in self.sources:
-                raise ConfigError(f"unknown source {self.force_source!r}; have {', '.join(self.sources)}")
-            chosen, sims = self.force_source, dict[str, float]()
+        if self._forced is not None:
+            chosen, sims = self._forced, dict[str, float]()
         else:
             chosen, sims = self.select(model, support)
         self.last_choice = {"source": chosen, "similarity": sims}

@@ -31,7 +31,7 @@ import torch
 
 from metaft.algorithms import Episode as AlgoEpisode
 from metaft.algorithms import get_algorithm
-from metaft.algorithms.base import NonFiniteLossError, meta_parameters
+from metaft.algorithms.base import NonFiniteLossError, SelectsSource, meta_parameters
 from metaft.algorithms.registry import algorithm_class
 from metaft.algorithms.transformer_learner import EpisodicTransformer, bf16_support, episode_loss
 from metaft.tasks import (
@@ -174,7 +174,7 @@ class Runner:
         if config.eval_mode == "own" and not algo.has_own_adaptation():
             raise SuiteError(f"algorithm {config.algo!r} has no own adaptation (it is a reference); "
                              f"evaluate it with eval_mode = 'shared'")
-        if config.eval_mode == "hindsight" and not callable(getattr(algo, "candidate_sources", None)):
+        if config.eval_mode == "hindsight" and not isinstance(algo, SelectsSource):
             raise SuiteError(f"eval_mode 'hindsight' needs an algorithm that chooses among candidate starts "
                              f"(intermediate); {config.algo!r} has none")
 
@@ -445,12 +445,9 @@ class Runner:
         """The oracle bound of a selecting algorithm: fine-tune from every candidate start, keep
         the best on the query set. Its cost is the sum over all candidates."""
         results = {}
-        try:
-            for source in algo.candidate_sources():
-                algo.force_source = source
+        for source in algo.candidate_sources():
+            with algo.forcing_source(source):
                 results[source] = self._finetune(ep, learner, algo, encoder, lr, seed, "shared")
-        finally:
-            algo.force_source = None
         metric = dataset_metric(ep.dataset)
         best = max(results, key=lambda s: metric.oriented(results[s].curve[-1][1]))
         total = Measurement()

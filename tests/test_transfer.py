@@ -155,10 +155,18 @@ def test_selector_picks_the_source_whose_texts_the_target_nearly_duplicates(tiny
         assert torch.equal(dict(model.named_parameters())[name].detach(), value)
     moved = dict(adapted.named_parameters())
     assert any(not torch.equal(moved[n].detach(), algo.sources["football"][n]) for n in before)
-    # the oracle's forced start is honoured and recorded
-    algo.force_source = "chemistry"
-    algo.adapt(model, support, episode_loss, steps=0)
+    # the oracle's forced start is honoured and recorded, only while forced, and declared (SelectsSource)
+    from metaft.algorithms.base import SelectsSource
+    from metaft.suite.foundation.errors import ConfigError
+
+    assert isinstance(algo, SelectsSource) and not isinstance(get_algorithm("reptile"), SelectsSource)
+    with algo.forcing_source("chemistry"):
+        algo.adapt(model, support, episode_loss, steps=0)
     assert algo.adaptation_info()["source"] == "chemistry"
+    algo.adapt(model, support, episode_loss, steps=0)
+    assert algo.adaptation_info()["source"] == "football"
+    with pytest.raises(ConfigError, match="unknown source 'physics'"), algo.forcing_source("physics"):
+        pass
 
 
 def test_intermediate_state_round_trips_for_resume(tiny_models, tokenizers):
