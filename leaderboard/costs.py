@@ -283,13 +283,8 @@ def amortization(tasks: pd.DataFrame, runs: pd.DataFrame | None, references: lis
     tasks = figures.with_schedules(stats.prepare(tasks))
     upfront = upfront_flops(runs)
     out = []
-    for (model, dataset), scope in tasks.groupby(["model", "dataset"], sort=True, observed=True):
-        protocols = scope["protocol_fingerprint"].astype(str)
-        distinct = pd.unique(protocols)
-        for protocol in distinct:  # pairs under different protocols are separate studies
-            sub = scope if len(distinct) == 1 else scope[(protocols == protocol).to_numpy()]
-            suffix = "" if len(distinct) == 1 else f" (protocol {protocol[:8]})"
-            out += _scope_rows(sub, model, dataset, suffix, references, upfront, margin, n_resamples)
+    for model, dataset, suffix, sub in stats.paired_scopes(tasks):
+        out += _scope_rows(sub, model, dataset, suffix, references, upfront, margin, n_resamples)
     return pd.DataFrame(out)
 
 
@@ -298,10 +293,9 @@ def _scope_rows(sub: pd.DataFrame, model, dataset, suffix: str, references, upfr
     by_algo = {str(a): df for a, df in sub.groupby("algo", sort=True, observed=True)}
     sign = stats.scope_sign(sub)
     out = []
-    for ref in (references if references is not None else stats.references_in(sub)):
-        if ref not in by_algo:
-            continue
-        for cand in sorted(a for a in by_algo if a != ref):
+    for ref, candidates in stats.reference_families(by_algo, references if references is not None
+                                                    else stats.references_in(sub)):
+        for cand in candidates:
             joined = by_algo[cand].merge(by_algo[ref], on=stats.PAIR_KEYS, suffixes=("", "_ref"))
             if joined.empty:
                 continue

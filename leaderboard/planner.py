@@ -76,21 +76,15 @@ def plan(tasks: pd.DataFrame, runs: pd.DataFrame, manifests: Mapping[str, dict],
     tasks = stats.prepare(tasks)
     per_run = runs.set_index("run_id") if len(runs) else pd.DataFrame()
     rows = []
-    for (model, dataset), scope in tasks.groupby(["model", "dataset"], sort=True):
-        protocols = scope["protocol_fingerprint"].astype(str)
-        distinct = pd.unique(protocols)
-        for protocol in distinct:  # separate studies: never pooled into one sd
-            sub = scope[(protocols == protocol).to_numpy()]
-            suffix = "" if len(distinct) == 1 else f" (protocol {protocol[:8]})"
-            rows += _plan_rows(sub, model, dataset, suffix, per_run, manifests, effect, alpha, power)
+    for model, dataset, suffix, sub in stats.paired_scopes(tasks):  # protocols apart: never pooled into one sd
+        rows += _plan_rows(sub, model, dataset, suffix, per_run, manifests, effect, alpha, power)
     return pd.DataFrame(rows)
 
 
 def _plan_rows(sub, model, dataset, suffix, per_run, manifests, effect, alpha, power) -> list[dict]:
     table = stats.wide(sub, "metric")
     rows = []
-    for ref in stats.references_in(sub):
-        candidates = sorted(c for c in table.columns if c != ref)
+    for ref, candidates in stats.reference_families(table.columns, stats.references_in(sub)):
         level = alpha / max(len(candidates), 1)  # Holm's first level over this reference's family
         for cand in candidates:
             joined = table[[cand, ref]].dropna()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from itertools import combinations
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -468,6 +468,31 @@ def references_in(tasks: pd.DataFrame, first: str = "baseline") -> list[str]:
     """The references present: ``first`` (e.g. --baseline), then the others of REFERENCES."""
     present = set(tasks["algo"].unique())
     return [r for r in dict.fromkeys((first,) + REFERENCES) if r in present]
+
+
+def paired_scopes(tasks: pd.DataFrame, split_protocols: bool = True
+                  ) -> Iterator[tuple[str, str, str, pd.DataFrame]]:
+    """The one walk over what is compared: ``(model, dataset, label, rows)`` per model and dataset,
+    sorted, and with ``split_protocols`` per protocol too (pairs under different protocols are
+    separate studies, never pooled; ``label`` is " (protocol abcd1234)" then, else ""). Verdicts,
+    costs and the planner all iterate this."""
+    for (model, dataset), scope in tasks.groupby(["model", "dataset"], sort=True, observed=True):
+        protocols = scope["protocol_fingerprint"].astype(str)
+        distinct = pd.unique(protocols) if split_protocols else [None]
+        for protocol in distinct:
+            if protocol is None or len(distinct) == 1:
+                yield str(model), str(dataset), "", scope
+            else:
+                yield str(model), str(dataset), f" (protocol {protocol[:8]})", scope[(protocols == protocol).to_numpy()]
+
+
+def reference_families(candidates: Iterable[str], references: Iterable[str]) -> Iterator[tuple[str, list[str]]]:
+    """``(reference, its candidates)`` for every reference present among ``candidates``: the family
+    Holm runs over (every other candidate, sorted)."""
+    present = set(candidates)
+    for ref in references:
+        if ref in present:
+            yield ref, sorted(c for c in present if c != ref)
 
 
 def all_pairs(tasks: pd.DataFrame, **kw) -> pd.DataFrame:

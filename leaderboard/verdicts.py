@@ -141,17 +141,15 @@ def verdicts(tasks: pd.DataFrame, references: list[str] | None = None, margin: f
     """Every candidate against every reference present, per model and dataset."""
     tasks = stats.prepare(tasks)
     rows: list[Verdict] = []
-    for (model, dataset), sub in tasks.groupby(["model", "dataset"], sort=True):
+    for model, dataset, _, sub in stats.paired_scopes(tasks, split_protocols=False):
         refs = references if references is not None else stats.references_in(sub)
         table = stats.wide(sub, "metric")
         metric_name = str(sub["metric_name"].iloc[0])
         larger_better = (stats.scope_sign(sub) > 0) == higher_is_better
-        for ref in refs:
-            if ref not in table.columns:
-                continue
+        for ref, candidates in stats.reference_families(table.columns, refs):
             family = []
-            family_size = sum(1 for c in table.columns if c != ref)
-            for cand in sorted(c for c in table.columns if c != ref):
+            family_size = len(candidates)
+            for cand in candidates:
                 v = Verdict(str(model), str(dataset), metric_name, cand, ref, 0, margin=margin,
                             higher_is_better=larger_better)
                 a, b = stats.paired_values(sub, "metric", cand, ref, table=table)
@@ -235,8 +233,8 @@ def stratified_summary(tasks: pd.DataFrame, n_permutations: int = 9999, seed: in
         # one paired table per dataset, shared by every (candidate, reference)
         tables = [(stats.wide(ds, "metric"), stats.scope_sign(ds))
                   for _, ds in sub.groupby("dataset", sort=True, observed=True)]
-        for ref in stats.references_in(sub):
-            for cand in sorted(a for a in sub["algo"].unique() if a != ref):
+        for ref, candidates in stats.reference_families(sub["algo"].unique(), stats.references_in(sub)):
+            for cand in candidates:
                 by_protocol: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # separate studies
                 for table, sign in tables:
                     if cand in table and ref in table:
