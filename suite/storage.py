@@ -34,6 +34,7 @@ from typing import Any, Union
 from urllib.parse import urlsplit
 
 from .foundation.errors import SuiteError
+from .foundation.files import atomic_write_file
 
 LOCAL_SCHEMES = ("", "file")
 _URI = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
@@ -238,14 +239,7 @@ class Location:
     def write_bytes(self, data: bytes, content_type: str | None = None) -> None:
         """Write the whole object, visible at once or not at all (see the module docstring)."""
         if self.is_local:
-            path = Path(self.path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+            atomic_write_file(self.path, data)
             return
         with self._errors():
             with self.fs.open_output_stream(self.path, metadata={"Content-Type": content_type}

@@ -23,6 +23,7 @@ from typing import Iterator
 import numpy as np
 
 from metaft.suite.foundation.errors import ConfigError
+from metaft.suite.foundation.files import atomic_write_file
 
 from .episodes import Episode, EpisodeShape, sample_episode, split_ids
 from .loading import DataError, load_split
@@ -273,12 +274,7 @@ class EpisodeManifest:
                 "tasks": self.tasks}
 
     def write(self, path: str | os.PathLike) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=1))
-        os.replace(tmp, path)
-        return path
+        return atomic_write_file(path, json.dumps(self.to_dict(), indent=1).encode())
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "EpisodeManifest":
