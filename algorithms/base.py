@@ -29,7 +29,7 @@ from torch import nn
 
 from metaft.suite.foundation.errors import ConfigError, FailedRunError
 
-from .finetune import as_batches, finetune
+from .finetune import StepFactory, as_batches, finetune
 from .functional import _rng_state, _set_rng_state
 from .outer import OuterStep, TorchOuterStep
 
@@ -179,6 +179,9 @@ class Algorithm:
     Config: type[AlgorithmConfig] = AlgorithmConfig
     meta_learns = True  # False for the plain fine-tuning baseline
     uses_outer_step = True  # False: meta-training is plain fine-tuning (merge, intermediate), no outer update
+    # where meta-training is plain fine-tuning (uses_outer_step False), what applies its updates: a
+    # runner's engine (e.g. DeepSpeed) sets it; None: torch optimizers
+    step_factory: StepFactory | None = None
     second_order = False  # True: the meta-gradient differentiates through inner-loop gradients
     supports_zero3 = False  # True: meta-training never needs whole weights outside the engine's forward/backward
 

@@ -177,7 +177,6 @@ class SourceAlgorithm(Algorithm):
 
     Config = SourceConfig
     uses_outer_step = False
-    step_factory: StepFactory | None = None
 
     def meta_steps(self, n_episodes: int, meta_batch_size: int, n_sources: int = 1) -> int:
         steps = self.config.source_steps

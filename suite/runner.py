@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import tempfile
+import typing
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from metaft.algorithms import Algorithm, get_algorithm
 from metaft.algorithms import Episode as AlgoEpisode
-from metaft.algorithms import get_algorithm
 from metaft.algorithms.base import NonFiniteLossError, SelectsSource, meta_parameters
 from metaft.algorithms.registry import algorithm_class
 from metaft.algorithms.transformer_learner import EpisodicTransformer, bf16_support, episode_loss
@@ -44,7 +45,7 @@ from metaft.tasks import (
     iter_episodes,
     make_benchmark,
 )
-from metaft.tasks.benchmark import SIDES, query_overlap
+from metaft.tasks.benchmark import SIDES, BenchmarkSpec, EpisodeManifest, query_overlap
 from metaft.tasks.metrics import Metric, get_metric
 from metaft.tasks.pools import check_leakage
 
@@ -124,6 +125,24 @@ class RunResult:
     run_row: dict
     tasks: pd.DataFrame
     skipped: bool = False
+
+
+@dataclass
+class RunContext:
+    """One run's state, built once by `Runner._context` and handed to every stage."""
+
+    folder: RunFolder
+    seed: int
+    bench: BenchmarkSpec
+    episodes: dict[str, list]
+    manifest: EpisodeManifest
+    learner: EpisodicTransformer
+    algo: Algorithm
+    encoder: EpisodeEncoder
+    cache: TokenCache
+    pooling: str
+    trainable: int  # parameters the outer loop updates
+    common: dict  # the columns every task row of the run shares
 
 
 class Runner:
@@ -230,7 +249,23 @@ class Runner:
 
     def _run_locked(self, folder: RunFolder, lm, seed: int, bench, episodes: dict, leakage,
                     manifest) -> RunResult:
-        model_name = lm.name
+        """The stages of one run, in order; each reads and writes through the run's context."""
+        done = self._prepare_folder(folder, lm.name, seed, bench, leakage, manifest)
+        if done is not None:
+            return done
+        ctx = self._context(folder, lm, seed, bench, episodes, manifest)
+        meta, meta_stats = self._meta_train(ctx)
+        lrs, selection, sel_cost = self._select_lrs(ctx)
+        if self.rank == 0 and selection is not None:
+            folder.write_manifest(dict(folder.read_manifest(), lr_selection=selection))
+        # evaluate_on = "meta-val" scores the validation tasks instead (hyperparameter search, e.g. `suite tune`)
+        self._meta_test(ctx, episodes[self.config.evaluate_on], lrs)
+        return self._finish(ctx, meta, meta_stats, sel_cost)
+
+    def _prepare_folder(self, folder: RunFolder, model_name: str, seed: int, bench, leakage,
+                        manifest) -> RunResult | None:
+        """Stage 1: overwrite, refuse or resume the run folder and write its manifest; the stored
+        result when a resumed run is already complete."""
         cfg, run_id = self.config, folder.run_id
         previous = None
         if self.rank == 0 and folder.path.exists():
@@ -264,32 +299,34 @@ class Runner:
                 "pools": manifest.pools, "leakage_check": leakage, "query_overlap": query_overlap(manifest.tasks),
                 "engine": self.engine.describe() if self.engine else {"engine": "torch"},
             })
+        return None
 
+    def _context(self, folder: RunFolder, lm, seed: int, bench, episodes: dict, manifest) -> RunContext:
+        """Stage 2: the learner on its device, the encoder, the algorithm and the rows' shared columns."""
+        cfg = self.config
         pooling = lm.pooling if cfg.pooling == "auto" and lm.pooling else cfg.pooling
         learner = EpisodicTransformer(lm.backbone, head_init=cfg.head_init, freeze_embeddings=cfg.freeze_embeddings,
                                       gradient_checkpointing=cfg.gradient_checkpointing, pooling=pooling,
                                       precision=cfg.precision).to(self.device)
-        trainable = sum(p.numel() for p in learner.meta_parameters())
         cache = TokenCache()
         encoder = EpisodeEncoder(lm.tokenizer, EncodingSettings(cfg.max_length, cfg.stride), cache)
-        algo = get_algorithm(cfg.algo, **algorithm_kwargs(cfg))
-        common = {"run_id": run_id, "algo": cfg.algo, "model": model_name, "seed": seed, "benchmark": bench.key,
+        common = {"run_id": folder.run_id, "algo": cfg.algo, "model": lm.name, "seed": seed, "benchmark": bench.key,
                   "episodes_fingerprint": manifest.fingerprint, "protocol_fingerprint": protocol_fingerprint(cfg, bench),
                   "eval_mode": cfg.eval_mode, "peft": cfg.peft, "precision": cfg.precision, "recipe": cfg.recipe,
                   "protocol_base": protocol_fingerprint(dataclasses.replace(cfg, recipe=DEFAULT_RECIPE), bench)}
+        trainable = sum(p.numel() for p in learner.meta_parameters())
+        return RunContext(folder, seed, bench, episodes, manifest, learner,
+                          get_algorithm(cfg.algo, **algorithm_kwargs(cfg)), encoder, cache, pooling, trainable, common)
 
-        meta, meta_stats = self._meta_train(folder, learner, algo, encoder, episodes["meta-train"], seed)
-        lrs, selection, sel_cost = self._select_lrs(folder, learner, algo, encoder, episodes, seed)
-        if self.rank == 0 and selection is not None:
-            folder.write_manifest(dict(folder.read_manifest(), lr_selection=selection))
-        # evaluate_on = "meta-val" scores the validation tasks instead (hyperparameter search, e.g. `suite tune`)
-        self._meta_test(folder, learner, algo, encoder, episodes[cfg.evaluate_on], seed, lrs, common)
-        cache.flush()
+    def _finish(self, ctx: RunContext, meta: Measurement, meta_stats: dict, sel_cost: Measurement) -> RunResult:
+        """Last stage: the run row (its presence marks the run complete), the init kept or dropped."""
+        cfg, folder = self.config, ctx.folder
+        ctx.cache.flush()
         barrier()  # every rank's tasks are written
         tasks = folder.read_tasks()
-        run_row = dict(common, protocol=bench.protocol, config_fingerprint=cfg.fingerprint(),
+        run_row = dict(ctx.common, protocol=ctx.bench.protocol, config_fingerprint=cfg.fingerprint(),
                        suite_version=__version__, git_revision=git_revision(), device=str(self.device),
-                       engine=cfg.engine, trainable_parameters=trainable, pooling=pooling,
+                       engine=cfg.engine, trainable_parameters=ctx.trainable, pooling=ctx.pooling,
                        **meta_stats, **meta.to_dict("meta_"), **sel_cost.to_dict("selection_"),
                        n_tasks=len(tasks), mean_metric=float(tasks["metric"].mean()),
                        total_ft_seconds=float(tasks["ft_seconds"].sum()),
@@ -302,10 +339,10 @@ class Runner:
                 init.unlink()
             else:  # the meta-learned adapter start in peft's format, beside init.pt
                 with tempfile.TemporaryDirectory() as tmp:
-                    if save_adapter(learner.backbone, Path(tmp) / "adapter"):
+                    if save_adapter(ctx.learner.backbone, Path(tmp) / "adapter"):
                         (folder.path / "adapter").upload(Path(tmp) / "adapter")
         barrier()
-        return RunResult(run_id, folder.path, run_row, tasks)
+        return RunResult(folder.run_id, folder.path, run_row, tasks)
 
     # ------------------------------------------------------------------ meta-training
     def _shard_meta_episodes(self, algo) -> bool:
@@ -313,8 +350,8 @@ class Runner:
         per-source methods need every source's episodes on one rank."""
         return self.world > 1 and self.engine is not None and algo.uses_outer_step
 
-    def _meta_episodes(self, encoder, episodes: list, seed: int, shard: bool = False) -> Iterator[AlgoEpisode]:
-        cfg = self.config
+    def _meta_episodes(self, ctx: RunContext, shard: bool = False) -> Iterator[AlgoEpisode]:
+        cfg, encoder, seed, episodes = self.config, ctx.encoder, ctx.seed, ctx.episodes["meta-train"]
         for epoch in range(cfg.meta_epochs):
             order = np.random.default_rng([seed, epoch, 7]).permutation(len(episodes))
             if shard:  # equal shares, so every rank takes the same number of outer steps
@@ -326,8 +363,9 @@ class Runner:
                     [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.query, ep.num_labels, cfg.batch_size)],
                     source=ep.dataset)
 
-    def _meta_train(self, folder: RunFolder, learner, algo, encoder, episodes: list, seed: int):
-        cfg = self.config
+    def _meta_train(self, ctx: RunContext):
+        """Stage 3: the algorithm's meta-training (or the stored init of an interrupted run), metered."""
+        cfg, folder, learner, algo, episodes = self.config, ctx.folder, ctx.learner, ctx.algo, ctx.episodes["meta-train"]
         init = folder.path / "init.pt"
         if self.resume and init.is_file():
             state = torch.load(io.BytesIO(init.read_bytes()), map_location=self.device, weights_only=False)
@@ -346,12 +384,17 @@ class Runner:
         elif self.engine and algo.meta_learns and self.world == 1:  # meta-training is plain fine-tuning
             algo.step_factory = self.engine.finetune_step
         meter = Meter(self.device, flops_per_token(learner, meta_parameters(learner)), num_gpus=self.world)
+
+        def progress(info: dict) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{info['loss']:.3f}")
+
         try:
             with meter:
-                stats = algo.meta_train(learner, self._meta_episodes(encoder, episodes, seed, self._shard_meta_episodes(algo))
+                stats = algo.meta_train(learner, self._meta_episodes(ctx, self._shard_meta_episodes(algo))
                                         if n_episodes else [],
                                         meter.count_loss(episode_loss), meta_batch_size=cfg.meta_batch_size,
-                                        callbacks=[lambda info: (bar.update(1), bar.set_postfix(loss=f"{info['loss']:.3f}"))],
+                                        callbacks=[progress],
                                         engine=engine)
         except NonFiniteLossError as exc:
             raise RunFailed(f"{folder.run_id}: meta-training stopped: {exc}") from exc
@@ -373,8 +416,9 @@ class Runner:
         return meter.result, meta_stats
 
     # ------------------------------------------------------------------ meta-testing
-    def _meta_test(self, folder: RunFolder, learner, algo, encoder, episodes: list, seed, lrs, common) -> None:
-        cfg = self.config
+    def _meta_test(self, ctx: RunContext, episodes: list, lrs: dict) -> None:
+        """Stage 5: fine-tune and score every task of this rank not yet finished, one row each."""
+        cfg, folder, common = self.config, ctx.folder, ctx.common
         finished = folder.finished_tasks() if self.resume else set()
         mine = {ep.index for ep in episodes if ep.index % self.world == self.rank}
         targets = self._baseline_targets(common) if cfg.target == "baseline" else {}
@@ -385,8 +429,7 @@ class Runner:
                 if ep.index in finished or ep.index not in mine:
                     continue
                 try:
-                    row = self._test_task(ep, learner, algo, encoder, lrs.get(ep.task_type, cfg.finetune_lr),
-                                          targets.get(ep.index), seed)
+                    row = self._test_task(ctx, ep, lrs.get(ep.task_type, cfg.finetune_lr), targets.get(ep.index))
                 except NonFiniteLossError as exc:
                     raise RunFailed(f"{folder.run_id}: task {ep.task_id} stopped: {exc}; finished tasks are kept "
                                     f"in {folder.path}, rerun with --resume") from exc
@@ -400,23 +443,25 @@ class Runner:
         finally:
             bar.close()
 
-    def _finetune(self, ep, learner, algo, encoder, lr: float, seed: int, mode: str) -> recipes.RecipeResult:
+    def _finetune(self, ctx: RunContext, ep, lr: float, mode: str) -> recipes.RecipeResult:
         """Fine-tune one task from the algorithm's start with the run's recipe. The curve holds
         (step, metric, seconds, exact match) at the log-spaced evaluation steps."""
-        cfg = self.config
+        cfg, learner, algo, encoder, seed = self.config, ctx.learner, ctx.algo, ctx.encoder, ctx.seed
         torch.manual_seed(task_seed(seed, ep.index))  # each task's result is independent of the others
         support = [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.support, ep.num_labels, cfg.batch_size)]
         query = [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.query, ep.num_labels, cfg.eval_batch_size)]
         metric = dataset_metric(ep.dataset)
+        if cfg.recipe in ("linear-probe", "setfit"):  # both read the start's sentence vectors
+            start = typing.cast(EpisodicTransformer, algo.start(learner, support))
         if cfg.recipe == "linear-probe":
-            return recipes.linear_probe(algo.start(learner, support), support, query, metric, self.device)
+            return recipes.linear_probe(start, support, query, metric, self.device)
         if cfg.recipe == "setfit":
             def encode(examples):
                 return to_device(encoder.encode(ep.task_type, examples, ep.num_labels), self.device)
 
             settings = recipes.SetFitSettings(iterations=cfg.setfit_iterations, lr=lr, batch_size=cfg.batch_size,
                                               curve_points=cfg.curve_points)
-            return recipes.setfit(algo.start(learner, support), list(ep.support), encode, support, query, metric,
+            return recipes.setfit(start, list(ep.support), encode, support, query, metric,
                                   self.device, settings, task_seed(seed, ep.index))
         steps = cfg.ft_budget(ep.task_type, len(support))
         schedule = set(eval_schedule(steps, cfg.curve_points))
@@ -441,13 +486,15 @@ class Runner:
                        else None)
         return recipes.RecipeResult(curve, meter.result, steps)
 
-    def _hindsight(self, ep, learner, algo, encoder, lr: float, seed: int):
+    def _hindsight(self, ctx: RunContext, ep, lr: float):
         """The oracle bound of a selecting algorithm: fine-tune from every candidate start, keep
         the best on the query set. Its cost is the sum over all candidates."""
+        algo = ctx.algo
+        assert isinstance(algo, SelectsSource)  # checked before the run started
         results = {}
         for source in algo.candidate_sources():
             with algo.forcing_source(source):
-                results[source] = self._finetune(ep, learner, algo, encoder, lr, seed, "shared")
+                results[source] = self._finetune(ctx, ep, lr, "shared")
         metric = dataset_metric(ep.dataset)
         best = max(results, key=lambda s: metric.oriented(results[s].curve[-1][1]))
         total = Measurement()
@@ -456,13 +503,13 @@ class Runner:
         info = {"source": best, "final_metric": {s: float(r.curve[-1][1]) for s, r in results.items()}}
         return recipes.RecipeResult(results[best].curve, total, results[best].steps), info
 
-    def _test_task(self, ep, learner, algo, encoder, lr: float, baseline_target: float | None, seed: int) -> dict:
+    def _test_task(self, ctx: RunContext, ep, lr: float, baseline_target: float | None) -> dict:
         cfg = self.config
         if cfg.eval_mode == "hindsight":
-            result, info = self._hindsight(ep, learner, algo, encoder, lr, seed)
+            result, info = self._hindsight(ctx, ep, lr)
         else:
-            result = self._finetune(ep, learner, algo, encoder, lr, seed, cfg.eval_mode)
-            info = algo.adaptation_info()
+            result = self._finetune(ctx, ep, lr, cfg.eval_mode)
+            info = ctx.algo.adaptation_info()
         steps, measurement = result.steps, result.measurement
         steps_k, metrics, seconds, em = zip(*result.curve)
         final = metrics[-1]
@@ -494,10 +541,10 @@ class Runner:
         }
 
     # ------------------------------------------------------------------ validation
-    def _select_lrs(self, folder: RunFolder, learner, algo, encoder, episodes: dict, seed: int):
-        """The fine-tuning lr per task type, chosen on validation tasks from the grid by the mean
-        final validation metric ({}, None, zero cost when there is nothing to choose)."""
-        cfg = self.config
+    def _select_lrs(self, ctx: RunContext):
+        """Stage 4: the fine-tuning lr per task type, chosen on validation tasks from the grid by the
+        mean final validation metric ({}, None, zero cost when there is nothing to choose)."""
+        cfg, folder, episodes = self.config, ctx.folder, ctx.episodes
         grid = cfg.lr_grid()
         if len(grid) == 1:
             return {t: grid[0] for t in task_type_names()}, None, Measurement()
@@ -515,7 +562,7 @@ class Runner:
         try:
             for lr in grid:
                 for ep in val:
-                    r = self._finetune(ep, learner, algo, encoder, lr, seed, "shared")
+                    r = self._finetune(ctx, ep, lr, "shared")
                     scores.setdefault(ep.task_type, {}).setdefault(repr(lr), []).append(r.curve[-1][1])
                     cost = cost.plus(r.measurement)
                     bar.update(1)
