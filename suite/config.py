@@ -25,7 +25,7 @@ PRECISIONS = ("fp32", "bf16", "auto")
 MAX_TASKS = 10_000
 SHAPE_KEYS = ("ways", "shots", "queries")
 EVAL_MODES = ("shared", "own", "hindsight")
-RECIPE_NAMES = ("finetune", "linear-probe", "setfit")
+RECIPE_NAMES = ("finetune", "linear-probe", "setfit")  # the built-ins (suite/recipe_registry.py); plugins add more
 # where the query metric is measured during fine-tuning (suite/evaluate.py: eval_schedule): "log2"
 # (0, 1, 2, 4, ... and the last step; the curves that costs and the frontier read) or "ends" (step 0
 # and the last step only: the same final metric; measured on the 16-task budget test, AVX2-only
@@ -57,6 +57,12 @@ def _seeds(values):
     if not values:
         return "must hold at least one seed"
     return f"must be integers in [0, {MAX_SEED}] (numpy's seed range), got {wrong[0]}" if wrong else None
+
+
+def _known_recipe(name):
+    from .recipe_registry import RECIPES
+
+    return None if name in RECIPES else f"must be a registered recipe ({', '.join(RECIPES.names())}), got {name!r}"
 
 
 def _device(v):
@@ -128,8 +134,9 @@ class RunConfig:
                              "query set; never ranked)", flag="--eval-mode", choices=EVAL_MODES, group="fine-tuning")
     recipe: str = setting(DEFAULT_RECIPE, "how each task is fine-tuned from the algorithm's start: finetune (the "
                           "shared loop), linear-probe (frozen encoder + logistic regression) or setfit (contrastive "
-                          "pairs + logistic head; docs/recipes.md); classification only for the last two",
-                          flag="--recipe", choices=RECIPE_NAMES, fingerprint="unless-default", group="fine-tuning")
+                          "pairs + logistic head; docs/recipes.md); classification only for the last two; a "
+                          "plugin's from the metaft.recipes entry-point group", flag="--recipe", check=_known_recipe,
+                          fingerprint="unless-default", group="fine-tuning")
     setfit_iterations: int = setting(20, "SetFit's pair iterations: 2 x iterations x support pairs (0: SetFit's "
                                      "oversampling)", flag="--setfit-iterations", check=at_least(0),
                                      applies=_with_own_recipe, group="fine-tuning")
@@ -209,10 +216,9 @@ class RunConfig:
             bad("stride", f"must be in [0, max_length/2] = [0, {self.max_length // 2}], got {self.stride}")
         if self.finetune_epochs == 0 and self.ft_steps == 0 and not self.budgets:
             bad("finetune_epochs", "and ft_steps are both 0: nothing would be fine-tuned")
-        if len(self.finetune_lr_grid) > 1 and self.n_meta_val < 1 and self.recipe == "finetune":
-            # (the other recipes choose from their own grid, or have no lr: this grid is unused)
-            bad("finetune_lr_grid", "has several learning rates but n_meta_val is 0: there are no validation "
-                "tasks to choose on")
+        if len(self.lr_grid()) > 1 and self.n_meta_val < 1:  # (the grid the recipe chooses from, if any)
+            bad("setfit_lr_grid" if self.recipe == "setfit" else "finetune_lr_grid", "has several learning rates "
+                "but n_meta_val is 0: there are no validation tasks to choose on")
         known_types = task_type_names()
         for task_type, steps in self.budgets.items():
             if task_type not in known_types:
@@ -231,9 +237,6 @@ class RunConfig:
             bad("recipe", f"{self.recipe!r} runs in the torch engine; use --engine torch or --recipe finetune")
         if not self.setfit_lr_grid:
             bad("setfit_lr_grid", "must hold at least one learning rate")
-        if self.recipe == "setfit" and len(set(self.setfit_lr_grid)) > 1 and self.n_meta_val < 1:
-            bad("setfit_lr_grid", "has several learning rates but n_meta_val is 0: there are no validation "
-                "tasks to choose on")
         try:
             self.adapter_settings().validate()
         except SuiteError as exc:
@@ -259,9 +262,11 @@ class RunConfig:
 
     def lr_grid(self) -> list[float]:
         """The learning rates the run's recipe chooses from on validation tasks ([] : none to choose)."""
+        from .recipe_registry import get_recipe
+
         if self.recipe == "setfit":
             return list(dict.fromkeys(self.setfit_lr_grid))
-        if self.recipe == "linear-probe":
+        if not get_recipe(self.recipe).uses_lr:
             return []
         return list(dict.fromkeys(self.finetune_lr_grid))
 

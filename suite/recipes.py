@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import math
 import time
+import typing
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -42,32 +43,23 @@ from torch import nn
 from torch.nn import functional as F
 
 from metaft.algorithms.base import check_finite
+from metaft.algorithms.transformer_learner import episode_loss
 
-from .config import RECIPE_NAMES
-from .evaluate import eval_schedule
+from .evaluate import eval_schedule, evaluate
 from .flops import flops_per_token
 from .foundation.errors import ConfigError
 from .metering import Measurement, Meter
+from .recipe_registry import RECIPES, Recipe, check_serves, get_recipe, register_recipe
+
+__all__ = ["RECIPES", "Recipe", "RecipeResult", "RecipeTask", "check_serves", "get_recipe", "register_recipe"]
 
 if TYPE_CHECKING:
+    from metaft.algorithms import Algorithm
     from metaft.algorithms.transformer_learner import EpisodicTransformer
+    from metaft.tasks.metrics import Metric
 
+    from .config import RunConfig
 
-@dataclass(frozen=True)
-class Recipe:
-    name: str
-    task_types: tuple[str, ...] | None  # None: every task type
-    summary: str
-    uses_lr: bool = True  # False: nothing is trained, so there is no learning rate to choose
-
-
-RECIPES = {r.name: r for r in (
-    Recipe("finetune", None, "the shared Adam fine-tuning (or the algorithm's own adaptation)"),
-    Recipe("linear-probe", ("classification",), "frozen encoder + logistic regression on the support set",
-           uses_lr=False),
-    Recipe("setfit", ("classification",), "SetFit: contrastive pairs, cosine loss on the encoder, logistic head"),
-)}
-assert tuple(RECIPES) == RECIPE_NAMES, "suite.config.RECIPE_NAMES lists the recipes defined here"
 
 # SetFit 1.2's documented TrainingArguments defaults (setfit/training_args.py)
 SETFIT_ITERATIONS = 20
@@ -76,24 +68,6 @@ SETFIT_WEIGHT_DECAY = 0.01  # `l2_weight`
 SETFIT_WARMUP = 0.1  # `warmup_proportion`
 SETFIT_MAX_GRAD_NORM = 1.0
 SETFIT_PAIR_SEED = 42  # setfit.sampler.shuffle_combinations: np.random.RandomState(seed=42), fixed
-
-
-def get_recipe(name: str) -> Recipe:
-    if name not in RECIPES:
-        raise ConfigError(f"unknown recipe {name!r}; choose one of {', '.join(RECIPE_NAMES)}")
-    return RECIPES[name]
-
-
-def check_serves(name: str, task_types: Sequence[str]) -> None:
-    """A recipe that cannot fine-tune one of the benchmark's task types is refused before any work."""
-    recipe = get_recipe(name)
-    if recipe.task_types is None:
-        return
-    bad = sorted(set(task_types) - set(recipe.task_types))
-    if bad:
-        raise ConfigError(f"recipe {name!r} serves {', '.join(recipe.task_types)} tasks, but this benchmark "
-                          f"meta-tests {', '.join(bad)}; use --recipe finetune for those, or --datasets with "
-                          f"classification datasets only")
 
 
 # ---------------------------------------------------------------------------- SetFit's pairs
@@ -262,3 +236,65 @@ def setfit(start: EpisodicTransformer, examples: list[dict], encode, support: Se
             if k in schedule:
                 point(k)
     return RecipeResult(curve, _with_head(meter.result, head), steps, head)
+
+
+# ---------------------------------------------------------------------------- one task, any recipe
+@dataclass
+class RecipeTask:
+    """What a recipe receives for one meta-test (or validation) task. The runner seeded torch with
+    the task's own seed (``seed``) before building it, so a task's result does not depend on the
+    tasks before it."""
+
+    start: Callable[[], nn.Module]  # the algorithm's start for this task: a fresh model on each call
+    learner: EpisodicTransformer  # the meta-learned model (the finetune recipe adapts from it)
+    algo: Algorithm
+    examples: list[dict]  # the support examples, in the episode's order
+    support: list[dict]  # the support set as batches on the device
+    query: list[dict]  # the query set as evaluation batches on the device
+    encode: Callable[[list[dict]], dict]  # examples -> one batch on the device
+    label_names: Sequence[str]
+    metric: Metric
+    device: torch.device
+    lr: float  # the learning rate (chosen on validation tasks when the run has a grid)
+    steps: int  # the task type's step budget (recipes with a budget of their own ignore it)
+    mode: str  # "shared" or "own" (the finetune recipe)
+    seed: int
+    settings: RunConfig
+    step_factory: Callable | None = None  # an engine's update step (e.g. DeepSpeed), finetune only
+
+
+def finetune_task(task: RecipeTask) -> RecipeResult:
+    """The shared fine-tuning (or the algorithm's own adaptation with ``mode = "own"``) for the
+    task type's budget, the query metric read at the evaluation steps."""
+    schedule = set(eval_schedule(task.steps, task.settings.curve_points))
+    meter = Meter(task.device)
+    curve: list[tuple[int, float, float, float | None]] = []
+
+    def on_step(k, model, loss):
+        if k == 0:  # the episode's head exists now: count what this adaptation updates
+            groups = task.algo.own_adaptation(model) if task.mode == "own" else None
+            updated = [p for g in groups for p in g["params"]] if groups else \
+                [p for p in model.parameters() if p.requires_grad]
+            meter.flops_per_token = flops_per_token(model, updated)
+        if k in schedule:
+            with meter.pause():
+                scores = evaluate(model, task.query, task.label_names, task.metric)
+            curve.append((k, scores["metric"], meter.elapsed(), scores["exact_match"]))
+
+    with meter:
+        task.algo.adapt(task.learner, task.support, meter.count_loss(episode_loss), steps=task.steps, lr=task.lr,
+                        on_step=on_step, mode=task.mode, step_factory=task.step_factory)
+    return RecipeResult(curve, meter.result, task.steps)
+
+
+def linear_probe_task(task: RecipeTask) -> RecipeResult:
+    return linear_probe(typing.cast("EpisodicTransformer", task.start()), task.support, task.query, task.metric,
+                        task.device)
+
+
+def setfit_task(task: RecipeTask) -> RecipeResult:
+    cfg = task.settings
+    settings = SetFitSettings(iterations=cfg.setfit_iterations, lr=task.lr, batch_size=cfg.batch_size,
+                              curve_points=cfg.curve_points)
+    return setfit(typing.cast("EpisodicTransformer", task.start()), task.examples, task.encode, task.support,
+                  task.query, task.metric, task.device, settings, task.seed)

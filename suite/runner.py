@@ -20,7 +20,6 @@ import json
 import logging
 import re
 import tempfile
-import typing
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +51,6 @@ from metaft.tasks.pools import check_leakage
 from . import __version__, recipes
 from .adapters import add_adapters, save_adapter
 from .config import DEFAULT_RECIPE, RunConfig, hyperparameters, task_type_names
-from .evaluate import eval_schedule, evaluate
 from .flops import flops_per_token
 from .foundation.errors import FailedRunError, SuiteError
 from .metering import Measurement, Meter
@@ -445,46 +443,25 @@ class Runner:
 
     def _finetune(self, ctx: RunContext, ep, lr: float, mode: str) -> recipes.RecipeResult:
         """Fine-tune one task from the algorithm's start with the run's recipe. The curve holds
-        (step, metric, seconds, exact match) at the log-spaced evaluation steps."""
-        cfg, learner, algo, encoder, seed = self.config, ctx.learner, ctx.algo, ctx.encoder, ctx.seed
-        torch.manual_seed(task_seed(seed, ep.index))  # each task's result is independent of the others
-        support = [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.support, ep.num_labels, cfg.batch_size)]
-        query = [to_device(b, self.device) for b in encoder.batches(ep.task_type, ep.query, ep.num_labels, cfg.eval_batch_size)]
-        metric = dataset_metric(ep.dataset)
-        if cfg.recipe in ("linear-probe", "setfit"):  # both read the start's sentence vectors
-            start = typing.cast(EpisodicTransformer, algo.start(learner, support))
-        if cfg.recipe == "linear-probe":
-            return recipes.linear_probe(start, support, query, metric, self.device)
-        if cfg.recipe == "setfit":
-            def encode(examples):
-                return to_device(encoder.encode(ep.task_type, examples, ep.num_labels), self.device)
+        (step, metric, seconds, exact match) at the evaluation steps."""
+        cfg, device = self.config, self.device
+        task_rng_seed = task_seed(ctx.seed, ep.index)
+        torch.manual_seed(task_rng_seed)  # each task's result is independent of the others
+        support = [to_device(b, device) for b in ctx.encoder.batches(ep.task_type, ep.support, ep.num_labels,
+                                                                     cfg.batch_size)]
+        query = [to_device(b, device) for b in ctx.encoder.batches(ep.task_type, ep.query, ep.num_labels,
+                                                                   cfg.eval_batch_size)]
 
-            settings = recipes.SetFitSettings(iterations=cfg.setfit_iterations, lr=lr, batch_size=cfg.batch_size,
-                                              curve_points=cfg.curve_points)
-            return recipes.setfit(start, list(ep.support), encode, support, query, metric,
-                                  self.device, settings, task_seed(seed, ep.index))
-        steps = cfg.ft_budget(ep.task_type, len(support))
-        schedule = set(eval_schedule(steps, cfg.curve_points))
-        meter = Meter(self.device)
-        curve: list[tuple[int, float, float, float | None]] = []
+        def encode(examples: list[dict]) -> dict:
+            return to_device(ctx.encoder.encode(ep.task_type, examples, ep.num_labels), device)
 
-        def on_step(k, model, loss):
-            if k == 0:  # the episode's head exists now: count what this adaptation updates
-                groups = algo.own_adaptation(model) if mode == "own" else None
-                updated = [p for g in groups for p in g["params"]] if groups else \
-                    [p for p in model.parameters() if p.requires_grad]
-                meter.flops_per_token = flops_per_token(model, updated)
-            if k in schedule:
-                with meter.pause():
-                    scores = evaluate(model, query, ep.label_names, metric)
-                curve.append((k, scores["metric"], meter.elapsed(), scores["exact_match"]))
-
-        with meter:
-            algo.adapt(learner, support, meter.count_loss(episode_loss), steps=steps, lr=lr, on_step=on_step,
-                       mode=mode,
-                       step_factory=self.engine.finetune_step if self.engine and self.world == 1 and mode == "shared"
-                       else None)
-        return recipes.RecipeResult(curve, meter.result, steps)
+        task = recipes.RecipeTask(
+            start=lambda: ctx.algo.start(ctx.learner, support), learner=ctx.learner, algo=ctx.algo,
+            examples=list(ep.support), support=support, query=query, encode=encode, label_names=ep.label_names,
+            metric=dataset_metric(ep.dataset), device=device, lr=lr, steps=cfg.ft_budget(ep.task_type, len(support)),
+            mode=mode, seed=task_rng_seed, settings=cfg,
+            step_factory=self.engine.finetune_step if self.engine and self.world == 1 and mode == "shared" else None)
+        return recipes.get_recipe(cfg.recipe).resolve()(task)
 
     def _hindsight(self, ctx: RunContext, ep, lr: float):
         """The oracle bound of a selecting algorithm: fine-tune from every candidate start, keep

@@ -80,6 +80,8 @@ PLUGIN = {
         headlines = "suite_plugin_demo:headlines"
         [project.entry-points."GROUP.task_types"]
         headline = "suite_plugin_demo:HEADLINE"
+        [project.entry-points."GROUP.recipes"]
+        nearest-centroid = "suite_plugin_demo:CENTROID"
     """,
     "suite_plugin_demo/__init__.py": """
         from dataclasses import dataclass, replace
@@ -127,6 +129,28 @@ PLUGIN = {
 
         HEADLINE = replace(CLASSIFICATION, name="headline", shape=(2, 2, 3), description="a headline's topic",
                            model_side="suite_plugin_demo:SMOOTHED", render=render)
+
+        # a recipe: the frozen start, each query to the nearest support class mean (no training)
+        from metaft.suite.recipe_registry import Recipe
+
+        CENTROID = Recipe("nearest-centroid", ("classification",), "nearest support class mean", uses_lr=False,
+                          run="suite_plugin_demo:nearest_centroid")
+
+        @torch.no_grad()
+        def nearest_centroid(task):
+            from metaft.suite.metering import Measurement
+            from metaft.suite.recipes import RecipeResult
+
+            model = task.start().eval()
+            x, y = torch.cat([model.features(b) for b in task.support]), torch.cat([b["labels"] for b in task.support])
+            means = torch.stack([x[y == c].mean(0) for c in range(int(task.support[0]["num_labels"]))])
+            predictions, references = [], []
+            for b in task.query:
+                q = model.features(b)
+                predictions += (q @ (2 * means).T - (means ** 2).sum(1)).argmax(-1).tolist()
+                references += b["labels"].tolist()
+            score = task.metric.compute(predictions, references)["metric"]
+            return RecipeResult([(0, score, 0.0, None)], Measurement(), 0)
 
         def headlines():
             return DatasetSpec(name="headlines", hub_id="fancyzhx/ag_news", task_type="headline",
@@ -255,3 +279,31 @@ def test_a_task_type_from_one_file_runs_its_own_head_loss_evaluation_and_display
     bad = subprocess.run([str(Path(sys.executable).parent / "suite"), "tasks", "show", "headlines", "--data-dir",
                           str(mirror)], capture_output=True, text=True, env=env, timeout=300)
     assert bad.returncode == 2 and "outside 0..3" in bad.stderr, bad.stderr
+
+
+def test_a_recipe_from_one_file_runs_through_suite_run(tmp_path, tiny_models):
+    """A pip-installed recipe is chosen with --recipe, validated, run on every task and recorded; its
+    nearest class mean equals the finetune recipe's step 0 (the prototype head is the same rule)."""
+    target = install_plugin(tmp_path)
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    suite = str(Path(sys.executable).parent / "suite")
+    from test_run import TINY
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY.format(n_test=4, ft_steps=2).replace('"conll2003", "ontonotes5"', '"imdb"'))
+    out = tmp_path / "results"
+    common = ["--model", str(tiny_models["bert"]), "--config", str(cfg), "--out", str(out), "--no-progress"]
+    runs = {recipe: subprocess.run([suite, "run", "--algo", "baseline", "--recipe", recipe, *common],
+                                   capture_output=True, text=True, env=env, timeout=600)
+            for recipe in ("nearest-centroid", "finetune")}
+    assert all(p.returncode == 0 for p in runs.values()), {k: p.stderr[-2000:] for k, p in runs.items()}
+    from metaft.suite.results import load_results
+
+    _, tasks = load_results(out)
+    mine = tasks[tasks["recipe"] == "nearest-centroid"].sort_values("task_index")
+    shared = tasks[tasks["recipe"] == "finetune"].sort_values("task_index")
+    assert len(mine) == len(shared) > 0 and mine["finetune_lr"].isna().all()
+    assert mine["metric"].tolist() == shared["metric_at_0"].tolist()
+    unknown = subprocess.run([suite, "run", "--algo", "baseline", "--recipe", "nearest-centroidd", *common],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert unknown.returncode == 2 and "must be a registered recipe" in unknown.stderr

@@ -108,7 +108,7 @@ def test_setfit_curve_is_log_spaced_and_its_head_sees_only_the_support_set(data_
 def test_recipes_refuse_what_they_do_not_serve():
     with pytest.raises(ConfigError, match="recipe 'setfit' serves classification tasks.*ner"):
         recipes.check_serves("setfit", ["classification", "ner"])
-    with pytest.raises(ConfigError, match="unknown recipe 'lora'"):
+    with pytest.raises(SuiteError, match="unknown recipe 'lora'; available: finetune, linear-probe, setfit"):
         recipes.get_recipe("lora")
     cfg = preset("study")
     cfg.recipe, cfg.eval_mode = "setfit", "own"
