@@ -173,55 +173,64 @@ def paired_test(a: np.ndarray, b: np.ndarray, measure: str, name_a: str, name_b:
     return c
 
 
+# A candidate's identity is columns: the registered algorithm, the base model, and what else makes
+# rows another candidate or another protocol (eval mode, variant, precision, adapter, recipe,
+# protocol fingerprint). `prepare` keeps them and composes the display labels every analysis groups
+# by (``algo``, ``model``) from them, always from the columns, never by parsing a label back.
+IDENTITY_COLUMNS = ("algorithm", "base_model", "eval_mode", "variant", "precision", "peft", "recipe",
+                    "protocol_fingerprint")
+
+
+def _suffix(mask: pd.Series, text: pd.Series | str) -> pd.Series:
+    """``text`` where ``mask``, else ""; one vectorised string per row."""
+    text = text if isinstance(text, pd.Series) else pd.Series(text, index=mask.index)
+    return text.where(mask, "")
+
+
+def labels(tasks: pd.DataFrame, across_recipes: bool = False) -> tuple[pd.Series, pd.Series]:
+    """(candidate label, model label) of every row, from the identity columns: ``reptile (own)
+    [lr=1e-3]``, ``intermediate (oracle)``; ``minilm (bf16) + lora + setfit``. In the labelled
+    cross-recipe view the recipe moves from the model's label to the candidate's."""
+    mode = tasks["eval_mode"]
+    algo = tasks["algorithm"].astype(str) + _suffix(mode == "own", OWN_SUFFIX)
+    if "variant" in tasks:  # runs of one algorithm with different settings on the same pairs: never averaged
+        variant = tasks["variant"]
+        algo = algo + _suffix(variant.notna(), " [" + variant.astype(str) + "]")
+    algo = algo + _suffix(mode == "hindsight", ORACLE_SUFFIX)
+    model = tasks["base_model"].astype(str)
+    if "precision" in tasks:  # bf16 is another protocol, labelled so the two are never read as one
+        model = model + _suffix(tasks["precision"] == "bf16", " (bf16)")
+    if "peft" in tasks:  # adapters are another way to fine-tune the model: shown as their own model
+        model = model + _suffix(tasks["peft"] != "none", " + " + tasks["peft"].astype(str))
+    if "recipe" in tasks:  # another recipe is another protocol: its own model, or named in the candidate
+        other = _suffix(tasks["recipe"] != DEFAULT_RECIPE, " + " + tasks["recipe"].astype(str))
+        algo, model = (algo + other, model) if across_recipes else (algo, model + other)
+    return algo, model
+
+
 def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
-    """Rows ready for pairing: rows of the first protocol (no protocol fingerprint) get one per
-    benchmark key, so they never pair with v2 rows; an own-adaptation row is its own candidate,
-    labelled ``algo (own)``, so it is never silently paired as if it were the shared mode.
+    """Rows ready for pairing: the identity columns filled (rows of the first protocol, with no
+    protocol fingerprint, get one per benchmark key, so they never pair with v2 rows; columns a row
+    predates read as their defaults) and the labels composed from them (`labels`): an own-adaptation
+    row is its own candidate, ``algo (own)``, never silently paired as if it were the shared mode.
     Idempotent and free the second time (the frame is marked), since every analysis calls it."""
-    if tasks.attrs.get(PREPARED) and {"protocol_fingerprint", "eval_mode"} <= set(tasks.columns) and \
+    if tasks.attrs.get(PREPARED) and {"protocol_fingerprint", "eval_mode", "algorithm"} <= set(tasks.columns) and \
             ("metric_sign" in tasks or "metric_name" not in tasks):  # a column subset may carry the mark
         return tasks
     tasks = tasks.copy()
+    if "algorithm" not in tasks:  # the raw identity, kept before the labels replace algo and model
+        tasks["algorithm"] = tasks["algo"].astype(str)
+        tasks["base_model"] = tasks["model"].astype(str)
     if "protocol_fingerprint" not in tasks:
         tasks["protocol_fingerprint"] = None
     legacy = tasks["protocol_fingerprint"].isna()
     bench = tasks["benchmark"].astype(str) if "benchmark" in tasks else pd.Series("v1", index=tasks.index)
     tasks.loc[legacy, "protocol_fingerprint"] = "legacy:" + bench[legacy]
-    mode = tasks["eval_mode"].fillna("shared") if "eval_mode" in tasks else pd.Series("shared", index=tasks.index)
-    tasks["eval_mode"] = mode
-    own = (mode == "own") & ~tasks["algo"].astype(str).str.endswith(OWN_SUFFIX)
-    tasks.loc[own, "algo"] = tasks.loc[own, "algo"].astype(str) + OWN_SUFFIX
-    if "precision" in tasks:  # bf16 is another protocol; its rows are labelled so the two are never read as one
-        bf16 = tasks["precision"].fillna("fp32").astype(str) == "bf16"
-        if bf16.any():
-            models = tasks.loc[bf16, "model"].astype(str)
-            idx = models.index[[" (bf16)" not in m for m in models]]
-            tasks.loc[idx, "model"] = models[idx] + " (bf16)"
-    if "peft" in tasks:  # adapters are another way to fine-tune the model: shown as their own model
-        peft = tasks["peft"].fillna("none").astype(str)
-        with_adapters = peft != "none"
-        if with_adapters.any():  # only those rows: a Python loop over 100,000 full fine-tunings cost 0.1 s
-            models = tasks.loc[with_adapters, "model"].astype(str)
-            unlabelled = [not m.endswith(f" + {p}") for m, p in zip(models, peft[with_adapters])]
-            idx = models.index[unlabelled]
-            tasks.loc[idx, "model"] = models[idx] + " + " + peft[idx]
-    if "recipe" in tasks:  # another recipe is another protocol: shown as its own model, like adapters
-        recipe = tasks["recipe"].fillna(DEFAULT_RECIPE).astype(str)
-        tasks["recipe"] = recipe
-        other = recipe != DEFAULT_RECIPE
-        if other.any():
-            models = tasks.loc[other, "model"].astype(str)
-            idx = models.index[[not m.endswith(f" + {r}") for m, r in zip(models, recipe[other])]]
-            tasks.loc[idx, "model"] = models[idx] + " + " + recipe[idx]
-    if "variant" in tasks:  # runs of one algorithm with different settings on the same pairs: never averaged
-        variant = tasks["variant"].notna()
-        algo = tasks.loc[variant, "algo"].astype(str)
-        label = " [" + tasks.loc[variant, "variant"].astype(str) + "]"
-        todo = [not a.endswith(s) for a, s in zip(algo, label)]
-        idx = algo.index[todo]
-        tasks.loc[idx, "algo"] = algo[idx] + label[idx]
-    oracle = (mode == "hindsight") & ~tasks["algo"].astype(str).str.endswith(ORACLE_SUFFIX)
-    tasks.loc[oracle, "algo"] = tasks.loc[oracle, "algo"].astype(str) + ORACLE_SUFFIX
+    tasks["eval_mode"] = tasks["eval_mode"].fillna("shared") if "eval_mode" in tasks else "shared"
+    for column, default in (("precision", "fp32"), ("peft", "none"), ("recipe", DEFAULT_RECIPE)):
+        if column in tasks:
+            tasks[column] = tasks[column].fillna(default).astype(str)
+    tasks["algo"], tasks["model"] = labels(tasks)
     if "metric_name" in tasks:
         names = tasks["metric_name"].astype(str)
         if "task_type" in tasks:  # rows from before metrics were objects said "f1" for both F1s
@@ -250,15 +259,11 @@ def across_recipes(tasks: pd.DataFrame) -> pd.DataFrame:
         out.attrs[ACROSS_RECIPES] = True
         return out
     tasks = tasks.copy()
-    recipe = tasks["recipe"].astype(str)
-    other = recipe != DEFAULT_RECIPE
+    other = tasks["recipe"] != DEFAULT_RECIPE
     if other.any():
         for col in ("model", "algo", "protocol_fingerprint"):  # categoricals would refuse the new labels
             tasks[col] = tasks[col].astype(object)
-        suffix = " + " + recipe[other]
-        models = tasks.loc[other, "model"].astype(str)
-        tasks.loc[other, "model"] = [m[: -len(x)] if m.endswith(x) else m for m, x in zip(models, suffix)]
-        tasks.loc[other, "algo"] = tasks.loc[other, "algo"].astype(str) + suffix
+        tasks["algo"], tasks["model"] = labels(tasks, across_recipes=True)
         if "protocol_base" in tasks:
             base = tasks.loc[other, "protocol_base"]
             tasks.loc[other & tasks["protocol_base"].notna(), "protocol_fingerprint"] = base.dropna()
@@ -320,8 +325,8 @@ def as_categories(tasks: pd.DataFrame) -> pd.DataFrame:
 def split_oracles(tasks: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(rows that may be ranked and tested, hindsight oracle rows): an oracle chose its start on
     the query set it is scored on, so it bounds a selector and is never ranked with methods."""
-    tasks = prepare(tasks)  # idempotent: labels hindsight rows "algo (oracle)"
-    oracle = tasks["algo"].astype(str).str.endswith(ORACLE_SUFFIX)
+    tasks = prepare(tasks)
+    oracle = (tasks["eval_mode"] == "hindsight").to_numpy()
     return tasks[~oracle], tasks[oracle]
 
 
@@ -337,8 +342,9 @@ def selector_regret(tasks: pd.DataFrame) -> pd.DataFrame:
     of the oracle's metric, as Poth et al. 2021's Regret@1) and how often it chose the oracle's."""
     ranked, oracles = split_oracles(tasks)
     rows = []
+    selector = labels(oracles.assign(eval_mode="shared"))[0]  # each oracle row's candidate: the selector itself
     for label in sorted(oracles["algo"].unique()):
-        base = label[: -len(ORACLE_SUFFIX)]
+        base = str(selector[(oracles["algo"] == label).to_numpy()].iloc[0])
         keys = PAIR_KEYS + ["dataset"]
         o = oracles[oracles["algo"] == label].set_index(keys)
         c = ranked[ranked["algo"] == base].set_index(keys)
