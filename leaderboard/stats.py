@@ -191,7 +191,7 @@ def labels(tasks: pd.DataFrame, across_recipes: bool = False) -> tuple[pd.Series
     """(candidate label, model label) of every row, from the identity columns: ``reptile (own)
     [lr=1e-3]``, ``intermediate (oracle)``; ``minilm (bf16) + lora + setfit``. In the labelled
     cross-recipe view the recipe moves from the model's label to the candidate's."""
-    mode = tasks["eval_mode"]
+    mode = tasks["eval_mode"].astype(str)
     algo = tasks["algorithm"].astype(str) + _suffix(mode == "own", OWN_SUFFIX)
     if "variant" in tasks:  # runs of one algorithm with different settings on the same pairs: never averaged
         variant = tasks["variant"]
@@ -230,7 +230,11 @@ def prepare(tasks: pd.DataFrame) -> pd.DataFrame:
     for column, default in (("precision", "fp32"), ("peft", "none"), ("recipe", DEFAULT_RECIPE)):
         if column in tasks:
             tasks[column] = tasks[column].fillna(default).astype(str)
-    tasks["algo"], tasks["model"] = labels(tasks)
+    algo, model = labels(tasks)
+    for column, label in (("algo", algo), ("model", model)):  # as categorical as before: grouping 100,000
+        if isinstance(tasks[column].dtype, pd.CategoricalDtype):  # rows on strings is several times slower
+            label = label.astype("category")
+        tasks[column] = label
     if "metric_name" in tasks:
         names = tasks["metric_name"].astype(str)
         if "task_type" in tasks:  # rows from before metrics were objects said "f1" for both F1s
