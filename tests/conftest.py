@@ -56,7 +56,7 @@ def _isolated_cache(tmp_path, monkeypatch):
 # and a long file handed out last would leave one worker idle while the other finishes it.
 LONGEST_FIRST = ("test_protocol_budget.py", "test_cluster_tune.py", "test_run.py", "test_recipes.py",
                  "test_algorithms_transformers.py", "test_storage_s3.py", "test_bad_input.py",
-                 "test_cluster_deepspeed.py")
+                 "test_cluster_deepspeed.py", "test_algorithms_contract.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,5 +1,5 @@
-"""`suite tune` on a local Ray: a 4-trial study, a 2-worker TorchTrainer + DeepSpeed trial,
-a study killed mid-way and resumed, and failed trials reported."""
+"""`suite tune` on a local Ray: a 4-trial study, the same killed mid-way and resumed, a 2-worker
+TorchTrainer + DeepSpeed trial, and failed trials reported."""
 from __future__ import annotations
 
 import os
@@ -31,32 +31,6 @@ def sorted_rows(folder):
     return tasks.sort_values(["run_id", "task_index"]).reset_index(drop=True)
 
 
-def test_a_study_of_four_trials_writes_one_run_per_trial(tiny_models, tmp_path):
-    proc = subprocess.run(tune_args(tmp_path, "grid", tiny_models["bert"], "--algos", "baseline,reptile",
-                                    "--seeds", "0", "1", "--max-concurrent", "2"),
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert proc.stdout.count("TERMINATED") >= 4 and "Trial name" in proc.stdout  # Tune's live table
-    runs, tasks = load_results(tmp_path / "grid")
-    assert len(runs) == 4 and len(tasks) == 16
-    # meta-learners are scheduled first (longer trials), the summary keeps the order the user gave
-    first = [p.name for p in (tmp_path / "ray" / "grid").glob("run_trial_*_00000_*")]
-    assert len(first) == 1 and "algo=reptile" in first[0], first
-    summary = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("TERMINATED")]
-    assert summary == ["baseline", "baseline", "reptile", "reptile"], proc.stdout[-2000:]
-    assert sorted(zip(runs["algo"], runs["seed"])) == [("baseline", 0), ("baseline", 1), ("reptile", 0), ("reptile", 1)]
-    # a trial is exactly a `suite run`: the same config gives the same rows
-    cfg = tmp_path / "grid.toml"
-    single = subprocess.run([SUITE, "run", "--algo", "reptile", "--seed", "1", "--model", str(tiny_models["bert"]),
-                             "--config", str(cfg), "--out", str(tmp_path / "single"), "--no-progress",
-                             "--target", "best"],
-                            capture_output=True, text=True, timeout=600)
-    assert single.returncode == 0, single.stderr
-    one = sorted_rows(tmp_path / "single")
-    both = sorted_rows(tmp_path / "grid")
-    pd.testing.assert_frame_equal(one[COLS], both[both.run_id.isin(one.run_id)][COLS].reset_index(drop=True))
-
-
 def test_two_worker_torchtrainer_deepspeed_trial(tiny_models, tmp_path):
     args = tune_args(tmp_path, "multi", tiny_models["bert"], "--algos", "fomaml", "--workers-per-trial", "2",
                      "--engine", "deepspeed")
@@ -83,12 +57,32 @@ def _ray_processes_under(pid_group: int) -> list[psutil.Process]:
     return out
 
 
-def test_killed_study_resumes_to_exactly_the_uninterrupted_rows(tiny_models, tmp_path):
+def test_a_four_trial_study_writes_one_run_per_trial_and_a_killed_one_resumes_to_the_same_rows(tiny_models,
+                                                                                                 tmp_path):
+    """One uninterrupted 4-trial study (checked as a study: one run per trial, scheduling, a trial is
+    exactly a `suite run`), then the same study killed mid-way and resumed: the same rows. One study
+    serves both checks (each is a local Ray start and four trials: about 2 minutes on 2 cores)."""
     common = dict(n_test=6, ft_steps=24)
     whole = subprocess.run(tune_args(tmp_path, "whole", tiny_models["bert"], "--algos", "baseline,reptile",
                                      "--seeds", "0", "1", "--max-concurrent", "2", **common),
                            capture_output=True, text=True, timeout=900)
     assert whole.returncode == 0, whole.stderr[-3000:]
+    assert whole.stdout.count("TERMINATED") >= 4 and "Trial name" in whole.stdout  # Tune's live table
+    runs, tasks = load_results(tmp_path / "whole")
+    assert len(runs) == 4 and len(tasks) == 24
+    # meta-learners are scheduled first (longer trials), the summary keeps the order the user gave
+    first = [p.name for p in (tmp_path / "ray" / "whole").glob("run_trial_*_00000_*")]
+    assert len(first) == 1 and "algo=reptile" in first[0], first
+    summary = [line.split()[1] for line in whole.stdout.splitlines() if line.startswith("TERMINATED")]
+    assert summary == ["baseline", "baseline", "reptile", "reptile"], whole.stdout[-2000:]
+    assert sorted(zip(runs["algo"], runs["seed"])) == [("baseline", 0), ("baseline", 1), ("reptile", 0), ("reptile", 1)]
+    # a trial is exactly a `suite run`: the same config gives the same rows
+    single = subprocess.run([SUITE, "run", "--algo", "reptile", "--seed", "1", "--model", str(tiny_models["bert"]),
+                             "--config", str(tmp_path / "whole.toml"), "--out", str(tmp_path / "single"),
+                             "--no-progress", "--target", "best"], capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr
+    one, both = sorted_rows(tmp_path / "single"), sorted_rows(tmp_path / "whole")
+    pd.testing.assert_frame_equal(one[COLS], both[both.run_id.isin(one.run_id)][COLS].reset_index(drop=True))
     args = tune_args(tmp_path, "killed", tiny_models["bert"], "--algos", "baseline,reptile", "--seeds", "0", "1",
                      "--max-concurrent", "2", **common)
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
