@@ -57,6 +57,9 @@ def _ray_processes_under(pid_group: int) -> list[psutil.Process]:
     return out
 
 
+# two local Ray studies and a resume: the two tests it replaced took 245 s and 243 s on a loaded 2-core
+# machine; 1800 s keeps it well clear of its limit there
+@pytest.mark.timeout(1800)
 def test_a_four_trial_study_writes_one_run_per_trial_and_a_killed_one_resumes_to_the_same_rows(tiny_models,
                                                                                                  tmp_path):
     """One uninterrupted 4-trial study (checked as a study: one run per trial, scheduling, a trial is
