@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import psutil
+import pytest
 from test_run import TINY
 
 from metaft.suite.results import load_results
