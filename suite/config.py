@@ -205,6 +205,11 @@ class RunConfig:
                 bad(name, why)
         if not self.models:
             bad("models", "must name at least one model")
+        for key in self.algorithm:  # one route per hyperparameter: a run setting is set as a run setting
+            if key in hyperparameters("algorithm") or key == "first_order":
+                flag = schema(type(self))[key][1].flag
+                bad(f"algorithm.{key}", f"is the run setting {key}: give it once, as the top-level key `{key} = ...` "
+                    f"(on the command line {flag}), not in [algorithm] or --algo-arg")
         if self.per_algorithm:
             from metaft.algorithms import list_algorithms
 

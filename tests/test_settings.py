@@ -108,3 +108,21 @@ def test_suite_algorithms_prints_what_a_run_of_the_preset_uses():
     study = subprocess.run([SUITE, "algorithms", "--preset", "study"], capture_output=True, text=True, timeout=300)
     multitask = next(line for line in study.stdout.splitlines() if line.startswith("multitask "))
     assert "lr=0.0002" in multitask  # the study preset's [per_algorithm.multitask] table
+
+
+def test_one_route_per_algorithm_hyperparameter(tmp_path):
+    """A run setting forwarded to the algorithms (inner_lr, ...) is set as a run setting; [algorithm] and
+    --algo-arg carry the algorithm's own fields; a preset's per-algorithm table may still tune either."""
+    path = tmp_path / "twice.toml"
+    path.write_text("[algorithm]\ninner_lr = 1e-2\n")
+    with pytest.raises(SuiteError, match=r"algorithm.inner_lr is the run setting inner_lr: give it once, as the "
+                                         r"top-level key `inner_lr = ...` \(on the command line --inner-lr\)"):
+        resolve_config("quick", str(path), {"algo": "maml"})
+    out = subprocess.run([SUITE, "run", "--algo", "maml", "--algo-arg", "inner_steps=2"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2 and "--inner-steps" in out.stderr and out.stderr.count("\n") == 1
+    assert resolve_config("quick", None, {"algo": "maml", "algorithm": {"checkpoint_inner": True}}) is not None
+    path.write_text("[per_algorithm.reptile]\ninner_lr = 1e-2\n")
+    from metaft.suite.runner import algorithm_kwargs
+
+    assert algorithm_kwargs(resolve_config("quick", str(path), {"algo": "reptile"}))["inner_lr"] == 1e-2
