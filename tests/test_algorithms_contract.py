@@ -82,6 +82,8 @@ PLUGIN = {
         headline = "suite_plugin_demo:HEADLINE"
         [project.entry-points."GROUP.recipes"]
         nearest-centroid = "suite_plugin_demo:CENTROID"
+        [project.entry-points."GROUP.metrics"]
+        headline_error = "suite_plugin_demo:HEADLINE_ERROR"
     """,
     "suite_plugin_demo/__init__.py": """
         from dataclasses import dataclass, replace
@@ -152,11 +154,18 @@ PLUGIN = {
             score = task.metric.compute(predictions, references)["metric"]
             return RecipeResult([(0, score, 0.0, None)], Measurement(), 0)
 
+        # a metric where smaller is better, which the headlines dataset is scored by
+        from metaft.tasks.metrics import Metric
+
+        HEADLINE_ERROR = Metric("headline_error", lambda p, r: {"metric": sum(a != b for a, b in zip(p, r)) / len(r)},
+                                higher_is_better=False)
+
         def headlines():
             return DatasetSpec(name="headlines", hub_id="fancyzhx/ag_news", task_type="headline",
                                label_names=("World", "Sports", "Business", "Sci/Tech"),
                                columns={"text": "text", "label": "label"}, splits=("test",), train_split=None,
-                               eval_split="test")
+                               eval_split="test", metric="headline_error",
+                               protocol_sides={"cross-dataset": "meta-test"})
     """,
 }
 
@@ -307,3 +316,36 @@ def test_a_recipe_from_one_file_runs_through_suite_run(tmp_path, tiny_models):
     unknown = subprocess.run([suite, "run", "--algo", "baseline", "--recipe", "nearest-centroidd", *common],
                              capture_output=True, text=True, env=env, timeout=300)
     assert unknown.returncode == 2 and "must be a registered recipe" in unknown.stderr
+
+
+def test_a_plugin_algorithm_task_type_dataset_and_metric_run_together_through_suite_run(tmp_path, tiny_models,
+                                                                                       data_dir):
+    """One `suite run` of the plugin's algorithm, meta-trained on a built-in dataset and meta-tested on
+    the plugin's dataset (cross-dataset side from its spec) of the plugin's task type (its own loss),
+    scored by the plugin's metric; then `leaderboard compare` reads the rows by that metric's direction."""
+    target = install_plugin(tmp_path)
+    mirror = tmp_path / "mirror"
+    for name, source in (("sst2", "sst2"), ("headlines", "ag_news")):
+        (mirror / name).mkdir(parents=True)
+        for split in Path(data_dir, source).glob("*.parquet"):
+            (mirror / name / split.name).symlink_to(split)
+    cfg = tmp_path / "plugins.toml"
+    cfg.write_text('datasets = ["sst2", "headlines"]\nn_meta_train = 2\nn_meta_test = 6\nft_steps = 2\n'
+                   'max_length = 32\nbatch_size = 8\n[shapes.classification]\nways = 2\nshots = 2\nqueries = 2\n')
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    suite, out = str(Path(sys.executable).parent / "suite"), tmp_path / "results"
+    for algo in ("sgd_twice", "baseline"):
+        proc = subprocess.run([suite, "run", "--algo", algo, "--model", str(tiny_models["bert"]), "--config", str(cfg),
+                               "--data-dir", str(mirror), "--out", str(out), "--no-progress"],
+                              capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+    from metaft.suite.results import load_results
+
+    runs, tasks = load_results(out)
+    mine = tasks[tasks["algo"] == "sgd_twice"]
+    assert len(mine) == 6 and set(mine["dataset"]) == {"headlines"} and set(mine["task_type"]) == {"headline"}
+    assert set(mine["metric_name"]) == {"headline_error"} and runs.set_index("algo").loc["sgd_twice", "meta_steps"] > 0
+    compare = subprocess.run([suite, "leaderboard", "compare", "--results", str(out), "--resamples", "99"],
+                             capture_output=True, text=True, env=env, timeout=300)
+    assert compare.returncode == 0, compare.stderr
+    assert "headline_error" in compare.stdout and "sgd_twice" in compare.stdout
