@@ -115,7 +115,7 @@ def fingerprint_dict(config) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- command line
 def _argparse_type(hint) -> dict[str, Any]:
-    """argparse keywords for a field's type: lists are comma-separated (seeds: several values)."""
+    """argparse keywords for a field's type: booleans get --no-..., lists are comma-separated."""
     origin = typing.get_origin(hint)
     if hint is bool:
         return {"action": argparse.BooleanOptionalAction}

@@ -76,7 +76,6 @@ PLUGIN = {
         sgd_twice = "suite_plugin_demo:SgdTwice"
         [project.entry-points."GROUP.tasks"]
         imdb_tiny = "suite_plugin_demo:imdb_tiny"
-        news_plugin = "suite_plugin_demo:news_plugin"
         headlines = "suite_plugin_demo:headlines"
         [project.entry-points."GROUP.task_types"]
         headline = "suite_plugin_demo:HEADLINE"
@@ -110,12 +109,6 @@ PLUGIN = {
             return DatasetSpec(name="imdb_tiny", hub_id="stanfordnlp/imdb", task_type="classification",
                                label_names=("neg", "pos"), columns={"text": "text", "label": "label"},
                                splits=("train", "test"), train_split="train", eval_split="test")
-
-        def news_plugin():  # joins the cross-dataset protocol's meta-test side from this file alone
-            return DatasetSpec(name="news_plugin", hub_id="fancyzhx/ag_news", task_type="classification",
-                               label_names=("World", "Sports", "Business", "Sci/Tech"),
-                               columns={"text": "text", "label": "label"}, splits=("test",), train_split=None,
-                               eval_split="test", protocol_sides={"cross-dataset": "meta-test"})
 
         # a task type with a model side of its own (a label-smoothed loss), its labels and its display
         @dataclass(frozen=True)
@@ -170,6 +163,16 @@ PLUGIN = {
 }
 
 
+def plugin_mirror(tmp_path, data_dir, datasets: dict[str, str]) -> Path:
+    """A data mirror whose folders (the plugin's dataset names) link to the shared mirror's files."""
+    mirror = tmp_path / "mirror"
+    for name, source in datasets.items():
+        (mirror / name).mkdir(parents=True)
+        for split in Path(data_dir, source).glob("*.parquet"):
+            (mirror / name / split.name).symlink_to(split)
+    return mirror
+
+
 def install_plugin(tmp_path, group: str = "metaft") -> Path:
     """pip-installs the demo plugin into a folder of its own; put it on PYTHONPATH to use it.
 
@@ -204,41 +207,12 @@ def test_third_party_plugin_installed_with_pip_is_found(tmp_path, group):
     assert (migration in out.stderr) == (group == "suite"), out.stderr
 
 
-def test_a_plugin_dataset_joins_the_cross_dataset_protocol_from_its_own_file(tmp_path, tiny_models, data_dir):
-    """A pip-installed dataset whose spec names its cross-dataset side is meta-tested by `suite run`,
-    beside a built-in meta-training dataset, with no edit to the suite."""
-    target = install_plugin(tmp_path)
-    mirror = tmp_path / "mirror"
-    for name, source in (("sst2", "sst2"), ("news_plugin", "ag_news")):
-        (mirror / name).mkdir(parents=True)
-        for split in Path(data_dir, source).glob("*.parquet"):
-            (mirror / name / split.name).symlink_to(split)
-    cfg = tmp_path / "plugin.toml"
-    cfg.write_text('datasets = ["sst2", "news_plugin"]\nn_meta_train = 2\nn_meta_test = 2\nft_steps = 2\n'
-                   'max_length = 32\nbatch_size = 8\n[shapes.classification]\nways = 2\nshots = 2\nqueries = 2\n')
-    env = {**os.environ, "PYTHONPATH": str(target)}
-    out = tmp_path / "results"
-    proc = subprocess.run([str(Path(sys.executable).parent / "suite"), "run", "--algo", "reptile", "--model",
-                           str(tiny_models["bert"]), "--config", str(cfg), "--data-dir", str(mirror), "--out", str(out),
-                           "--no-progress"], capture_output=True, text=True, env=env, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    from metaft.suite.results import load_results
-
-    runs, tasks = load_results(out)
-    assert set(tasks["dataset"]) == {"news_plugin"} and len(tasks) == 2
-    manifest = json.loads(next(out.glob("*/manifest.json")).read_text())
-    assert manifest["benchmark"]["meta_train_datasets"] == ["sst2"]
-    assert manifest["benchmark"]["meta_test_datasets"] == ["news_plugin"]
-
-
 def test_a_task_type_from_one_file_runs_its_own_head_loss_evaluation_and_display(tmp_path, tiny_models, data_dir):
     """A pip-installed task type that brings its own model side: the model's forward pass, the loss
     (its own, label-smoothed), evaluation with the type's decoder and metric, label validation on
     load, and `suite tasks show` with its own rendering; nothing in the suite is edited."""
     target = install_plugin(tmp_path)
-    mirror = tmp_path / "mirror"
-    (mirror / "headlines").mkdir(parents=True)
-    (mirror / "headlines" / "test.parquet").symlink_to(Path(data_dir) / "ag_news" / "test.parquet")
+    mirror = plugin_mirror(tmp_path, data_dir, {"headlines": "ag_news"})
     probe = textwrap.dedent(f"""
         import numpy as np, torch
         from torch.nn import functional as F
@@ -324,11 +298,7 @@ def test_a_plugin_algorithm_task_type_dataset_and_metric_run_together_through_su
     the plugin's dataset (cross-dataset side from its spec) of the plugin's task type (its own loss),
     scored by the plugin's metric; then `leaderboard compare` reads the rows by that metric's direction."""
     target = install_plugin(tmp_path)
-    mirror = tmp_path / "mirror"
-    for name, source in (("sst2", "sst2"), ("headlines", "ag_news")):
-        (mirror / name).mkdir(parents=True)
-        for split in Path(data_dir, source).glob("*.parquet"):
-            (mirror / name / split.name).symlink_to(split)
+    mirror = plugin_mirror(tmp_path, data_dir, {"sst2": "sst2", "headlines": "ag_news"})
     cfg = tmp_path / "plugins.toml"
     cfg.write_text('datasets = ["sst2", "headlines"]\nn_meta_train = 2\nn_meta_test = 6\nft_steps = 2\n'
                    'max_length = 32\nbatch_size = 8\n[shapes.classification]\nways = 2\nshots = 2\nqueries = 2\n')
@@ -345,6 +315,9 @@ def test_a_plugin_algorithm_task_type_dataset_and_metric_run_together_through_su
     mine = tasks[tasks["algo"] == "sgd_twice"]
     assert len(mine) == 6 and set(mine["dataset"]) == {"headlines"} and set(mine["task_type"]) == {"headline"}
     assert set(mine["metric_name"]) == {"headline_error"} and runs.set_index("algo").loc["sgd_twice", "meta_steps"] > 0
+    manifest = json.loads(next(out.glob("sgd_twice-*/manifest.json")).read_text())
+    assert (manifest["benchmark"]["meta_train_datasets"], manifest["benchmark"]["meta_test_datasets"]) == (
+        ["sst2"], ["headlines"])
     compare = subprocess.run([suite, "leaderboard", "compare", "--results", str(out), "--resamples", "99"],
                              capture_output=True, text=True, env=env, timeout=300)
     assert compare.returncode == 0, compare.stderr
