@@ -105,6 +105,7 @@ def test_suite_algorithms_prints_what_a_run_of_the_preset_uses():
     maml = next(line for line in out.stdout.splitlines() if line.startswith("maml "))
     used = resolve_config("quick", None, {"algo": "maml"}).inner_steps
     assert f"inner_steps={used} (Config default 5)" in maml  # the quick preset's 3, not the class's 5
+    assert "finetune_steps=the run's budget (classification 32, ner 32, qa 32)" in maml
     study = subprocess.run([SUITE, "algorithms", "--preset", "study"], capture_output=True, text=True, timeout=300)
     multitask = next(line for line in study.stdout.splitlines() if line.startswith("multitask "))
     assert "lr=0.0002" in multitask  # the study preset's [per_algorithm.multitask] table

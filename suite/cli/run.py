@@ -174,10 +174,17 @@ def cmd_algorithms(args) -> int:
     rows = []
     for name in list_algorithms():
         cls = algorithm_class(name)
-        used = algorithm_kwargs(resolve_config(args.preset, args.config, {"algo": name}))
+        config = resolve_config(args.preset, args.config, {"algo": name})
+        used = algorithm_kwargs(config)
+        # the runner hands every adaptation the run's step budget, so the Config's own default is never used
+        budget = (f"{config.ft_steps} per task" if config.ft_steps else
+                  ", ".join(f"{t} {n}" for t, n in config.budgets.items()) or f"{config.finetune_epochs} epochs")
         shown = []
         for f in dataclasses.fields(cls.Config):
             value, own = used.get(f.name, default_of(f)), default_of(f)
+            if f.name == "finetune_steps":
+                shown.append(f"finetune_steps=the run's budget ({budget})")
+                continue
             shown.append(f"{f.name}={value}" + (f" (Config default {own})" if value != own else ""))
         rows.append([name, (cls.__doc__ or "").strip().splitlines()[0], ", ".join(shown)])
     where = f"the {args.preset} preset" + (f" with {args.config}" if args.config else "")
