@@ -18,9 +18,8 @@ from pathlib import Path
 
 from torch import nn
 
+from .config import PEFT_METHODS  # declared with the setting
 from .foundation.errors import SuiteError
-
-PEFT_METHODS = ("none", "lora", "ia3")
 
 
 @dataclass

@@ -34,10 +34,13 @@ CURVE_POINTS = ("log2", "ends")
 DEFAULT_RECIPE = RECIPE_NAMES[0]  # suite/recipes.py holds each one's definition
 
 
-PROTOCOLS = ("cross-dataset", "in-dataset")  # tasks/benchmark.py builds each
-POOLINGS = ("auto", "mean", "mean-normalized", "first", "last")  # algorithms/transformer_learner.py
+# Choices owned by lower layers (which import torch or numpy, so `suite --help` cannot import them):
+# tests/test_settings.py checks that these copies equal tasks/benchmark.py's and
+# algorithms/transformer_learner.py's
+PROTOCOLS = ("cross-dataset", "in-dataset")
+POOLINGS = ("auto", "mean", "mean-normalized", "first", "last")
 HEAD_INITS = ("proto", "zero", "random")
-PEFT_METHODS = ("none", "lora", "ia3")  # suite/adapters.py
+PEFT_METHODS = ("none", "lora", "ia3")  # suite/adapters.py applies them
 TARGETS = ("baseline", "best")
 EVALUATE_ON = ("meta-test", "meta-val")
 ENGINES = ("torch", "deepspeed")

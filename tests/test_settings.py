@@ -127,3 +127,12 @@ def test_one_route_per_algorithm_hyperparameter(tmp_path):
     from metaft.suite.runner import algorithm_kwargs
 
     assert algorithm_kwargs(resolve_config("quick", str(path), {"algo": "reptile"}))["inner_lr"] == 1e-2
+
+
+def test_choices_copied_from_lower_layers_agree_with_them():
+    """The schema keeps its own copy of choices that torch-importing modules own (so `--help` stays light)."""
+    from metaft.algorithms.transformer_learner import HEAD_INITS, POOLINGS
+    from metaft.suite import config
+    from metaft.tasks.benchmark import PROTOCOLS
+
+    assert (config.POOLINGS, config.HEAD_INITS, config.PROTOCOLS) == (POOLINGS, HEAD_INITS, PROTOCOLS)
