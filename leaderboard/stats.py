@@ -177,8 +177,6 @@ def paired_test(a: np.ndarray, b: np.ndarray, measure: str, name_a: str, name_b:
 # rows another candidate or another protocol (eval mode, variant, precision, adapter, recipe,
 # protocol fingerprint). `prepare` keeps them and composes the display labels every analysis groups
 # by (``algo``, ``model``) from them, always from the columns, never by parsing a label back.
-IDENTITY_COLUMNS = ("algorithm", "base_model", "eval_mode", "variant", "precision", "peft", "recipe",
-                    "protocol_fingerprint")
 
 
 def _suffix(mask: pd.Series, text: pd.Series | str) -> pd.Series:
