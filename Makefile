@@ -75,9 +75,12 @@ study: setup
 # about 2.5 h on 2 cores (SetFit's 80 steps are ~90 s a task; drop multitask for ~1.7 h).
 STUDY_RECIPE_TASKS ?= 20
 STUDY_RECIPE_RUNS ?= baseline:finetune baseline:linear-probe baseline:setfit multitask:setfit reptile:setfit
+STUDY_RECIPE_PRECISION ?= auto
 study-recipes: setup
 	for run in $(STUDY_RECIPE_RUNS); do $(VENV)/bin/suite run --algo $${run%%:*} --recipe $${run#*:} --preset study \
-	  --meta-test-tasks $(STUDY_RECIPE_TASKS) --out results-recipes --resume || exit 1; done
+	  --meta-test-tasks $(STUDY_RECIPE_TASKS) --precision $(STUDY_RECIPE_PRECISION) --out results-recipes --resume || exit 1; done
+	$(VENV)/bin/suite leaderboard build --results results-recipes --out site-recipes
+	$(VENV)/bin/suite leaderboard compare --results results-recipes --across-recipes
 	$(VENV)/bin/suite leaderboard compare --results results-recipes --across-recipes
 
 # Equal tuning budget for the study's meta-training hyperparameters, on validation tasks only

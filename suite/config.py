@@ -25,7 +25,13 @@ PRECISIONS = ("fp32", "bf16", "auto")
 MAX_TASKS = 10_000
 SHAPE_KEYS = ("ways", "shots", "queries")
 EVAL_MODES = ("shared", "own", "hindsight")
-RECIPE_NAMES = ("finetune", "linear-probe", "setfit")  # the built-ins (suite/recipe_registry.py); plugins add more
+RECIPE_NAMES = ("finetune", "linear-probe", "setfit", "finetune-lora", "finetune-ia3")  # the built-ins
+# (suite/recipe_registry.py; plugins add more). The adapter recipes put fresh adapters of this method on
+# the start and fine-tune them with the shared loop for their own budget (`adapter_steps`).
+ADAPTER_RECIPES = {"finetune-lora": "lora", "finetune-ia3": "ia3"}
+# LoRA: chosen on the study's 4 validation tasks from 1e-4 / 3e-4 / 1e-3 at 128 steps (mean final accuracy
+# 0.609 / 0.637 / 0.633, docs/recipes.md); IA3: the (IA)^3 paper's 3e-3 (Liu et al. 2022), not measured here
+ADAPTER_LRS = {"lora": 3e-4, "ia3": 3e-3}
 # where the query metric is measured during fine-tuning (suite/evaluate.py: eval_schedule): "log2"
 # (0, 1, 2, 4, ... and the last step; the curves that costs and the frontier read) or "ends" (step 0
 # and the last step only: the same final metric; measured on the 16-task budget test, AVX2-only
@@ -74,6 +80,14 @@ def _device(v):
 
 def _with_peft(config) -> bool:
     return config.peft != "none"
+
+
+def _with_adapters(config) -> bool:  # adapters in the run: on the backbone (--peft) or the recipe's
+    return config.peft != "none" or config.recipe in ADAPTER_RECIPES
+
+
+def _with_adapter_recipe(config) -> bool:
+    return config.recipe in ADAPTER_RECIPES
 
 
 def _with_own_recipe(config) -> bool:  # (linear-probe runs hash the SetFit settings too: their ids predate this)
@@ -136,9 +150,10 @@ class RunConfig:
                              "for metasgd); hindsight: the oracle bound of intermediate (every source, best on the "
                              "query set; never ranked)", flag="--eval-mode", choices=EVAL_MODES, group="fine-tuning")
     recipe: str = setting(DEFAULT_RECIPE, "how each task is fine-tuned from the algorithm's start: finetune (the "
-                          "shared loop), linear-probe (frozen encoder + logistic regression) or setfit (contrastive "
-                          "pairs + logistic head; docs/recipes.md); classification only for the last two; a "
-                          "plugin's from the metaft.recipes entry-point group", flag="--recipe", check=_known_recipe,
+                          "shared loop), linear-probe (frozen encoder + logistic regression), setfit (contrastive "
+                          "pairs + logistic head), finetune-lora / finetune-ia3 (fresh adapters on the start, the "
+                          "shared loop for --adapter-steps; docs/recipes.md); linear-probe and setfit serve "
+                          "classification only; a plugin's from the metaft.recipes entry-point group", flag="--recipe", check=_known_recipe,
                           fingerprint="unless-default", group="fine-tuning")
     setfit_iterations: int = setting(20, "SetFit's pair iterations: 2 x iterations x support pairs (0: SetFit's "
                                      "oversampling)", flag="--setfit-iterations", check=at_least(0),
@@ -146,6 +161,17 @@ class RunConfig:
     setfit_lr_grid: list[float] = setting(help="SetFit body lrs; several are chosen on the validation tasks",
                                           factory=lambda: [2e-5], flag="--setfit-lr-grid", check=finite_positive,
                                           applies=_with_own_recipe, metavar="LR[,LR]", group="fine-tuning")
+    # 128 steps: LoRA's curve from B = 0 was still rising at the 32 steps that full fine-tuning needs
+    # (docs/algorithms.md); the lr from the measured grid on validation tasks (docs/recipes.md)
+    adapter_steps: int = setting(128, "steps of the adapter recipes (finetune-lora, finetune-ia3): their own budget, "
+                                 "since fresh adapters learn slower than the full model", flag="--adapter-steps",
+                                 check=at_least(1), applies=_with_adapter_recipe, group="fine-tuning")
+    adapter_lr_grid: list[float] = setting(help="learning rates of the adapter recipes; several are chosen on the "
+                                           "validation tasks (empty: the method's measured default, LoRA "
+                                           f"{ADAPTER_LRS['lora']:g}, IA3 {ADAPTER_LRS['ia3']:g})", factory=list,
+                                           flag="--adapter-lr-grid",
+                                           check=finite_positive, applies=_with_adapter_recipe, metavar="LR[,LR]",
+                                           group="fine-tuning")
     evaluate_on: str = setting("meta-test", "meta-val: fine-tune and score the validation tasks (for tuning)",
                                choices=EVALUATE_ON)
     pooling: str = setting("auto", "sentence vector of the classification head (auto: what the checkpoint was "
@@ -155,10 +181,10 @@ class RunConfig:
     peft: str = setting("none", "adapters on a frozen backbone; every algorithm then learns and fine-tunes the "
                         "adapters and heads only (none: full fine-tuning)", flag="--peft", choices=PEFT_METHODS,
                         fingerprint="unless-default", group="adapters")
-    lora_r: int = setting(8, "LoRA rank", flag="--lora-r", applies=_with_peft, group="adapters")
-    lora_alpha: int = setting(16, "LoRA alpha", flag="--lora-alpha", applies=_with_peft, group="adapters")
+    lora_r: int = setting(8, "LoRA rank", flag="--lora-r", applies=_with_adapters, group="adapters")
+    lora_alpha: int = setting(16, "LoRA alpha", flag="--lora-alpha", applies=_with_adapters, group="adapters")
     peft_targets: list[str] = setting(help="module names to adapt (empty: peft's choice for the architecture)",
-                                      factory=list, flag="--peft-targets", applies=_with_peft, metavar="NAME[,NAME]",
+                                      factory=list, flag="--peft-targets", applies=_with_adapters, metavar="NAME[,NAME]",
                                       group="adapters")
     freeze_embeddings: bool = setting(False, "freeze the embeddings (saves memory on large models)",
                                       flag="--freeze-embeddings", group="model")
@@ -197,6 +223,13 @@ class RunConfig:
 
         return AdapterSettings(self.peft, self.lora_r, self.lora_alpha, list(self.peft_targets))
 
+    def recipe_adapter_settings(self):
+        """The fresh adapters an adapter recipe puts on each task's start (method "none" otherwise)."""
+        from .adapters import AdapterSettings
+
+        return AdapterSettings(ADAPTER_RECIPES.get(self.recipe, "none"), self.lora_r, self.lora_alpha,
+                               list(self.peft_targets))
+
     def validate(self, source: str = "config") -> "RunConfig":
         """Each setting's own check (its declaration), then the rules between settings."""
         def bad(key, why):
@@ -225,7 +258,7 @@ class RunConfig:
         if self.finetune_epochs == 0 and self.ft_steps == 0 and not self.budgets:
             bad("finetune_epochs", "and ft_steps are both 0: nothing would be fine-tuned")
         if len(self.lr_grid()) > 1 and self.n_meta_val < 1:  # (the grid the recipe chooses from, if any)
-            bad("setfit_lr_grid" if self.recipe == "setfit" else "finetune_lr_grid", "has several learning rates "
+            bad(self.lr_grid_setting(), "has several learning rates "
                 "but n_meta_val is 0: there are no validation tasks to choose on")
         known_types = task_type_names()
         for task_type, steps in self.budgets.items():
@@ -245,6 +278,9 @@ class RunConfig:
             bad("recipe", f"{self.recipe!r} runs in the torch engine; use --engine torch or --recipe finetune")
         if not self.setfit_lr_grid:
             bad("setfit_lr_grid", "must hold at least one learning rate")
+        if self.recipe in ADAPTER_RECIPES and self.peft != "none":
+            bad("recipe", f"is {self.recipe!r}, which puts fresh adapters on the start, but peft is {self.peft!r}: the "
+                "start already has adapters; use --recipe finetune to fine-tune those, or drop --peft")
         try:
             self.adapter_settings().validate()
         except SuiteError as exc:
@@ -272,11 +308,17 @@ class RunConfig:
         """The learning rates the run's recipe chooses from on validation tasks ([] : none to choose)."""
         from .recipe_registry import get_recipe
 
-        if self.recipe == "setfit":
-            return list(dict.fromkeys(self.setfit_lr_grid))
         if not get_recipe(self.recipe).uses_lr:
             return []
-        return list(dict.fromkeys(self.finetune_lr_grid))
+        if self.recipe in ADAPTER_RECIPES and not self.adapter_lr_grid:
+            return [ADAPTER_LRS[ADAPTER_RECIPES[self.recipe]]]
+        return list(dict.fromkeys(getattr(self, self.lr_grid_setting())))
+
+    def lr_grid_setting(self) -> str:
+        """The setting that holds the run's recipe's learning rates."""
+        if self.recipe == "setfit":
+            return "setfit_lr_grid"
+        return "adapter_lr_grid" if self.recipe in ADAPTER_RECIPES else "finetune_lr_grid"
 
     def ft_budget(self, task_type: str, support_batches: int) -> int:
         """Fine-tuning steps of one task: --ft-steps, else the task type's budget, else epochs x batches."""

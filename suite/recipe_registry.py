@@ -62,3 +62,6 @@ register_recipe(Recipe("linear-probe", ("classification",), "frozen encoder + lo
                        uses_lr=False, run=f"{_IMPL}:linear_probe_task"))
 register_recipe(Recipe("setfit", ("classification",),
                        "SetFit: contrastive pairs, cosine loss on the encoder, logistic head", run=f"{_IMPL}:setfit_task"))
+for _method, _name in (("LoRA", "finetune-lora"), ("IA3", "finetune-ia3")):
+    register_recipe(Recipe(_name, None, f"fresh {_method} adapters on the start, the shared loop for their own budget",
+                           run=f"{_IMPL}:adapter_task"))

@@ -263,15 +263,16 @@ class RecipeTask:
     step_factory: Callable | None = None  # an engine's update step (e.g. DeepSpeed), finetune only
 
 
-def finetune_task(task: RecipeTask) -> RecipeResult:
-    """The shared fine-tuning (or the algorithm's own adaptation with ``mode = "own"``) for the
-    task type's budget, the query metric read at the evaluation steps."""
-    schedule = set(eval_schedule(task.steps, task.settings.curve_points))
+def _shared_loop(task: RecipeTask, steps: int, run: Callable[[Callable, Callable], object]) -> RecipeResult:
+    """The shared loop's meter and curve around ``run(loss_fn, on_step)``, which fine-tunes for
+    ``steps``: the query metric read at the evaluation steps, the FLOPs counted for what the
+    adaptation updates (known at step 0, once the episode's head exists)."""
+    schedule = set(eval_schedule(steps, task.settings.curve_points))
     meter = Meter(task.device)
     curve: list[tuple[int, float, float, float | None]] = []
 
     def on_step(k, model, loss):
-        if k == 0:  # the episode's head exists now: count what this adaptation updates
+        if k == 0:
             groups = task.algo.own_adaptation(model) if task.mode == "own" else None
             updated = [p for g in groups for p in g["params"]] if groups else \
                 [p for p in model.parameters() if p.requires_grad]
@@ -282,9 +283,42 @@ def finetune_task(task: RecipeTask) -> RecipeResult:
             curve.append((k, scores["metric"], meter.elapsed(), scores["exact_match"]))
 
     with meter:
-        task.algo.adapt(task.learner, task.support, meter.count_loss(episode_loss), steps=task.steps, lr=task.lr,
-                        on_step=on_step, mode=task.mode, step_factory=task.step_factory)
-    return RecipeResult(curve, meter.result, task.steps)
+        run(meter.count_loss(episode_loss), on_step)
+    return RecipeResult(curve, meter.result, steps)
+
+
+def finetune_task(task: RecipeTask) -> RecipeResult:
+    """The shared fine-tuning (or the algorithm's own adaptation with ``mode = "own"``) for the
+    task type's budget, the query metric read at the evaluation steps."""
+    return _shared_loop(task, task.steps, lambda loss_fn, on_step: task.algo.adapt(
+        task.learner, task.support, loss_fn, steps=task.steps, lr=task.lr, on_step=on_step, mode=task.mode,
+        step_factory=task.step_factory))
+
+
+def adapter_task(task: RecipeTask) -> RecipeResult:
+    """finetune-lora / finetune-ia3: fresh adapters (peft's init: LoRA's B = 0 and IA3's scales = 1,
+    so step 0 computes what the start computes) on a copy of the start, its backbone frozen, then
+    the shared loop on the adapters and heads for ``adapter_steps`` (the adapters' own budget) at
+    the lr chosen from ``adapter_lr_grid``. The runner seeded torch with the task's seed, so LoRA's
+    random A is the task's own."""
+    from metaft.algorithms.base import begin_episode
+    from metaft.algorithms.finetune import finetune
+
+    from .adapters import add_adapters
+
+    cfg = task.settings
+    optimizer = getattr(task.algo.config, "finetune_optimizer", "adam")  # the shared loop's
+
+    def run(loss_fn, on_step):  # inside the meter, as the finetune recipe's copy of its start
+        model = task.start()
+        backbone = getattr(model, "backbone", None)
+        if backbone is None:
+            raise ConfigError(f"recipe {cfg.recipe!r} puts adapters on a transformer backbone; this start has none")
+        model.backbone = add_adapters(backbone, cfg.recipe_adapter_settings())
+        begin_episode(model, task.support)
+        finetune(model, task.support, loss_fn, cfg.adapter_steps, lr=task.lr, optimizer=optimizer, on_step=on_step)
+
+    return _shared_loop(task, cfg.adapter_steps, run)
 
 
 def linear_probe_task(task: RecipeTask) -> RecipeResult:

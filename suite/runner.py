@@ -50,7 +50,7 @@ from metaft.tasks.pools import check_leakage
 
 from . import __version__, recipes
 from .adapters import add_adapters, save_adapter
-from .config import DEFAULT_RECIPE, RunConfig, hyperparameters, task_type_names
+from .config import ADAPTER_RECIPES, DEFAULT_RECIPE, RunConfig, hyperparameters, task_type_names
 from .flops import flops_per_token
 from .foundation.errors import FailedRunError, SuiteError
 from .metering import Measurement, Meter
@@ -545,7 +545,7 @@ class Runner:
                     bar.update(1)
         except NonFiniteLossError:
             raise RunFailed(f"{folder.run_id}: a validation fine-tuning diverged; drop the largest learning rate "
-                            f"from its learning-rate grid (finetune_lr_grid, or setfit_lr_grid)") from None
+                            f"from its learning-rate grid ({cfg.lr_grid_setting()})") from None
         finally:
             bar.close()
         means = {t: {lr: float(np.mean(v)) for lr, v in by_lr.items()} for t, by_lr in scores.items()}
@@ -614,6 +614,9 @@ def protocol_fingerprint(cfg: RunConfig, bench) -> str:
         key["recipe"] = {"name": cfg.recipe}
         if cfg.recipe == "setfit":  # its budget follows the pairs, its grid is its own
             key["recipe"].update(iterations=cfg.setfit_iterations, grid=sorted(set(cfg.setfit_lr_grid)))
+        elif cfg.recipe in ADAPTER_RECIPES:  # its own budget, grid and adapters
+            key["recipe"].update(steps=cfg.adapter_steps, grid=sorted(cfg.lr_grid()),
+                                 adapters=cfg.recipe_adapter_settings().describe())
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
 

@@ -108,7 +108,8 @@ def test_setfit_curve_is_log_spaced_and_its_head_sees_only_the_support_set(data_
 def test_recipes_refuse_what_they_do_not_serve():
     with pytest.raises(ConfigError, match="recipe 'setfit' serves classification tasks.*ner"):
         recipes.check_serves("setfit", ["classification", "ner"])
-    with pytest.raises(SuiteError, match="unknown recipe 'lora'; available: finetune, linear-probe, setfit"):
+    with pytest.raises(SuiteError, match="unknown recipe 'lora'; available: finetune, linear-probe, setfit, "
+                                         "finetune-lora, finetune-ia3"):
         recipes.get_recipe("lora")
     cfg = preset("study")
     cfg.recipe, cfg.eval_mode = "setfit", "own"
@@ -191,7 +192,7 @@ def test_the_suites_setfit_recipe_agrees_with_the_setfit_package(data_dir):
     assert s["suite"] > s["probe"] and s["package"] > s["probe"], s
 
 
-@pytest.mark.parametrize("recipe", ["linear-probe", "setfit"])
+@pytest.mark.parametrize("recipe", ["linear-probe", "setfit", "finetune-lora"])
 def test_the_finetune_grid_needs_validation_tasks_only_where_the_recipe_uses_it(recipe):
     cfg = preset("study")  # its finetune_lr_grid holds 3 values
     cfg.n_meta_val = 0
@@ -199,3 +200,90 @@ def test_the_finetune_grid_needs_validation_tasks_only_where_the_recipe_uses_it(
         cfg.validate()
     cfg.recipe = recipe  # a grid it never reads
     assert cfg.validate().recipe == recipe
+
+
+def _recipe_task(data_dir, recipe: str, steps: int, lr: float):
+    """One study task (8 queries per class, length 32) as the runner hands it to a recipe."""
+    from metaft.algorithms import get_algorithm
+    from metaft.suite.runner import to_device
+
+    ep, _, learner, encoder, batches, metric, cfg = _episode(data_dir)
+    cfg.recipe, cfg.adapter_steps, cfg.max_length = recipe, steps, 32
+    algo = get_algorithm("baseline")
+    support = batches(ep.support, 16)
+    torch.manual_seed(0)
+    return recipes.RecipeTask(
+        start=lambda: algo.start(learner, support), learner=learner, algo=algo, examples=list(ep.support),
+        support=support, query=batches(ep.query[:32], 64),
+        encode=lambda xs: to_device(encoder.encode(ep.task_type, xs, ep.num_labels), torch.device("cpu")),
+        label_names=ep.label_names, metric=metric, device=torch.device("cpu"), lr=lr, steps=4, mode="shared",
+        seed=0, settings=cfg.validate())
+
+
+@pytest.mark.parametrize("recipe, lr", [("finetune-lora", 1e-3), ("finetune-ia3", 1e-2)])
+def test_adapter_recipes_train_fresh_adapters_and_the_head_only_from_where_the_start_is(data_dir, monkeypatch,
+                                                                                        recipe, lr):
+    """Step 0 of an adapter recipe is the finetune recipe's step 0 of the same start (peft's init:
+    LoRA's B = 0, IA3's scales = 1); the curve runs to the adapters' own budget at the log2 points;
+    the backbone's weights never move (the start is untouched), the adapters and the head do."""
+    from metaft.algorithms import finetune as finetune_module
+
+    trained = []
+    real = finetune_module.finetune
+
+    def spy(model, *args, **kwargs):
+        trained.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(finetune_module, "finetune", spy)
+    task = _recipe_task(data_dir, recipe, steps=8, lr=lr)
+    before = {k: v.clone() for k, v in task.learner.state_dict().items()}
+    result = recipes.adapter_task(task)
+    plain = recipes.finetune_task(_recipe_task(data_dir, "finetune", steps=8, lr=3e-5))
+    assert [k for k, *_ in result.curve] == [0, 1, 2, 4, 8] and result.steps == 8
+    assert result.curve[0][1] == plain.curve[0][1]  # the adapters start as the identity
+    assert result.measurement.flops > 0 and result.measurement.tokens > 0
+    assert all(torch.equal(v, task.learner.state_dict()[k]) for k, v in before.items())  # the start is a copy
+    (model,) = trained
+    from metaft.suite.adapters import is_peft
+
+    assert is_peft(model.backbone)
+    moved = {name for name, p in model.named_parameters()
+             if name.startswith("backbone.") and not torch.equal(p.detach(), _base_weight(before, name))}
+    adapter_word = "lora_" if recipe == "finetune-lora" else "ia3_"
+    assert moved and all(adapter_word in name for name in moved), sorted(moved)[:5]
+    assert all(not p.requires_grad for name, p in model.named_parameters() if name.startswith("backbone.")
+               and adapter_word not in name)
+    assert not torch.equal(model.head.weight.detach(), torch.zeros_like(model.head.weight))
+
+
+def _base_weight(before: dict, name: str) -> torch.Tensor:
+    """The start's weight under a peft-wrapped name (backbone.base_model.model.X[.base_layer].W ->
+    backbone.X.W); an adapter's own tensor has none, and compares against an empty tensor."""
+    plain = name.replace("base_model.model.", "").replace(".base_layer", "")
+    return before.get(plain, torch.empty(0))
+
+
+def test_adapter_recipe_rows_pair_within_the_recipe_and_with_finetune_only_across_recipes():
+    """The protocol key of an adapter recipe holds its budget, grid and adapters: reptile's and the
+    baseline's rows pair; another budget, rank or method does not; plain fine-tuning pairs with it
+    only through ``protocol_base`` (the labelled cross-recipe view)."""
+    import dataclasses
+
+    from metaft.suite.runner import Runner, protocol_fingerprint
+
+    def key(**changes):
+        cfg = dataclasses.replace(preset("study"), **changes).validate()
+        return protocol_fingerprint(cfg, Runner(cfg).benchmark())
+
+    lora = key(recipe="finetune-lora")
+    assert key(recipe="finetune-lora", algo="baseline") == key(recipe="finetune-lora", algo="reptile") == lora
+    assert len({lora, key(), key(recipe="finetune-ia3"), key(recipe="finetune-lora", adapter_steps=64),
+                key(recipe="finetune-lora", lora_r=4), key(recipe="finetune-lora", adapter_lr_grid=[7e-4])}) == 6
+    from metaft.suite.config import ADAPTER_LRS
+
+    assert key(recipe="finetune-lora", adapter_lr_grid=[ADAPTER_LRS["lora"]]) == lora  # the default, resolved
+    assert key(recipe="finetune", adapter_steps=64) == key()  # a setting that does not apply changes nothing
+    assert key(recipe="finetune", lora_r=4) == key()
+    with pytest.raises(SuiteError, match="peft is 'lora': the start already has adapters"):
+        dataclasses.replace(preset("study"), recipe="finetune-lora", peft="lora").validate()

@@ -43,7 +43,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resamples", type=int, default=1999,
                    help="bootstrap resamples for the cost intervals (0: no intervals)")
     p.add_argument("--across-recipes", action="store_true",
-                   help="pair rows of different recipes (linear-probe, setfit, finetune) on the same tasks, the "
+                   help="pair rows of different recipes (finetune, linear-probe, setfit, finetune-lora, ...) on the same tasks, the "
                         "recipe in each candidate's name: a labelled cross-recipe comparison (default: within a recipe)")
     add_skip_corrupt(p)
     p.set_defaults(func=cmd_compare)
