@@ -16,6 +16,10 @@ Where a task starts and how it is then fine-tuned are two choices; a run names b
   linear warm-up then linear decay, gradient norm clipped at 1), then the logistic head. The curve
   is read at the log-spaced steps like every recipe, the head refitted on the support set at each
   point (never on queries), so the curve's step 0 is the linear probe of the start.
+- ``finetune-lora`` / ``finetune-ia3`` (all task types): fresh adapters on a copy of the start,
+  its backbone frozen, then the shared loop on the adapters and heads for ``adapter_steps`` (their
+  own budget: fresh adapters learn slower than the full model) at the lr from ``adapter_lr_grid``.
+  Not ``--peft``, which puts the adapters on the backbone from meta-training on.
 
 NER and QA have no sentence-level head for a logistic regression to replace, so the two
 sentence-encoder recipes refuse them (:func:`check_serves`).
