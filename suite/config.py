@@ -153,16 +153,16 @@ class RunConfig:
                           "shared loop), linear-probe (frozen encoder + logistic regression), setfit (contrastive "
                           "pairs + logistic head), finetune-lora / finetune-ia3 (fresh adapters on the start, the "
                           "shared loop for --adapter-steps; docs/recipes.md); linear-probe and setfit serve "
-                          "classification only; a plugin's from the metaft.recipes entry-point group", flag="--recipe", check=_known_recipe,
-                          fingerprint="unless-default", group="fine-tuning")
+                          "classification only; a plugin's from the metaft.recipes entry-point group",
+                          flag="--recipe", check=_known_recipe, fingerprint="unless-default", group="fine-tuning")
     setfit_iterations: int = setting(20, "SetFit's pair iterations: 2 x iterations x support pairs (0: SetFit's "
                                      "oversampling)", flag="--setfit-iterations", check=at_least(0),
                                      applies=_with_own_recipe, group="fine-tuning")
     setfit_lr_grid: list[float] = setting(help="SetFit body lrs; several are chosen on the validation tasks",
                                           factory=lambda: [2e-5], flag="--setfit-lr-grid", check=finite_positive,
                                           applies=_with_own_recipe, metavar="LR[,LR]", group="fine-tuning")
-    # 128 steps: LoRA's curve from B = 0 was still rising at the 32 steps that full fine-tuning needs
-    # (docs/algorithms.md); the lr from the measured grid on validation tasks (docs/recipes.md)
+    # 128 steps: LoRA's curve from B = 0 is still rising at full fine-tuning's 32 steps and peaks by 64 of
+    # 128 on the study's tasks (docs/recipes.md, "The adapter recipes"); the lr: ADAPTER_LRS above
     adapter_steps: int = setting(128, "steps of the adapter recipes (finetune-lora, finetune-ia3): their own budget, "
                                  "since fresh adapters learn slower than the full model", flag="--adapter-steps",
                                  check=at_least(1), applies=_with_adapter_recipe, group="fine-tuning")

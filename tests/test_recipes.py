@@ -203,12 +203,12 @@ def test_the_finetune_grid_needs_validation_tasks_only_where_the_recipe_uses_it(
 
 
 def _recipe_task(data_dir, recipe: str, steps: int, lr: float):
-    """One study task (8 queries per class, length 32) as the runner hands it to a recipe."""
+    """One study task as the runner hands it to a recipe (its first 32 queries, to keep the test short)."""
     from metaft.algorithms import get_algorithm
     from metaft.suite.runner import to_device
 
     ep, _, learner, encoder, batches, metric, cfg = _episode(data_dir)
-    cfg.recipe, cfg.adapter_steps, cfg.max_length = recipe, steps, 32
+    cfg.recipe, cfg.adapter_steps = recipe, steps
     algo = get_algorithm("baseline")
     support = batches(ep.support, 16)
     torch.manual_seed(0)
