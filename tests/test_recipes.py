@@ -194,11 +194,15 @@ def test_the_suites_setfit_recipe_agrees_with_the_setfit_package(data_dir):
 
 @pytest.mark.parametrize("recipe", ["linear-probe", "setfit", "finetune-lora"])
 def test_the_finetune_grid_needs_validation_tasks_only_where_the_recipe_uses_it(recipe):
-    cfg = preset("study")  # its finetune_lr_grid holds 3 values
+    cfg = preset("study")  # its finetune_lr_grid and adapter_lr_grid hold 3 values each
     cfg.n_meta_val = 0
     with pytest.raises(SuiteError, match="finetune_lr_grid has several learning rates but n_meta_val is 0"):
         cfg.validate()
-    cfg.recipe = recipe  # a grid it never reads
+    cfg.recipe = recipe  # a finetune grid it never reads
+    if recipe == "finetune-lora":  # ... but the adapter grid it does read is refused by name
+        with pytest.raises(SuiteError, match="adapter_lr_grid has several learning rates but n_meta_val is 0"):
+            cfg.validate()
+        cfg.adapter_lr_grid = [3e-4]
     assert cfg.validate().recipe == recipe
 
 
@@ -282,7 +286,9 @@ def test_adapter_recipe_rows_pair_within_the_recipe_and_with_finetune_only_acros
                 key(recipe="finetune-lora", lora_r=4), key(recipe="finetune-lora", adapter_lr_grid=[7e-4])}) == 6
     from metaft.suite.config import ADAPTER_LRS
 
-    assert key(recipe="finetune-lora", adapter_lr_grid=[ADAPTER_LRS["lora"]]) == lora  # the default, resolved
+    # an empty grid means the method's default lr, resolved before the key is made
+    assert key(recipe="finetune-lora", adapter_lr_grid=[]) == key(recipe="finetune-lora",
+                                                                   adapter_lr_grid=[ADAPTER_LRS["lora"]]) != lora
     assert key(recipe="finetune", adapter_steps=64) == key()  # a setting that does not apply changes nothing
     assert key(recipe="finetune", lora_r=4) == key()
     with pytest.raises(SuiteError, match="peft is 'lora': the start already has adapters"):
