@@ -11,11 +11,22 @@ from metaft.suite.foundation.errors import ConfigError
 
 
 def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    """``adam`` is torch's fused Adam (one kernel per parameter instead of a dozen elementwise ops):
+    on MiniLM's 22.7M parameters a CPU step is 4.5-5.3x faster than torch's CPU default (the for-loop
+    kernel), 1.11x tasks per hour on the quick preset, the same update to within 1.5e-8 (not bit for
+    bit: the kernel orders its arithmetic differently); docs/findings/2026-12-fused-adam.md. The
+    for-loop kernel remains for parameters the fused one does not take (another device or dtype)."""
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        params = list(params)
+        return torch.optim.Adam(params, lr=lr, fused=_fusable(params) or None)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr)
     raise ConfigError(f"unknown optimizer {name!r}; use 'adam' or 'sgd'")
+
+
+def _fusable(params: list) -> bool:
+    tensors = [t for g in params for t in (g["params"] if isinstance(g, dict) else [g])]
+    return bool(tensors) and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
 
 
 class OuterStep(Protocol):

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_tasks.py", "bench_algorithms.py", "bench_adapters.py", "bench_inner_loop.py", "bench_leaderboard.py", "bench_tune.py"]
+SCRIPTS = ["bench_tasks.py", "bench_adam_kernels.py", "bench_algorithms.py", "bench_adapters.py", "bench_inner_loop.py", "bench_leaderboard.py", "bench_tune.py"]
 
 if __name__ == "__main__":
     failed = 0

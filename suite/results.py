@@ -203,7 +203,9 @@ def hardware() -> dict:
     import torch
 
     info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "cuda": torch.cuda.is_available()}
+            "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "cuda": torch.cuda.is_available(),
+            # seconds depend on it (2 threads vs 1: 13.5 vs 21.9 s per quick task), and so may the last digits
+            "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info

@@ -280,3 +280,30 @@ def test_the_functional_loop_leaves_no_loss_function_on_the_model():
     assert wrapper.loss_fn is None and pickle.loads(pickle.dumps(model)) is not None
     clone = copy.deepcopy(model)
     assert clone.__dict__["_functional_loss_wrapper"].model is clone
+
+
+def test_the_suites_adam_is_the_fused_kernel_and_follows_the_for_loop_kernel():
+    """The suite's Adam (fine-tuning, meta-training outer steps) is torch's fused kernel where the
+    parameters allow it (4.5-5x faster per CPU step, docs/findings/2026-12-fused-adam.md), and its
+    trajectory is the for-loop kernel's to float32 rounding; parameters it cannot take get the
+    for-loop kernel instead of an error."""
+    from metaft.algorithms.outer import make_optimizer
+
+    def trajectory(fused: bool):
+        g = torch.Generator().manual_seed(0)
+        params = [nn.Parameter(torch.randn(shape, generator=g)) for shape in ((64, 32), (32,), (3, 5, 7))]
+        opt = make_optimizer("adam", params, 1e-3) if fused else torch.optim.Adam(params, lr=1e-3, foreach=False)
+        for _ in range(20):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=g)
+            opt.step()
+        return opt, params
+
+    opt, fused = trajectory(True)
+    assert opt.defaults["fused"] is True
+    _, loop = trajectory(False)
+    assert not all(torch.equal(a, b) for a, b in zip(fused, loop))  # a different kernel, not a relabelled one
+    for a, b in zip(fused, loop):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    on_meta = make_optimizer("adam", [nn.Parameter(torch.empty(3, device="meta"))], 1e-3)
+    assert not on_meta.defaults["fused"]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from metaft.suite.results import TASK_COLUMNS, load_results
 
@@ -80,6 +81,9 @@ def test_run_writes_complete_rows(algo, tiny_models, tiny_config, tmp_path):
     assert run["meta_steps"] == (0 if algo == "baseline" else 2)
     manifest = json.loads((out / run["run_id"] / "manifest.json").read_text())
     assert manifest["config"]["algo"] == algo and manifest["packages"]["torch"].startswith("2.")
+    # seconds per task depend on the thread count: the run records the one it ran with (this
+    # subprocess inherits the test process's OMP_NUM_THREADS, hence the same count)
+    assert manifest["hardware"]["torch_threads"] == torch.get_num_threads()
     assert manifest["episodes_fingerprint"] == run["episodes_fingerprint"]
     assert all(v.startswith("sha256:") for v in manifest["data_fingerprints"].values())
     assert not (out / run["run_id"] / "init.pt").exists()
