@@ -15,7 +15,8 @@ SUITE = str(Path(sys.executable).parent / "suite")
 
 
 @pytest.mark.slow
-# 376 s in make test on a processor with avx512 and bf16 (one thread, beside the other worker); 1309 s
+# 376-438 s in make test on a processor with avx512 and bf16 (one thread, beside the other worker; 393 s
+# with fused Adam, 2026-12-07); 1309 s
 # on an AVX2-only one (no bf16, so the preset runs fp32), within 1.4x of the old 1800 s limit, and
 # 1174 s there with --curve-points ends (2 evaluations instead of 7: 10% less); the limit leaves room
 # for such a machine under load
