@@ -204,7 +204,7 @@ def hardware() -> dict:
 
     info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "cuda": torch.cuda.is_available(),
-            # seconds depend on it (2 threads vs 1: 13.5 vs 21.9 s per quick task), and so may the last digits
+            # seconds per task depend on it, and so may the last digits (a product's summation order)
             "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
