@@ -43,11 +43,12 @@ class TaskParity:
         return self.suite - self.package
 
 
-def suite_config(n_tasks: int, iterations: int, lr: float, seed: int):
+def suite_config(n_tasks: int, iterations: int, lr: float, seed: int, curve_points: str = "log2"):
     from metaft.suite.config import preset
 
     cfg = preset("study")
     cfg.algo, cfg.recipe, cfg.precision, cfg.device = "baseline", "setfit", "fp32", "cpu"
+    cfg.curve_points = curve_points
     cfg.n_meta_test, cfg.n_meta_val, cfg.n_meta_train = n_tasks, 0, 2
     cfg.setfit_iterations, cfg.setfit_lr_grid, cfg.seeds = iterations, [lr], [seed]
     return cfg.validate()
@@ -85,14 +86,15 @@ def package_accuracy(model_path: str, support: list[dict], query: list[dict], *,
 
 
 def parity(n_tasks: int = 8, iterations: int = 20, lr: float = 2e-5, seed: int = 0,
-           data_dir: str | None = None, progress: bool = False) -> list[TaskParity]:
-    """Both implementations on the first ``n_tasks`` meta-test tasks of the study protocol."""
+           data_dir: str | None = None, progress: bool = False, curve_points: str = "log2") -> list[TaskParity]:
+    """Both implementations on the first ``n_tasks`` meta-test tasks of the study protocol
+    (``curve_points="ends"``: the suite scores only steps 0 and the last, as the test does)."""
     from metaft.suite.models import resolve_model_path
     from metaft.suite.results import load_results
     from metaft.suite.runner import Runner, task_seed
     from metaft.tasks.benchmark import iter_episodes
 
-    cfg = suite_config(n_tasks, iterations, lr, seed)
+    cfg = suite_config(n_tasks, iterations, lr, seed, curve_points)
     with tempfile.TemporaryDirectory() as out:
         runner = Runner(cfg, out=out, data_dir=data_dir, progress=progress)
         runner.run_all()

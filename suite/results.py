@@ -205,10 +205,24 @@ def hardware() -> dict:
     info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "cuda": torch.cuda.is_available(),
             # seconds per task depend on it, and so may the last digits (a product's summation order)
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(),
+            # and on what else was running: two torch processes on 2 cores each run 5-7x slower
+            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
+
+
+def busy_warning(info: dict) -> str | None:
+    """A line for a CPU run that starts on a machine whose cores are already taken (1-minute load at
+    least the usable cores), else None: its seconds per task then measure the sharing too."""
+    load, cores = info.get("load_average_1m"), info.get("usable_cores")
+    if load is None or not cores or load < cores:
+        return None
+    return (f"the machine is busy as this run starts (1-minute load {load:.1f} on {cores} usable cores): its "
+            f"seconds per task will be longer than on an idle machine, and two torch processes on the same "
+            f"cores slow each other 5-7x; the load is recorded in the manifest (hardware.load_average_1m)")
 
 
 class RunFolder:

@@ -56,7 +56,15 @@ from .foundation.errors import FailedRunError, SuiteError
 from .metering import Measurement, Meter
 from .models import load_backbone
 from .paths import check_writable_location
-from .results import RunFolder, atomic_write_bytes, atomic_write_json, git_revision, hardware, package_versions
+from .results import (
+    RunFolder,
+    atomic_write_bytes,
+    atomic_write_json,
+    busy_warning,
+    git_revision,
+    hardware,
+    package_versions,
+)
 from .storage import Location, location
 
 log = logging.getLogger(__name__)
@@ -287,10 +295,13 @@ class Runner:
         elif self.rank == 0:
             atomic_write_bytes(folder.path / "episodes.json", json.dumps(manifest.to_dict(), indent=1).encode())
             run_config = dict(cfg.to_dict(), models=[model_name], seeds=[seed])
+            machine = hardware()
+            if self.device.type == "cpu" and (note := busy_warning(machine)):
+                log.warning("%s: %s", run_id, note)
             folder.write_manifest({
                 "run_id": run_id, "config": run_config, "config_fingerprint": cfg.fingerprint(),
                 "suite_version": __version__, "git_revision": git_revision(), "packages": package_versions(),
-                "hardware": hardware(), "device": str(self.device), "workers": self.world,
+                "hardware": machine, "device": str(self.device), "workers": self.world,
                 "benchmark": bench.to_dict(), "episodes_fingerprint": manifest.fingerprint,
                 "protocol_fingerprint": protocol_fingerprint(cfg, bench),
                 "data_fingerprints": manifest.data, "data_dir": str(self.data_dir) if self.data_dir else None,

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from metaft.suite.foundation.errors import ConfigError
+from metaft.suite.foundation.files import cache_root
 
 from .task_types import get_task_type
 
 IGNORE_INDEX = -100
-CACHE_ENV = "SUITE_CACHE_DIR"
 
 
 def prepare_tokenizer(tokenizer):
@@ -66,7 +66,7 @@ class EncodingSettings:
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "metaft-suite") / "tokens"
+    return cache_root() / "tokens"
 
 
 class TokenCache:

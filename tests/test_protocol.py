@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -123,6 +124,33 @@ def test_pools_drop_duplicates_and_cut_train_and_validation_by_content(data_dir)
     keys = split_keys(train)
     assert not set(keys[tr.allowed]) & set(keys[va.allowed])
     assert 0.15 < va.size / (va.size + tr.size) < 0.25
+
+
+def test_content_keys_are_cached_by_data_fingerprint_and_a_damaged_cache_is_recomputed(data_dir, tmp_path,
+                                                                                         monkeypatch):
+    """The on-disk content keys equal the keys computed row by row; they are found again by the same
+    data and never by changed data (another fingerprint); a damaged file is recomputed, not trusted."""
+    monkeypatch.setenv("SUITE_CACHE_DIR", str(tmp_path / "own-cache"))
+    ner = load_split("conll2003", "train", data_dir)  # a list column (tokens), not only text
+    column = ner.dataset.data.table.column(ner.spec.columns["tokens"]).to_pylist()
+    direct = [content_key("ner", {"tokens": t}) for t in column]
+    cold = split_keys.__wrapped__(ner)
+    files = list((tmp_path / "own-cache" / "content-keys").iterdir())
+    assert len(files) == 1 and files[0].name.startswith("conll2003-train-")
+    assert list(cold) == direct and all(type(k) is str for k in cold[:3])
+    before = files[0].stat().st_mtime_ns
+    warm = split_keys.__wrapped__(ner)
+    assert list(warm) == direct and files[0].stat().st_mtime_ns == before  # read, not rewritten
+    changed = dataclasses.replace(ner, fingerprint="sha256:" + "0" * 64)
+    assert list(split_keys.__wrapped__(changed)) == direct
+    assert len(list((tmp_path / "own-cache" / "content-keys").iterdir())) == 2  # its own entry
+    files[0].write_bytes(files[0].read_bytes()[:100])  # truncated
+    assert list(split_keys.__wrapped__(ner)) == direct
+    assert files[0].stat().st_size > 100  # rewritten whole
+    monkeypatch.setenv("SUITE_CACHE_DIR", str(tmp_path / "blocked"))  # its content-keys is a file: no cache
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / "content-keys").write_text("not a folder")
+    assert list(split_keys.__wrapped__(ner)) == direct  # an unwritable cache costs time, never a result
 
 
 @pytest.mark.parametrize("protocol", ["cross-dataset", "in-dataset"])

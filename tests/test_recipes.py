@@ -177,14 +177,16 @@ def test_the_suites_setfit_recipe_agrees_with_the_setfit_package(data_dir):
     8 steps these two tasks agree exactly. The tolerance, 4 queries per task, is twice the largest
     measured difference, so a loop that drifts from SetFit's (another loss, lr schedule, pair
     sampler or head) fails it; both must also have moved off the linear probe (step 0), or
-    agreement would say nothing."""
+    agreement would say nothing. The suite scores steps 0 and 8 only (``--curve-points ends``):
+    scoring reads no random stream, so the final metric is the log2 curve's (both 0.820 and 0.883
+    with either, 2026-12-07)."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from bench_setfit_parity import parity, summary
 
-    rows = parity(n_tasks=2, iterations=2, data_dir=data_dir)
+    rows = parity(n_tasks=2, iterations=2, data_dir=data_dir, curve_points="ends")  # 2 of the 5 curve scorings
     assert [r.index for r in rows] == [0, 1]
     for r in rows:
         assert abs(r.diff) <= 4 / 128 + 1e-9, r

@@ -101,6 +101,19 @@ def test_the_manifest_records_the_thread_count_the_run_used():
         torch.set_num_threads(before)
 
 
+def test_a_run_that_starts_on_a_busy_machine_says_so_and_records_the_load():
+    """The manifest's hardware records the 1-minute load and the usable cores; a CPU run starting
+    with the cores already taken (load >= cores) gets one warning line naming both."""
+    from metaft.suite.results import busy_warning, hardware
+
+    info = hardware()
+    assert info["usable_cores"] >= 1 and info["load_average_1m"] >= 0
+    assert busy_warning({"usable_cores": 2, "load_average_1m": 1.9}) is None
+    assert busy_warning({"usable_cores": 2, "load_average_1m": None}) is None  # no load average (Windows)
+    line = busy_warning({"usable_cores": 2, "load_average_1m": 2.43})
+    assert line is not None and "\n" not in line and "load 2.4 on 2 usable cores" in line
+
+
 def test_same_seed_same_numbers_and_same_episodes_across_algorithms(tiny_models, tiny_config, tmp_path):
     cfg = tiny_config()
     for out in ("a", "b"):

@@ -22,7 +22,9 @@ SUITE = str(Path(sys.executable).parent / "suite")
 PINNED = [
     ("quick", {"algo": "baseline"}, "0825c438"),
     ("quick", {"algo": "reptile"}, "160d0f74"),
-    ("study", {"algo": "multitask"}, "eb0dfe87"),
+    # the powered study as stored until 2026-12-07 ran fp32; the preset is bf16 where native since
+    ("study", {"algo": "multitask", "precision": "fp32"}, "eb0dfe87"),
+    ("study", {"algo": "multitask", "precision": "bf16"}, "d835188c"),  # the README's bf16 study run
     ("paper", {"algo": "maml"}, "78143fec"),
     ("quick", {"algo": "reptile", "peft": "lora"}, "7ddc3b68"),
     ("quick", {"algo": "reptile", "lora_r": 16}, "160d0f74"),  # a LoRA rank without LoRA changes nothing
