@@ -207,22 +207,47 @@ def hardware() -> dict:
             # seconds per task depend on it, and so may the last digits (a product's summation order)
             "torch_threads": torch.get_num_threads(),
             # and on what else was running: two torch processes on 2 cores each run 5-7x slower
-            "usable_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "usable_cores": len(_usable_cpus()) if _usable_cpus() else os.cpu_count(),
+            "busy_cores_at_start": busy_cores(),
             "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
     if torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     return info
 
 
-def busy_warning(info: dict) -> str | None:
-    """A line for a CPU run that starts on a machine whose cores are already taken (1-minute load at
-    least the usable cores), else None: its seconds per task then measure the sharing too."""
-    load, cores = info.get("load_average_1m"), info.get("usable_cores")
-    if load is None or not cores or load < cores:
+def _usable_cpus() -> list[int] | None:
+    return sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+
+
+BUSY_SAMPLE_SECONDS = 0.2
+BUSY_CORES = 0.5  # other work on at least half a core: an OpenMP run waits for its slowest thread
+
+
+def busy_cores(interval: float = BUSY_SAMPLE_SECONDS) -> float | None:
+    """Cores' worth of CPU time that other processes used over ``interval`` seconds on the cores this
+    process may use (it sleeps meanwhile, so its own share is nil). Not the load average: that decays
+    over a minute, so a run started right after another one would read as busy."""
+    import psutil
+
+    try:
+        per_cpu = psutil.cpu_percent(interval=interval, percpu=True)
+    except (OSError, RuntimeError):
         return None
-    return (f"the machine is busy as this run starts (1-minute load {load:.1f} on {cores} usable cores): its "
-            f"seconds per task will be longer than on an idle machine, and two torch processes on the same "
-            f"cores slow each other 5-7x; the load is recorded in the manifest (hardware.load_average_1m)")
+    cpus = _usable_cpus()
+    chosen = [per_cpu[i] for i in cpus if i < len(per_cpu)] if cpus else per_cpu
+    return round(sum(chosen) / 100, 2)
+
+
+def busy_warning(info: dict) -> str | None:
+    """A line for a CPU run that starts while other processes keep at least half a core of its cores
+    busy, else None: its seconds per task then measure the sharing too."""
+    busy, cores = info.get("busy_cores_at_start"), info.get("usable_cores")
+    if busy is None or not cores or busy < BUSY_CORES:
+        return None
+    return (f"the machine is busy as this run starts (other processes used {busy:.1f} of its {cores} cores over "
+            f"{BUSY_SAMPLE_SECONDS:g} s): its seconds per task will be longer than on an idle machine, and two "
+            f"torch processes on the same cores slow each other 5-7x; recorded in the manifest "
+            f"(hardware.busy_cores_at_start)")
 
 
 class RunFolder:

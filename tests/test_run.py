@@ -102,16 +102,24 @@ def test_the_manifest_records_the_thread_count_the_run_used():
 
 
 def test_a_run_that_starts_on_a_busy_machine_says_so_and_records_the_load():
-    """The manifest's hardware records the 1-minute load and the usable cores; a CPU run starting
-    with the cores already taken (load >= cores) gets one warning line naming both."""
+    """The manifest's hardware records the usable cores and how many cores' worth other processes
+    used as the run started; with a busy loop running that is at least half a core, and a CPU run
+    starting then gets one warning line naming both."""
     from metaft.suite.results import busy_warning, hardware
 
-    info = hardware()
+    loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        info = hardware()
+    finally:
+        loop.kill()
+        loop.wait()
     assert info["usable_cores"] >= 1 and info["load_average_1m"] >= 0
-    assert busy_warning({"usable_cores": 2, "load_average_1m": 1.9}) is None
-    assert busy_warning({"usable_cores": 2, "load_average_1m": None}) is None  # no load average (Windows)
-    line = busy_warning({"usable_cores": 2, "load_average_1m": 2.43})
-    assert line is not None and "\n" not in line and "load 2.4 on 2 usable cores" in line
+    assert info["busy_cores_at_start"] >= 0.5, info  # the loop alone is one core's worth
+    line = busy_warning(info)
+    assert line is not None and "\n" not in line and f"of its {info['usable_cores']} cores" in line
+    assert busy_warning({"usable_cores": 2, "busy_cores_at_start": 0.3}) is None  # daemons, not a run
+    assert busy_warning({"usable_cores": 2, "busy_cores_at_start": None}) is None  # not measurable here
 
 
 def test_same_seed_same_numbers_and_same_episodes_across_algorithms(tiny_models, tiny_config, tmp_path):
