@@ -202,12 +202,13 @@ def hardware() -> dict:
     import psutil
     import torch
 
+    cpus = _usable_cpus()
     info = {"platform": platform.platform(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
             "memory_gb": round(psutil.virtual_memory().total / 2**30, 1), "cuda": torch.cuda.is_available(),
             # seconds per task depend on it, and so may the last digits (a product's summation order)
             "torch_threads": torch.get_num_threads(),
             # and on what else was running: two torch processes on 2 cores each run 5-7x slower
-            "usable_cores": len(_usable_cpus()) if _usable_cpus() else os.cpu_count(),
+            "usable_cores": len(cpus) if cpus else os.cpu_count(),
             "busy_cores_at_start": busy_cores(),
             "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None}
     if torch.cuda.is_available():
