@@ -240,7 +240,7 @@ def busy_cores(interval: float = BUSY_SAMPLE_SECONDS) -> float | None:
 
 
 def busy_warning(info: dict) -> str | None:
-    """A line for a CPU run that starts while other processes keep at least half a core of its cores
+    """A note for a CPU run that starts while other processes keep at least half a core of its cores
     busy, else None: its seconds per task then measure the sharing too."""
     busy, cores = info.get("busy_cores_at_start"), info.get("usable_cores")
     if busy is None or not cores or busy < BUSY_CORES:

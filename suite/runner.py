@@ -131,6 +131,7 @@ class RunResult:
     run_row: dict
     tasks: pd.DataFrame
     skipped: bool = False
+    notes: list[str] = dataclasses.field(default_factory=list)  # printed under the run's summary
 
 
 @dataclass
@@ -167,6 +168,7 @@ class Runner:
         # finetune_step(model, params, lr, optimizer), e.g. cluster.deepspeed_engine.DeepSpeedEngine
         self.engine = engine
         self.on_task = on_task  # called with each finished task row (e.g. to report to Ray Tune)
+        self._notes: dict[str, list[str]] = {}  # per run id, for its RunResult
         # Under torch.distributed (several workers of one trial) meta-training episodes are sharded
         # across ranks when an engine all-reduces the outer gradients (DeepSpeed), and meta-test tasks
         # are sharded by index; each task is fine-tuned on one rank with torch, because tasks are
@@ -288,16 +290,14 @@ class Runner:
             log.warning("%s is complete; nothing to resume", run_id)
             return RunResult(run_id, folder.path, folder.read_run(), folder.read_tasks(), skipped=True)
         folder.path.mkdir(parents=True, exist_ok=True)
+        machine = hardware() if self.rank == 0 else {}
         if self.rank == 0 and previous is not None:  # a resume keeps the manifest it started with
-            resumes = previous.get("resumes", []) + [{"git_revision": git_revision(), "hardware": hardware(),
+            resumes = previous.get("resumes", []) + [{"git_revision": git_revision(), "hardware": machine,
                                                       "packages": package_versions(), "workers": self.world}]
             folder.write_manifest(dict(previous, resumes=resumes))
         elif self.rank == 0:
             atomic_write_bytes(folder.path / "episodes.json", json.dumps(manifest.to_dict(), indent=1).encode())
             run_config = dict(cfg.to_dict(), models=[model_name], seeds=[seed])
-            machine = hardware()
-            if self.device.type == "cpu" and (note := busy_warning(machine)):
-                log.warning("%s: %s", run_id, note)
             folder.write_manifest({
                 "run_id": run_id, "config": run_config, "config_fingerprint": cfg.fingerprint(),
                 "suite_version": __version__, "git_revision": git_revision(), "packages": package_versions(),
@@ -308,6 +308,9 @@ class Runner:
                 "pools": manifest.pools, "leakage_check": leakage, "query_overlap": query_overlap(manifest.tasks),
                 "engine": self.engine.describe() if self.engine else {"engine": "torch"},
             })
+        if self.device.type == "cpu" and (note := busy_warning(machine)):  # beside the seconds it qualifies,
+            self._notes[run_id] = [note]  # on stdout: stderr stays one line for an error
+            log.info("%s: %s", run_id, note)
         return None
 
     def _context(self, folder: RunFolder, lm, seed: int, bench, episodes: dict, manifest) -> RunContext:
@@ -351,7 +354,7 @@ class Runner:
                     if save_adapter(ctx.learner.backbone, Path(tmp) / "adapter"):
                         (folder.path / "adapter").upload(Path(tmp) / "adapter")
         barrier()
-        return RunResult(folder.run_id, folder.path, run_row, tasks)
+        return RunResult(folder.run_id, folder.path, run_row, tasks, notes=self._notes.pop(folder.run_id, []))
 
     # ------------------------------------------------------------------ meta-training
     def _shard_meta_episodes(self, algo) -> bool:

@@ -140,6 +140,8 @@ def cmd_run(args) -> int:
                     keep_init=args.keep_init, progress=not args.no_progress, engine=engine)
     for result in runner.run_all():  # a RunFailed reaches `suite.cli.main`: one line, exit 1
         print(format_summary(result.tasks, result.run_row))
+        for note in result.notes:
+            print(f"\nnote: {note}")
         print(f"\nresults: {result.path}" + (" (already complete)" if result.skipped else ""))
     return 0
 
