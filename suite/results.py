@@ -239,7 +239,7 @@ def busy_cores(interval: float = BUSY_SAMPLE_SECONDS) -> float | None:
     return round(sum(chosen) / 100, 2)
 
 
-def busy_warning(info: dict) -> str | None:
+def busy_note(info: dict) -> str | None:
     """A note for a CPU run that starts while other processes keep at least half a core of its cores
     busy, else None: its seconds per task then measure the sharing too."""
     busy, cores = info.get("busy_cores_at_start"), info.get("usable_cores")

@@ -60,7 +60,7 @@ from .results import (
     RunFolder,
     atomic_write_bytes,
     atomic_write_json,
-    busy_warning,
+    busy_note,
     git_revision,
     hardware,
     package_versions,
@@ -308,7 +308,7 @@ class Runner:
                 "pools": manifest.pools, "leakage_check": leakage, "query_overlap": query_overlap(manifest.tasks),
                 "engine": self.engine.describe() if self.engine else {"engine": "torch"},
             })
-        if self.device.type == "cpu" and (note := busy_warning(machine)):  # beside the seconds it qualifies,
+        if self.device.type == "cpu" and (note := busy_note(machine)):  # beside the seconds it qualifies,
             self._notes[run_id] = [note]  # on stdout: stderr stays one line for an error
             log.info("%s: %s", run_id, note)
         return None

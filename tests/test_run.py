@@ -105,7 +105,7 @@ def test_a_run_that_starts_on_a_busy_machine_says_so_and_records_the_load(tiny_m
     """With a busy loop on one core, a CPU run records in its manifest that other processes used at
     least half a core as it started, and its summary says so in a note under the seconds it qualifies
     (stdout: stderr stays free for a one-line error)."""
-    from metaft.suite.results import busy_warning
+    from metaft.suite.results import busy_note
 
     out = tmp_path / "results"
     loop = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -121,8 +121,8 @@ def test_a_run_that_starts_on_a_busy_machine_says_so_and_records_the_load(tiny_m
     notes = [line for line in proc.stdout.splitlines() if line.startswith("note: the machine is busy")]
     assert len(notes) == 1 and f"of its {info['usable_cores']} cores" in notes[0], proc.stdout
     assert "busy" not in proc.stderr
-    assert busy_warning({"usable_cores": 2, "busy_cores_at_start": 0.3}) is None  # daemons, not a run
-    assert busy_warning({"usable_cores": 2, "busy_cores_at_start": None}) is None  # not measurable here
+    assert busy_note({"usable_cores": 2, "busy_cores_at_start": 0.3}) is None  # daemons, not a run
+    assert busy_note({"usable_cores": 2, "busy_cores_at_start": None}) is None  # not measurable here
 
 
 def test_same_seed_same_numbers_and_same_episodes_across_algorithms(tiny_models, tiny_config, tmp_path):
