@@ -12,13 +12,13 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from cli_driver import cli_many
+from suite_process import run_suite
 
 from metaft.suite.results import RunFolder, load_results
 
@@ -165,8 +165,7 @@ def test_no_probe_wrote_anything(probe_results):
 
 
 def suite(*args, cwd=None, env=None):
-    return subprocess.run([SUITE, *map(str, args)], capture_output=True, text=True, timeout=600, cwd=cwd,
-                          env={**os.environ, **(env or {})})
+    return run_suite(*map(str, args), cwd=cwd, env={**os.environ, **(env or {})})
 
 
 def test_build_never_replaces_the_working_folder_or_the_results(place, tmp_path):

@@ -7,12 +7,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+from suite_process import run_suite
+
 SUITE = str(Path(sys.executable).parent / "suite")
 
 
 def run(*args, env=None):
-    return subprocess.run([SUITE, *args], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **(env or {})})
+    return run_suite(*args, timeout=300, env={**os.environ, **(env or {})})
 
 
 def test_tasks_list_shows_the_eight_with_rows(data_dir):

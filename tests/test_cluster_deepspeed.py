@@ -2,24 +2,19 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
+from suite_process import run_suite
 from test_run import TINY
 
 from metaft.suite.results import load_results
-
-SUITE = str(Path(sys.executable).parent / "suite")
 
 
 def run(tmp_path, model, *extra, extra_config: str = "", env: dict | None = None):
     cfg = tmp_path / "tiny.toml"
     cfg.write_text(extra_config + TINY.format(n_test=4, ft_steps=5))
-    return subprocess.run([SUITE, "run", "--model", str(model), "--config", str(cfg), "--no-progress", *extra],
-                          capture_output=True, text=True, timeout=600, env=env)
+    return run_suite("run", "--model", str(model), "--config", str(cfg), "--no-progress", *map(str, extra), env=env)
 
 
 # Reptile's interpolation is SGD on (init - adapted): unlike Adam, whose normalised step turns

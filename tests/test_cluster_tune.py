@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import psutil
 import pytest
+from suite_process import run_suite
 from test_run import TINY
 
 from metaft.suite.results import load_results
@@ -23,7 +24,7 @@ COLS = ["run_id", "task_index", "metric", "metric_at_0", "target", "steps_to_tar
 def tune_args(tmp_path, name, model, *extra, n_test=4, ft_steps=5):
     cfg = tmp_path / f"{name}.toml"
     cfg.write_text(TINY.format(n_test=n_test, ft_steps=ft_steps))
-    return [SUITE, "tune", "--name", name, "--models", str(model), "--config", str(cfg), "--num-cpus", "2",
+    return ["tune", "--name", name, "--models", str(model), "--config", str(cfg), "--num-cpus", "2",
             "--storage", str(tmp_path / "ray"), "--out", str(tmp_path / name), *extra]
 
 
@@ -40,7 +41,7 @@ def test_two_worker_torchtrainer_deepspeed_trial(tiny_models, tmp_path):
     args = tune_args(tmp_path, "multi", tiny_models["bert"], "--algos", "fomaml", "--workers-per-trial", "2",
                      "--engine", "deepspeed")
     args[args.index("--num-cpus") + 1] = "3"  # 2 workers + the coordinating trial
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=1700)
+    proc = run_suite(*args, timeout=1700)
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs, tasks = load_results(tmp_path / "multi")
     assert len(runs) == 1 and len(tasks) == 4 and tasks["task_index"].is_unique
@@ -71,9 +72,8 @@ def test_a_four_trial_study_writes_one_run_per_trial_and_a_killed_one_resumes_to
     exactly a `suite run`), then the same study killed mid-way and resumed: the same rows. One study
     serves both checks (each is a local Ray start and four trials: about 2 minutes on 2 cores)."""
     common = dict(n_test=6, ft_steps=24)
-    whole = subprocess.run(tune_args(tmp_path, "whole", tiny_models["bert"], "--algos", "baseline,reptile",
-                                     "--seeds", "0", "1", "--max-concurrent", "2", **common),
-                           capture_output=True, text=True, timeout=900)
+    whole = run_suite(*tune_args(tmp_path, "whole", tiny_models["bert"], "--algos", "baseline,reptile",
+                                 "--seeds", "0", "1", "--max-concurrent", "2", **common), timeout=900)
     assert whole.returncode == 0, whole.stderr[-3000:]
     assert whole.stdout.count("TERMINATED") >= 4 and "Trial name" in whole.stdout  # Tune's live table
     runs, tasks = load_results(tmp_path / "whole")
@@ -85,15 +85,15 @@ def test_a_four_trial_study_writes_one_run_per_trial_and_a_killed_one_resumes_to
     assert summary == ["baseline", "baseline", "reptile", "reptile"], whole.stdout[-2000:]
     assert sorted(zip(runs["algo"], runs["seed"])) == [("baseline", 0), ("baseline", 1), ("reptile", 0), ("reptile", 1)]
     # a trial is exactly a `suite run`: the same config gives the same rows
-    single = subprocess.run([SUITE, "run", "--algo", "reptile", "--seed", "1", "--model", str(tiny_models["bert"]),
-                             "--config", str(tmp_path / "whole.toml"), "--out", str(tmp_path / "single"),
-                             "--no-progress", "--target", "best"], capture_output=True, text=True, timeout=600)
+    single = run_suite("run", "--algo", "reptile", "--seed", "1", "--model", str(tiny_models["bert"]),
+                       "--config", str(tmp_path / "whole.toml"), "--out", str(tmp_path / "single"),
+                       "--no-progress", "--target", "best")
     assert single.returncode == 0, single.stderr
     one, both = sorted_rows(tmp_path / "single"), sorted_rows(tmp_path / "whole")
     pd.testing.assert_frame_equal(one[COLS], both[both.run_id.isin(one.run_id)][COLS].reset_index(drop=True))
     args = tune_args(tmp_path, "killed", tiny_models["bert"], "--algos", "baseline,reptile", "--seeds", "0", "1",
                      "--max-concurrent", "2", **common)
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen([SUITE, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     out = tmp_path / "killed"
     deadline = time.time() + 600
     while time.time() < deadline:
@@ -108,7 +108,7 @@ def test_a_four_trial_study_writes_one_run_per_trial_and_a_killed_one_resumes_to
         p.kill()
     done = len(list(out.glob("*/run.parquet")))
     assert 1 <= done < 4, "the kill should land mid-study"
-    resumed = subprocess.run(args + ["--resume"], capture_output=True, text=True, timeout=900)
+    resumed = run_suite(*args, "--resume", timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     a, b = sorted_rows(tmp_path / "whole"), sorted_rows(out)
     assert len(b) == 24 and not b.duplicated(["run_id", "task_index"]).any()
@@ -116,17 +116,15 @@ def test_a_four_trial_study_writes_one_run_per_trial_and_a_killed_one_resumes_to
 
 
 def test_failed_trials_are_retried_and_reported(tiny_models, tmp_path):
-    proc = subprocess.run(tune_args(tmp_path, "bad", f"{tiny_models['bert']},{tmp_path / 'missing-model'}",
-                                    "--algos", "baseline", "--max-failures", "1"),
-                          capture_output=True, text=True, timeout=600)
+    proc = run_suite(*tune_args(tmp_path, "bad", f"{tiny_models['bert']},{tmp_path / 'missing-model'}",
+                                "--algos", "baseline", "--max-failures", "1"))
     assert proc.returncode == 1
     assert "1 trial(s) failed after 1 retries" in proc.stderr and "missing-model" in proc.stderr
     assert len(load_results(tmp_path / "bad")[0]) == 1  # the good trial's run is stored
 
 
 def test_an_unknown_algorithm_stops_the_study_before_any_trial(tiny_models, tmp_path):
-    proc = subprocess.run(tune_args(tmp_path, "typo", tiny_models["bert"], "--algos", "baseline,reptil"),
-                          capture_output=True, text=True, timeout=300)
+    proc = run_suite(*tune_args(tmp_path, "typo", tiny_models["bert"], "--algos", "baseline,reptil"), timeout=300)
     assert proc.returncode == 2 and "unknown algorithm 'reptil' (did you mean 'reptile'?); available:" in proc.stderr
     assert proc.stdout == "" and not (tmp_path / "typo").exists() and not (tmp_path / "ray").exists()
 
@@ -145,8 +143,8 @@ def test_a_stale_current_cluster_file_does_not_capture_the_study(tiny_models, tm
     Path(ray_tmp, "ray", "ray_current_cluster").write_text(f"127.0.0.1:{closed_port}")
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["RAY_TMPDIR"] = ray_tmp
-    proc = subprocess.run(tune_args(tmp_path, "stale", tiny_models["bert"], "--algos", "baseline", n_test=2),
-                          capture_output=True, text=True, timeout=300, env=env)
+    proc = run_suite(*tune_args(tmp_path, "stale", tiny_models["bert"], "--algos", "baseline", n_test=2),
+                     timeout=300, env=env)  # RAY_TMPDIR differs: a plain subprocess (tests/suite_process.py)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "TERMINATED" in proc.stdout and f"{closed_port}" not in proc.stderr
     runs, _ = load_results(tmp_path / "stale")
@@ -157,9 +155,8 @@ def test_merge_trials_search_its_own_hyperparameters(tiny_models, tmp_path):
     """merge and intermediate are ordinary trials; algorithm.<name> searches an algorithm's options."""
     search = tmp_path / "search.toml"
     search.write_text('[search."algorithm.method"]\ntype = "grid"\nvalues = ["average", "ties"]\n')
-    proc = subprocess.run(tune_args(tmp_path, "merge", tiny_models["bert"], "--algos", "merge", "--seeds", "0",
-                                    "--search", str(search), "--max-concurrent", "2", ft_steps=2),
-                          capture_output=True, text=True, timeout=600)
+    proc = run_suite(*tune_args(tmp_path, "merge", tiny_models["bert"], "--algos", "merge", "--seeds", "0",
+                                "--search", str(search), "--max-concurrent", "2", ft_steps=2))
     assert proc.returncode == 0, proc.stderr[-3000:]
     runs, tasks = load_results(tmp_path / "merge")
     assert len(runs) == 2 and runs["config_fingerprint"].nunique() == 2 and len(tasks) == 8
@@ -174,7 +171,7 @@ def test_an_algorithm_key_that_a_searched_algorithm_lacks_fails_before_ray_start
     """algorithm.<name> keys are checked against each algorithm's Config dataclass up front."""
     search = tmp_path / "search.toml"
     search.write_text('[search."algorithm.method"]\ntype = "grid"\nvalues = ["average", "ties"]\n')
-    proc = subprocess.run([SUITE, "tune", "--algos", "baseline,merge", "--search", str(search), "--out",
-                           str(tmp_path / "t")], capture_output=True, text=True, timeout=120)
+    proc = run_suite("tune", "--algos", "baseline,merge", "--search", str(search), "--out", str(tmp_path / "t"),
+                     timeout=120)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert "'algorithm.method' is not a hyperparameter of 'baseline'" in proc.stderr and not (tmp_path / "t").exists()

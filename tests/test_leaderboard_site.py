@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from results_fixture import HOSTILE, write_results
+from suite_process import run_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
@@ -22,8 +23,7 @@ SEEDS = (0, 1, 2, 3, 4)  # ranks and marks test over seeds, and need five of the
 def site(tmp_path_factory):
     results = write_results(tmp_path_factory.mktemp("results"), seeds=SEEDS)
     out = tmp_path_factory.mktemp("site") / "site"
-    proc = subprocess.run([SUITE, "leaderboard", "build", "--results", str(results), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_suite("leaderboard", "build", "--results", str(results), "--out", str(out), timeout=300)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -129,8 +129,7 @@ def test_plotly_is_included_once_and_from_disk(site):
 
 def test_publish_to_folder_and_gh_pages(site, tmp_path):
     out = tmp_path / "ready"
-    proc = subprocess.run([SUITE, "leaderboard", "publish", "--site", str(site), "--to", str(out)],
-                          capture_output=True, text=True)
+    proc = run_suite("leaderboard", "publish", "--site", str(site), "--to", str(out))
     assert proc.returncode == 0 and (out / "index.html").is_file() and (out / ".nojekyll").exists()
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -141,8 +140,7 @@ def test_publish_to_folder_and_gh_pages(site, tmp_path):
     subprocess.run(["git", "add", "README"], cwd=repo, check=True)
     subprocess.run(["git", "commit", "-qm", "init"], cwd=repo, check=True, env=env)
     for _ in range(2):
-        proc = subprocess.run([SUITE, "leaderboard", "publish", "--site", str(site), "--gh-pages", "--repo", str(repo)],
-                              capture_output=True, text=True, env=env)
+        proc = run_suite("leaderboard", "publish", "--site", str(site), "--gh-pages", "--repo", str(repo), env=env)
         assert proc.returncode == 0, proc.stderr
     files = subprocess.run(["git", "ls-tree", "-r", "--name-only", "gh-pages"], cwd=repo, capture_output=True,
                            text=True).stdout.split()
@@ -164,8 +162,7 @@ def test_add_validates_and_names_row_and_field(tmp_path):
 
     def attempt(df):
         df.to_parquet(path, index=False)
-        return subprocess.run([SUITE, "leaderboard", "add", str(path), "--results", str(tmp_path / "lb")],
-                              capture_output=True, text=True)
+        return run_suite("leaderboard", "add", str(path), "--results", str(tmp_path / "lb"))
 
     bad = good.copy(); bad.loc[2, "metric"] = 1.7
     proc = attempt(bad)
@@ -212,8 +209,7 @@ def test_each_planted_verdict_shows_on_its_row(browser, tmp_path):
 
     results = write_planted_verdicts(tmp_path / "results")
     out = tmp_path / "site"
-    proc = subprocess.run([SUITE, "leaderboard", "build", "--results", str(results), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_suite("leaderboard", "build", "--results", str(results), "--out", str(out), timeout=300)
     assert proc.returncode == 0, proc.stderr
     browser.get((out / "datasets" / "ag_news.html").as_uri())
     rows = browser.find_elements(By.CSS_SELECTOR, "table.verdicts tbody tr")
@@ -249,8 +245,7 @@ def test_the_hindsight_oracle_is_shown_apart_and_never_ranked(browser, tmp_path)
                           "benchmark": "cross-dataset-v1", "episodes_fingerprint": "fp0", "n_tasks": len(rows),
                           "eval_mode": mode})
     out = tmp_path / "site"
-    proc = subprocess.run([SUITE, "leaderboard", "build", "--results", str(results), "--out", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_suite("leaderboard", "build", "--results", str(results), "--out", str(out), timeout=300)
     assert proc.returncode == 0, proc.stderr
     browser.get((out / "index.html").as_uri())
     ranked = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "table.leaderboard td.algo")]

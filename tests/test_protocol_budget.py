@@ -1,17 +1,12 @@
 """The quick preset's fine-tuning budget trains: a real run of the packaged MiniLM on the mirror."""
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import stats as sps
+from suite_process import run_suite
 
 from metaft.suite.results import load_results
-
-SUITE = str(Path(sys.executable).parent / "suite")
 
 
 @pytest.mark.slow
@@ -28,9 +23,9 @@ def test_quick_preset_baseline_raises_the_classification_metric(tmp_path):
     measured at step 0 and the last step only (``--curve-points ends``: the same final metric as the
     log2 curve, tests/test_run.py, without 5 of the 7 query-set evaluations)."""
     out = tmp_path / "r"
-    proc = subprocess.run([SUITE, "run", "--algo", "baseline", "--preset", "quick", "--out", str(out),
-                           "--datasets", "imdb,sst2,ag_news,yelp_review_full", "--meta-train-tasks", "0",
-                           "--meta-test-tasks", "16", "--curve-points", "ends", "--no-progress"], capture_output=True, text=True, timeout=3500)
+    proc = run_suite("run", "--algo", "baseline", "--preset", "quick", "--out", str(out),
+                     "--datasets", "imdb,sst2,ag_news,yelp_review_full", "--meta-train-tasks", "0",
+                     "--meta-test-tasks", "16", "--curve-points", "ends", "--no-progress", timeout=3500)
     assert proc.returncode == 0, proc.stderr
     _, tasks = load_results(out)
     assert len(tasks) == 16 and (tasks["task_type"] == "classification").all()

@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from suite_process import run_suite
 
 from metaft.suite.results import TASK_COLUMNS, load_results
 
@@ -50,7 +51,7 @@ def tiny_config(tmp_path):
 
 
 def suite(*args, timeout=600):
-    return subprocess.run([SUITE, *args], capture_output=True, text=True, timeout=timeout)
+    return run_suite(*map(str, args), timeout=timeout)
 
 
 def run_args(model, config, out, algo="reptile", *extra):

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from suite_process import run_suite
 
 from metaft.suite.cli import build_parser
 from metaft.suite.config import PRESETS, RunConfig, apply_overrides, preset, resolve_config
 from metaft.suite.foundation.errors import SuiteError
 from metaft.suite.settings import add_arguments, at_least, overrides_from_args, reference_rows, schema, setting
-
-SUITE = str(Path(sys.executable).parent / "suite")
 
 # run ids' hashes as the code before the schema computed them (measured on that code, 168 configurations
 # of 3 presets x 4 algorithms x 14 variations, all equal after the change; these are a sample)
@@ -102,13 +98,13 @@ def test_help_shows_real_defaults_never_none():
 
 
 def test_suite_algorithms_prints_what_a_run_of_the_preset_uses():
-    out = subprocess.run([SUITE, "algorithms", "--preset", "quick"], capture_output=True, text=True, timeout=300)
+    out = run_suite("algorithms", "--preset", "quick", timeout=300)
     assert out.returncode == 0, out.stderr
     maml = next(line for line in out.stdout.splitlines() if line.startswith("maml "))
     used = resolve_config("quick", None, {"algo": "maml"}).inner_steps
     assert f"inner_steps={used} (Config default 5)" in maml  # the quick preset's 3, not the class's 5
     assert "finetune_steps=the run's budget (classification 32, ner 32, qa 32)" in maml
-    study = subprocess.run([SUITE, "algorithms", "--preset", "study"], capture_output=True, text=True, timeout=300)
+    study = run_suite("algorithms", "--preset", "study", timeout=300)
     multitask = next(line for line in study.stdout.splitlines() if line.startswith("multitask "))
     assert "lr=0.0002" in multitask  # the study preset's [per_algorithm.multitask] table
 
@@ -121,8 +117,7 @@ def test_one_route_per_algorithm_hyperparameter(tmp_path):
     with pytest.raises(SuiteError, match=r"algorithm.inner_lr is the run setting inner_lr: give it once, as the "
                                          r"top-level key `inner_lr = ...` \(on the command line --inner-lr\)"):
         resolve_config("quick", str(path), {"algo": "maml"})
-    out = subprocess.run([SUITE, "run", "--algo", "maml", "--algo-arg", "inner_steps=2"], capture_output=True,
-                         text=True, timeout=120)
+    out = run_suite("run", "--algo", "maml", "--algo-arg", "inner_steps=2", timeout=120)
     assert out.returncode == 2 and "--inner-steps" in out.stderr and out.stderr.count("\n") == 1
     assert resolve_config("quick", None, {"algo": "maml", "algorithm": {"checkpoint_inner": True}}) is not None
     path.write_text("[per_algorithm.reptile]\ninner_lr = 1e-2\n")
