@@ -20,6 +20,7 @@ import atexit
 import json
 import os
 import select
+import shlex
 import signal
 import subprocess
 import sys
@@ -211,3 +212,15 @@ def run_suite(*args: str, env: dict[str, str] | None = None, cwd: str | os.PathL
         _server = _Server()
         atexit.register(_server.close)
     return _server.run(list(args), env, cwd, timeout)
+
+
+def cli_many(commands: list[tuple[str, str]], cwd=None, env=None) -> dict[str, list]:
+    """``{id: [exit code, stdout, stderr]}`` of several `suite` commands run in order, each its own
+    forked process; an uncaught exception is exit 1 with its traceback on stderr, as from the
+    installed script. ``RAY_ADDRESS`` is cleared so no command joins a cluster left by another test."""
+    env = {**os.environ, "RAY_ADDRESS": "", **(env or {})}
+    out = {}
+    for name, command in commands:
+        proc = run_suite(*shlex.split(command), cwd=cwd, env=env)
+        out[name] = [proc.returncode, proc.stdout, proc.stderr]
+    return out

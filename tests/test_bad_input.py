@@ -12,17 +12,14 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_driver import cli_many
-from suite_process import run_suite
+from suite_process import cli_many, run_suite
 
 from metaft.suite.results import RunFolder, load_results
 
-SUITE = str(Path(sys.executable).parent / "suite")
 TINY = """
 stride = 8
 datasets = ["sst2", "ag_news", "conll2003", "ontonotes5"]

@@ -5,11 +5,8 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from suite_process import run_suite
-
-SUITE = str(Path(sys.executable).parent / "suite")
 
 
 def run(*args, env=None):

@@ -5,19 +5,17 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import psutil
 import pytest
-from suite_process import run_suite
+from suite_process import SUITE, run_suite
 from test_run import TINY
 
 from metaft.suite.results import load_results
 
-SUITE = str(Path(sys.executable).parent / "suite")
 COLS = ["run_id", "task_index", "metric", "metric_at_0", "target", "steps_to_target"]
 
 

@@ -5,17 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from results_fixture import HOSTILE, write_results
-from suite_process import run_suite
+from suite_process import SUITE, run_suite
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts"
-SUITE = str(Path(sys.executable).parent / "suite")
 SEEDS = (0, 1, 2, 3, 4)  # ranks and marks test over seeds, and need five of them to claim anything
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from cli_driver import cli_many
+from suite_process import cli_many
 from transformers import AutoModel
 
 from metaft.algorithms import transformer_learner

@@ -8,7 +8,7 @@ import random
 import numpy as np
 import pytest
 import torch
-from cli_driver import cli_many
+from suite_process import cli_many
 
 from metaft.suite import recipes
 from metaft.suite.config import preset

@@ -7,16 +7,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
-from suite_process import run_suite
+from suite_process import SUITE, cli_many, run_suite
 
 from metaft.suite.results import TASK_COLUMNS, load_results
 
-SUITE = str(Path(sys.executable).parent / "suite")
 TINY = """
 stride = 8
 protocol = "cross-dataset"
@@ -145,7 +143,6 @@ def test_same_seed_same_numbers_and_same_episodes_across_algorithms(tiny_models,
 def test_curve_points_ends_gives_the_same_final_metric_and_is_its_own_protocol(tiny_models, tiny_config, tmp_path):
     """Evaluating only at step 0 and the last step changes nothing the model sees (evaluation is
     no-grad in eval mode), so the final metric equals the log2 curve's; the rows never pair."""
-    from cli_driver import cli_many
 
     cfg = tiny_config(ft_steps=8)
     base = " ".join(run_args(tiny_models["bert"], cfg, tmp_path / "r", "baseline"))

@@ -6,22 +6,19 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from cli_driver import cli_many
 from results_fixture import write_results
 from s3_server import SECRET, credentials_checked, free_port, s3_server
-from suite_process import run_suite
+from suite_process import SUITE, cli_many, run_suite
 from test_run import TINY
 
 from metaft.leaderboard.site import PAGE_KEYS
 from metaft.suite.results import RunFolder, load_results
 
-SUITE = str(Path(sys.executable).parent / "suite")
 COLS = ["run_id", "task_index", "task_id", "metric", "metric_at_0", "target", "steps_to_target"]
 
 

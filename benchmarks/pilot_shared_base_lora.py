@@ -1,0 +1,118 @@
+"""Pilot for issue #21's "many tasks at once", the variant the vmap pilot left open: with LoRA the
+backbone is frozen and the same for every task, so k tasks' batches can go through it as one batch
+of k x 16 sequences (one large matrix product on shared weights, which is what the issue's batch-64
+measurement gained from), with only each task's low-rank update and head applied per task (batched
+products over the task axis). Is that faster per task-step than the k tasks one after the other?
+
+Both paths use the same modules (``MultiTaskLoRA`` on the attention query and value projections,
+as peft's default for BERT-like models, rank 8, alpha 16; a linear head per task on the mean-pooled
+output; torch's Adam on the adapters and heads); the sequential path has one task slot and runs k
+steps at batch 16, the batched path has k slots and runs one step at batch k x 16. Steps alternate
+over ``--repeats``, one untimed step of each first; the output is milliseconds per task-step.
+
+    python benchmarks/pilot_shared_base_lora.py --tasks 4 --steps 3 --repeats 2
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def main() -> None:
+    import torch
+    from torch import nn
+
+    from metaft.algorithms.outer import make_optimizer
+    from metaft.algorithms.transformer_learner import bf16_support
+    from metaft.suite.models import load_backbone
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--length", type=int, default=64)
+    parser.add_argument("--precisions", default="fp32,bf16")
+    args = parser.parse_args()
+
+    class MultiTaskLoRA(nn.Module):
+        """A frozen linear layer plus one LoRA update per task slot; the input's batch is the task
+        slots' batches one after the other."""
+
+        def __init__(self, base: nn.Linear, slots: int, r: int = 8, alpha: int = 16):
+            super().__init__()
+            self.base, self.scale = base, alpha / r
+            self.A = nn.Parameter(torch.randn(slots, base.in_features, r) / base.in_features ** 0.5)
+            self.B = nn.Parameter(torch.randn(slots, r, base.out_features) * 0.01)
+
+        def forward(self, x):
+            per_task = x.reshape(self.A.shape[0], -1, x.shape[-1])
+            update = torch.bmm(torch.bmm(per_task, self.A.to(x.dtype)), self.B.to(x.dtype))
+            return self.base(x) + self.scale * update.reshape(*x.shape[:-1], -1)
+
+    def build(slots: int, ways: int = 4) -> tuple[nn.Module, nn.Parameter, torch.optim.Optimizer]:
+        torch.manual_seed(0)
+        backbone = load_backbone("minilm").backbone.train()
+        for p in backbone.parameters():
+            p.requires_grad_(False)
+        for layer in backbone.encoder.layer:
+            attention = layer.attention.self
+            attention.query = MultiTaskLoRA(attention.query, slots)
+            attention.value = MultiTaskLoRA(attention.value, slots)
+        head = nn.Parameter(torch.randn(slots, backbone.config.hidden_size, ways) * 0.02)
+        trainable = [p for p in backbone.parameters() if p.requires_grad] + [head]
+        return backbone, head, make_optimizer("adam", trainable, 1e-4)
+
+    def step(model, head, opt, ids, mask, labels, precision):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = ((hidden * m).sum(1) / m.sum(1)).float().reshape(head.shape[0], -1, head.shape[1])
+        logits = torch.bmm(pooled, head).reshape(-1, head.shape[2])
+        loss = nn.functional.cross_entropy(logits, labels)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    k = args.tasks
+    one, one_head, one_opt = build(1)
+    many, many_head, many_opt = build(k)
+    vocab = one.config.vocab_size
+    ids = torch.randint(1000, vocab, (k * args.batch, args.length))
+    mask = torch.ones_like(ids)
+    mask[:, -8:] = 0  # padding, as real batches have
+    labels = torch.randint(0, 4, (k * args.batch,))
+
+    def sequential(precision: str) -> float:
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            for i in range(k):
+                rows = slice(i * args.batch, (i + 1) * args.batch)
+                step(one, one_head, one_opt, ids[rows], mask[rows], labels[rows], precision)
+        return (time.perf_counter() - start) / (args.steps * k)
+
+    def batched(precision: str) -> float:
+        start = time.perf_counter()
+        for _ in range(args.steps):
+            step(many, many_head, many_opt, ids, mask, labels, precision)
+        return (time.perf_counter() - start) / (args.steps * k)
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {k} LoRA tasks, {args.steps} steps, "
+          f"batch {args.batch} x {args.length} tokens per task, {args.repeats} alternating repeats")
+    for precision in args.precisions.split(","):
+        missing = bf16_support(torch.device("cpu")) if precision == "bf16" else None
+        if missing:  # emulated bf16 is several times slower than fp32: nothing to learn from timing it
+            print(f"bf16: skipped, {missing}")
+            continue
+        sequential(precision), batched(precision)  # untimed: allocation and dispatch warm-up
+        seq, bat = [], []
+        for _ in range(args.repeats):
+            seq.append(sequential(precision))
+            bat.append(batched(precision))
+        s, b = sorted(seq)[len(seq) // 2], sorted(bat)[len(bat) // 2]
+        print(f"{precision}: sequential {s * 1e3:.0f} ms per task-step, shared-base batch {b * 1e3:.0f} ms; "
+              f"speed-up {s / b:.2f}x (runs: {[round(x * 1e3) for x in seq]} vs {[round(x * 1e3) for x in bat]})")
+
+
+if __name__ == "__main__":
+    main()
