@@ -6,6 +6,10 @@
 2. Tasks per hour of the shared recipe on MiniLM, fp32 against bf16 (`bench_throughput.py`).
 3. One DeepSpeed ZeRO-2 bf16 run (fomaml, quick preset, 4 meta-test tasks).
 4. The quick study (baseline and reptile) on the GPU, with its verdicts.
+5. The two pilots of fine-tuning several tasks at once (docs/findings/2026-12-vmap-pilot.md), at 8
+   tasks: stacked weights under `vmap`, and LoRA tasks batched over the shared frozen backbone.
+   Both were slower than one task at a time on 2 CPU cores; on a GPU they decide whether the
+   runner should batch tasks.
 
     python benchmarks/gpu_check.py --device cuda            # on the GPU machine
     python benchmarks/gpu_check.py --device cpu --smoke     # the same code paths, tiny, on a CPU
@@ -100,7 +104,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: checks the code paths, not the hardware")
-    parser.add_argument("--skip", default="", help="comma-separated sections to skip: steps,throughput,deepspeed,quick")
+    parser.add_argument("--skip", default="", help="comma-separated sections to skip: steps,throughput,deepspeed,quick,pilots")
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "CPU"
@@ -126,6 +130,12 @@ def main() -> None:
             for algo in ("baseline", "reptile"):
                 print(run([SUITE, "run", "--algo", algo, *extra, *common]), flush=True)
             print(run([SUITE, "leaderboard", "compare", "--results", out]), flush=True)
+    if "pilots" not in skip:
+        print("\n== several tasks at once: the two pilots")
+        size = ["--tasks", "2", "--steps", "1", "--repeats", "1", "--batch", "2", "--length", "16"] if args.smoke \
+            else ["--tasks", "8", "--steps", "3", "--repeats", "2"]
+        for pilot in ("pilot_vmap_finetune.py", "pilot_shared_base_lora.py"):
+            print(run([sys.executable, str(HERE / pilot), *size, "--device", args.device]), flush=True)
 
 
 if __name__ == "__main__":

@@ -33,7 +33,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu_check.py runs it there)")
     args = parser.parse_args()
+    device = torch.device(args.device)
 
     class MultiTaskLoRA(nn.Module):
         """A frozen linear layer plus one LoRA update per task slot; the input's batch is the task
@@ -42,8 +44,8 @@ def main() -> None:
         def __init__(self, base: nn.Linear, slots: int, r: int = 8, alpha: int = 16):
             super().__init__()
             self.base, self.scale = base, alpha / r
-            self.A = nn.Parameter(torch.randn(slots, base.in_features, r) / base.in_features ** 0.5)
-            self.B = nn.Parameter(torch.randn(slots, r, base.out_features) * 0.01)
+            self.A = nn.Parameter(torch.randn(slots, base.in_features, r, device=device) / base.in_features ** 0.5)
+            self.B = nn.Parameter(torch.randn(slots, r, base.out_features, device=device) * 0.01)
 
         def forward(self, x):
             per_task = x.reshape(self.A.shape[0], -1, x.shape[-1])
@@ -52,19 +54,19 @@ def main() -> None:
 
     def build(slots: int, ways: int = 4) -> tuple[nn.Module, nn.Parameter, torch.optim.Optimizer]:
         torch.manual_seed(0)
-        backbone = load_backbone("minilm").backbone.train()
+        backbone = load_backbone("minilm").backbone.to(device).train()
         for p in backbone.parameters():
             p.requires_grad_(False)
         for layer in backbone.encoder.layer:
             attention = layer.attention.self
             attention.query = MultiTaskLoRA(attention.query, slots)
             attention.value = MultiTaskLoRA(attention.value, slots)
-        head = nn.Parameter(torch.randn(slots, backbone.config.hidden_size, ways) * 0.02)
+        head = nn.Parameter(torch.randn(slots, backbone.config.hidden_size, ways, device=device) * 0.02)
         trainable = [p for p in backbone.parameters() if p.requires_grad] + [head]
         return backbone, head, make_optimizer("adam", trainable, 1e-4)
 
     def step(model, head, opt, ids, mask, labels, precision):
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
         m = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = ((hidden * m).sum(1) / m.sum(1)).float().reshape(head.shape[0], -1, head.shape[1])
@@ -77,30 +79,35 @@ def main() -> None:
     k = args.tasks
     one, one_head, one_opt = build(1)
     many, many_head, many_opt = build(k)
-    vocab = one.config.vocab_size
-    ids = torch.randint(1000, vocab, (k * args.batch, args.length))
+    vocab = int(one.config.vocab_size)
+    ids = torch.randint(1000, vocab, (k * args.batch, args.length), device=device)
     mask = torch.ones_like(ids)
-    mask[:, -8:] = 0  # padding, as real batches have
-    labels = torch.randint(0, 4, (k * args.batch,))
+    mask[:, -min(8, args.length // 2):] = 0  # padding, as real batches have
+    labels = torch.randint(0, 4, (k * args.batch,), device=device)
+
+    def clock() -> float:  # CUDA runs asynchronously: wait for the queued work before reading the time
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
 
     def sequential(precision: str) -> float:
-        start = time.perf_counter()
+        start = clock()
         for _ in range(args.steps):
             for i in range(k):
                 rows = slice(i * args.batch, (i + 1) * args.batch)
                 step(one, one_head, one_opt, ids[rows], mask[rows], labels[rows], precision)
-        return (time.perf_counter() - start) / (args.steps * k)
+        return (clock() - start) / (args.steps * k)
 
     def batched(precision: str) -> float:
-        start = time.perf_counter()
+        start = clock()
         for _ in range(args.steps):
             step(many, many_head, many_opt, ids, mask, labels, precision)
-        return (time.perf_counter() - start) / (args.steps * k)
+        return (clock() - start) / (args.steps * k)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {k} LoRA tasks, {args.steps} steps, "
+    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; {k} LoRA tasks, {args.steps} steps, "
           f"batch {args.batch} x {args.length} tokens per task, {args.repeats} alternating repeats")
     for precision in args.precisions.split(","):
-        missing = bf16_support(torch.device("cpu")) if precision == "bf16" else None
+        missing = bf16_support(device) if precision == "bf16" else None
         if missing:  # emulated bf16 is several times slower than fp32: nothing to learn from timing it
             print(f"bf16: skipped, {missing}")
             continue

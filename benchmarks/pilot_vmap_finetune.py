@@ -22,6 +22,7 @@ def main() -> None:
     import torch
     from torch.func import functional_call, grad, stack_module_state, vmap
 
+    from metaft.algorithms.transformer_learner import bf16_support
     from metaft.suite.models import load_backbone
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -31,9 +32,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--length", type=int, default=64)
     parser.add_argument("--attention", default="sdpa", help="attention implementation (sdpa or eager)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu_check.py runs it there)")
     args = parser.parse_args()
+    device = torch.device(args.device)
     torch.manual_seed(0)
-    backbone = load_backbone("minilm").backbone.train()
+    backbone = load_backbone("minilm").backbone.to(device).train()
     backbone.set_attn_implementation(args.attention)
     ways, k, lr = 4, args.tasks, 1e-4
 
@@ -41,26 +44,31 @@ def main() -> None:
         def __init__(self):
             super().__init__()
             self.backbone = copy.deepcopy(backbone)
-            self.head = torch.nn.Linear(backbone.config.hidden_size, ways)
+            self.head = torch.nn.Linear(backbone.config.hidden_size, ways, device=device)
 
         def forward(self, ids, mask, precision):
             # a prepared 4D additive mask: transformers returns it as is, where building one from the 2D mask
             # branches on its values (padding_mask.all()), which vmap refuses
             bias = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
                 hidden = self.backbone(input_ids=ids, attention_mask=bias).last_hidden_state
             m = mask.unsqueeze(-1).to(hidden.dtype)
             return self.head(((hidden * m).sum(1) / m.sum(1)).float())
 
     models = [Task() for _ in range(k)]
     vocab = backbone.config.vocab_size
-    ids = torch.randint(1000, vocab, (k, args.batch, args.length))
+    ids = torch.randint(1000, vocab, (k, args.batch, args.length), device=device)
     mask = torch.ones_like(ids)
-    mask[:, :, -8:] = 0  # padding, as real batches have
-    labels = torch.randint(0, ways, (k, args.batch))
+    mask[:, :, -min(8, args.length // 2):] = 0  # padding, as real batches have
+    labels = torch.randint(0, ways, (k, args.batch), device=device)
+
+    def clock() -> float:  # CUDA runs asynchronously: wait for the queued work before reading the time
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter()
 
     def sequential(precision: str) -> float:
-        start = time.perf_counter()
+        start = clock()
         for _ in range(args.steps):
             for i, model in enumerate(models):
                 loss = torch.nn.functional.cross_entropy(model(ids[i], mask[i], precision), labels[i])
@@ -70,7 +78,7 @@ def main() -> None:
                     for p in model.parameters():
                         if p.grad is not None:  # (the pooler is not on the path)
                             p -= lr * p.grad
-        return (time.perf_counter() - start) / (args.steps * k)
+        return (clock() - start) / (args.steps * k)
 
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
@@ -80,17 +88,21 @@ def main() -> None:
 
     def batched(precision: str) -> float:
         step = vmap(grad(lambda p, b, x, m, y: loss_of(p, b, x, m, y, precision)), randomness="different")
-        start = time.perf_counter()
+        start = clock()
         for _ in range(args.steps):
             grads = step(params, buffers, ids, mask, labels)
             with torch.no_grad():
                 for name, g in grads.items():
                     params[name] -= lr * g
-        return (time.perf_counter() - start) / (args.steps * k)
+        return (clock() - start) / (args.steps * k)
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {k} tasks, {args.steps} steps, batch "
+    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; {k} tasks, {args.steps} steps, batch "
           f"{args.batch} x {args.length} tokens, {args.repeats} alternating repeats")
     for precision in ("fp32", "bf16"):
+        missing = bf16_support(device) if precision == "bf16" else None
+        if missing:  # emulated bf16 is several times slower than fp32: nothing to learn from timing it
+            print(f"bf16: skipped, {missing}")
+            continue
         try:  # one untimed step of each first: allocation and dispatch warm-up
             sequential(precision), batched(precision)
         except RuntimeError as exc:
