@@ -14,8 +14,7 @@ over ``--repeats``, one untimed step of each first; the output is milliseconds p
 """
 from __future__ import annotations
 
-import argparse
-import time
+from pilot_timing import clock, compare, pilot_arguments
 
 
 def main() -> None:
@@ -23,17 +22,9 @@ def main() -> None:
     from torch import nn
 
     from metaft.algorithms.outer import make_optimizer
-    from metaft.algorithms.transformer_learner import bf16_support
     from metaft.suite.models import load_backbone
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--length", type=int, default=64)
-    parser.add_argument("--precisions", default="fp32,bf16")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu_check.py runs it there)")
+    parser = pilot_arguments(__doc__.splitlines()[0])
     args = parser.parse_args()
     device = torch.device(args.device)
 
@@ -85,40 +76,24 @@ def main() -> None:
     mask[:, -min(8, args.length // 2):] = 0  # padding, as real batches have
     labels = torch.randint(0, 4, (k * args.batch,), device=device)
 
-    def clock() -> float:  # CUDA runs asynchronously: wait for the queued work before reading the time
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter()
 
     def sequential(precision: str) -> float:
-        start = clock()
+        start = clock(device)
         for _ in range(args.steps):
             for i in range(k):
                 rows = slice(i * args.batch, (i + 1) * args.batch)
                 step(one, one_head, one_opt, ids[rows], mask[rows], labels[rows], precision)
-        return (clock() - start) / (args.steps * k)
+        return (clock(device) - start) / (args.steps * k)
 
     def batched(precision: str) -> float:
-        start = clock()
+        start = clock(device)
         for _ in range(args.steps):
             step(many, many_head, many_opt, ids, mask, labels, precision)
-        return (clock() - start) / (args.steps * k)
+        return (clock(device) - start) / (args.steps * k)
 
     print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; {k} LoRA tasks, {args.steps} steps, "
           f"batch {args.batch} x {args.length} tokens per task, {args.repeats} alternating repeats")
-    for precision in args.precisions.split(","):
-        missing = bf16_support(device) if precision == "bf16" else None
-        if missing:  # emulated bf16 is several times slower than fp32: nothing to learn from timing it
-            print(f"bf16: skipped, {missing}")
-            continue
-        sequential(precision), batched(precision)  # untimed: allocation and dispatch warm-up
-        seq, bat = [], []
-        for _ in range(args.repeats):
-            seq.append(sequential(precision))
-            bat.append(batched(precision))
-        s, b = sorted(seq)[len(seq) // 2], sorted(bat)[len(bat) // 2]
-        print(f"{precision}: sequential {s * 1e3:.0f} ms per task-step, shared-base batch {b * 1e3:.0f} ms; "
-              f"speed-up {s / b:.2f}x (runs: {[round(x * 1e3) for x in seq]} vs {[round(x * 1e3) for x in bat]})")
+    compare(args, device, "shared-base batch", sequential, batched)
 
 
 if __name__ == "__main__":

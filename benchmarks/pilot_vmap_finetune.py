@@ -13,26 +13,19 @@ the output is milliseconds per task-step and the ratio, for fp32 and bf16 autoca
 """
 from __future__ import annotations
 
-import argparse
 import copy
-import time
+
+from pilot_timing import clock, compare, pilot_arguments
 
 
 def main() -> None:
     import torch
     from torch.func import functional_call, grad, stack_module_state, vmap
 
-    from metaft.algorithms.transformer_learner import bf16_support
     from metaft.suite.models import load_backbone
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--length", type=int, default=64)
+    parser = pilot_arguments(__doc__.splitlines()[0])
     parser.add_argument("--attention", default="sdpa", help="attention implementation (sdpa or eager)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (benchmarks/gpu_check.py runs it there)")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -62,13 +55,8 @@ def main() -> None:
     mask[:, :, -min(8, args.length // 2):] = 0  # padding, as real batches have
     labels = torch.randint(0, ways, (k, args.batch), device=device)
 
-    def clock() -> float:  # CUDA runs asynchronously: wait for the queued work before reading the time
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter()
-
     def sequential(precision: str) -> float:
-        start = clock()
+        start = clock(device)
         for _ in range(args.steps):
             for i, model in enumerate(models):
                 loss = torch.nn.functional.cross_entropy(model(ids[i], mask[i], precision), labels[i])
@@ -78,7 +66,7 @@ def main() -> None:
                     for p in model.parameters():
                         if p.grad is not None:  # (the pooler is not on the path)
                             p -= lr * p.grad
-        return (clock() - start) / (args.steps * k)
+        return (clock(device) - start) / (args.steps * k)
 
     params, buffers = stack_module_state(models)
     base = copy.deepcopy(models[0]).to("meta")
@@ -88,33 +76,17 @@ def main() -> None:
 
     def batched(precision: str) -> float:
         step = vmap(grad(lambda p, b, x, m, y: loss_of(p, b, x, m, y, precision)), randomness="different")
-        start = clock()
+        start = clock(device)
         for _ in range(args.steps):
             grads = step(params, buffers, ids, mask, labels)
             with torch.no_grad():
                 for name, g in grads.items():
                     params[name] -= lr * g
-        return (clock() - start) / (args.steps * k)
+        return (clock(device) - start) / (args.steps * k)
 
     print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; {k} tasks, {args.steps} steps, batch "
           f"{args.batch} x {args.length} tokens, {args.repeats} alternating repeats")
-    for precision in ("fp32", "bf16"):
-        missing = bf16_support(device) if precision == "bf16" else None
-        if missing:  # emulated bf16 is several times slower than fp32: nothing to learn from timing it
-            print(f"bf16: skipped, {missing}")
-            continue
-        try:  # one untimed step of each first: allocation and dispatch warm-up
-            sequential(precision), batched(precision)
-        except RuntimeError as exc:
-            print(f"{precision}: the vmapped step fails here: {str(exc).splitlines()[0]}")
-            continue
-        seq, bat = [], []
-        for _ in range(args.repeats):
-            seq.append(sequential(precision))
-            bat.append(batched(precision))
-        s, b = sorted(seq)[len(seq) // 2], sorted(bat)[len(bat) // 2]
-        print(f"{precision}: sequential {s * 1e3:.0f} ms per task-step, vmapped {b * 1e3:.0f} ms; "
-              f"speed-up {s / b:.2f}x (runs: {[round(x * 1e3) for x in seq]} vs {[round(x * 1e3) for x in bat]})")
+    compare(args, device, "vmapped", sequential, batched)
 
 
 if __name__ == "__main__":
