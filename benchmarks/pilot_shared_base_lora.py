@@ -91,9 +91,7 @@ def main() -> None:
             step(many, many_head, many_opt, ids, mask, labels, precision)
         return (clock(device) - start) / (args.steps * k)
 
-    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; {k} LoRA tasks, {args.steps} steps, "
-          f"batch {args.batch} x {args.length} tokens per task, {args.repeats} alternating repeats")
-    compare(args, device, "shared-base batch", sequential, batched)
+    compare(args, device, "LoRA tasks", "shared-base batch", sequential, batched)
 
 
 if __name__ == "__main__":

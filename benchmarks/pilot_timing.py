@@ -29,13 +29,17 @@ def clock(device) -> float:
     return time.perf_counter()
 
 
-def compare(args: argparse.Namespace, device, batched_name: str, sequential: Callable[[str], float],
-            batched: Callable[[str], float]) -> None:
-    """Per precision: one untimed call of each (allocation and dispatch warm-up), then ``repeats``
+def compare(args: argparse.Namespace, device, tasks_name: str, batched_name: str,
+            sequential: Callable[[str], float], batched: Callable[[str], float]) -> None:
+    """A header line (versions, device, sizes), then per precision: one untimed call of each (allocation and dispatch warm-up), then ``repeats``
     alternating timed calls; each returns seconds per task-step. bf16 is skipped where the device
     lacks it natively (emulated bf16 is several times slower than fp32: nothing to learn from it)."""
+    import torch
+
     from metaft.algorithms.transformer_learner import bf16_support
 
+    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; {args.tasks} {tasks_name}, "
+          f"{args.steps} steps, batch {args.batch} x {args.length} tokens per task, {args.repeats} alternating repeats")
     for precision in args.precisions.split(","):
         missing = bf16_support(device) if precision == "bf16" else None
         if missing:

@@ -84,9 +84,7 @@ def main() -> None:
                     params[name] -= lr * g
         return (clock(device) - start) / (args.steps * k)
 
-    print(f"torch {torch.__version__}, {args.device}, {torch.get_num_threads()} threads; {k} tasks, {args.steps} steps, batch "
-          f"{args.batch} x {args.length} tokens, {args.repeats} alternating repeats")
-    compare(args, device, "vmapped", sequential, batched)
+    compare(args, device, "tasks", "vmapped", sequential, batched)
 
 
 if __name__ == "__main__":
